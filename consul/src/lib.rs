@@ -1,0 +1,43 @@
+//! A small client for the parts of Consul's HTTP API that Berth uses.
+//!
+//! - [`catalog`]: blocking queries on the service list and on each service's health, for the
+//!   control plane's watch.
+//! - [`agent`]: registering, listing and removing services (and their checks) on the local Consul
+//!   agent, for `berth-agent`.
+//!
+//! It is not a general Consul SDK: it speaks only the endpoints above, and leaves retry policy to
+//! the caller (a control plane and a host agent want different ones). Every error names the URL it
+//! concerns, so an operator can reproduce it with `curl`.
+
+pub mod agent;
+pub mod catalog;
+mod client;
+mod error;
+
+pub use client::{Client, Indexed};
+pub use error::Error;
+
+/// The index to send with the next blocking query, given the one we sent and the one Consul
+/// returned, following Consul's documented rules: an index that goes backwards (a snapshot
+/// restore, a leader change) resets the watch to the beginning, and an index is never below 1.
+pub fn next_index(previous: u64, returned: u64) -> u64 {
+    if returned < previous {
+        0
+    } else {
+        returned.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_index;
+
+    #[test]
+    fn index_moves_forward_and_resets_when_it_goes_back() {
+        assert_eq!(next_index(0, 0), 1);
+        assert_eq!(next_index(0, 10), 10);
+        assert_eq!(next_index(10, 10), 10);
+        assert_eq!(next_index(10, 12), 12);
+        assert_eq!(next_index(10, 3), 0);
+    }
+}

@@ -1,0 +1,153 @@
+//! Weighted round robin over a cluster's endpoints.
+//!
+//! For: choosing which endpoint of a cluster serves the next request, in O(1) with one atomic
+//! increment and no lock. The order is precomputed when a route table is built (smooth weighted
+//! round robin, as in nginx), so picking is an index into a slot sequence.
+//! Not for: health checking or outlier detection; the control plane sends healthy endpoints only.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Upper bound on the length of a slot sequence. Weights whose (reduced) sum exceeds it are scaled
+/// down proportionally, so a cluster with absurd weights cannot blow up memory.
+const MAX_SLOTS: u64 = 4096;
+
+/// A precomputed pick order plus the shared position in it.
+#[derive(Debug)]
+pub(crate) struct Balancer {
+    /// Endpoint indices in the order they are picked; one full cycle honours every weight exactly.
+    slots: Box<[u32]>,
+    /// Position in `slots`; shared with the balancer of the previous table when the endpoints did
+    /// not change, so a table swap does not restart the rotation.
+    next: Arc<AtomicUsize>,
+}
+
+impl Balancer {
+    /// Builds the slot sequence for endpoints with these weights (a weight of 0 counts as 1).
+    pub(crate) fn new(weights: &[u32], next: Arc<AtomicUsize>) -> Self {
+        Self {
+            slots: smooth_weighted_slots(weights).into_boxed_slice(),
+            next,
+        }
+    }
+
+    /// A fresh position counter, for a balancer that shares nothing with a previous table.
+    pub(crate) fn fresh_counter() -> Arc<AtomicUsize> {
+        Arc::new(AtomicUsize::new(0))
+    }
+
+    /// The position counter, to hand to the next table's balancer for the same endpoints.
+    pub(crate) fn counter(&self) -> &Arc<AtomicUsize> {
+        &self.next
+    }
+
+    /// The index of the endpoint to use next, or `None` if there are no endpoints.
+    #[inline]
+    pub(crate) fn pick(&self) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(self.slots[n % self.slots.len()] as usize)
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Smooth weighted round robin: each round, every endpoint gains its weight, the one with the most
+/// credit is picked and pays the total. Weights are first reduced by their common divisor, so equal
+/// weights give plain round robin `0, 1, 2, ...`.
+fn smooth_weighted_slots(weights: &[u32]) -> Vec<u32> {
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    let mut w: Vec<u64> = weights.iter().map(|&w| u64::from(w.max(1))).collect();
+    let divisor = w.iter().copied().fold(0, gcd);
+    w.iter_mut().for_each(|x| *x /= divisor);
+    let mut total: u64 = w.iter().sum();
+    if total > MAX_SLOTS {
+        w.iter_mut().for_each(|x| *x = (*x * MAX_SLOTS / total).max(1));
+        total = w.iter().sum();
+    }
+    let w: Vec<i64> = w.into_iter().map(|x| x as i64).collect();
+    let total = total as i64;
+    let mut credit = vec![0i64; w.len()];
+    let mut slots = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for i in 0..w.len() {
+            credit[i] += w[i];
+            if credit[i] > credit[best] {
+                best = i;
+            }
+        }
+        credit[best] -= total;
+        slots.push(best as u32);
+    }
+    slots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(weights: &[u32], picks: usize) -> Vec<usize> {
+        let b = Balancer::new(weights, Balancer::fresh_counter());
+        let mut counts = vec![0; weights.len()];
+        for _ in 0..picks {
+            counts[b.pick().expect("has endpoints")] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn equal_weights_are_plain_round_robin() {
+        assert_eq!(counts(&[1, 1, 1], 300), [100, 100, 100]);
+        assert_eq!(counts(&[5, 5, 5], 300), [100, 100, 100]);
+        let b = Balancer::new(&[1, 1, 1], Balancer::fresh_counter());
+        let order: Vec<_> = (0..6).map(|_| b.pick().unwrap()).collect();
+        assert_eq!(order, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn zero_weight_counts_as_one() {
+        assert_eq!(counts(&[0, 1], 100), [50, 50]);
+    }
+
+    #[test]
+    fn weights_are_honoured_exactly_per_cycle() {
+        assert_eq!(counts(&[1, 2, 3], 600), [100, 200, 300]);
+        assert_eq!(counts(&[5, 1, 1], 700), [500, 100, 100]);
+    }
+
+    #[test]
+    fn smooth_order_interleaves() {
+        // nginx's classic example: weights 5, 1, 1 give a, a, b, a, c, a, a.
+        assert_eq!(smooth_weighted_slots(&[5, 1, 1]), [0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn huge_weights_are_bounded() {
+        let slots = smooth_weighted_slots(&[u32::MAX, 1, u32::MAX - 1]);
+        assert!(slots.len() as u64 <= MAX_SLOTS + 3);
+        assert!(slots.contains(&1), "every endpoint keeps at least one slot");
+    }
+
+    #[test]
+    fn no_endpoints() {
+        assert_eq!(Balancer::new(&[], Balancer::fresh_counter()).pick(), None);
+    }
+
+    #[test]
+    fn shared_counter_continues_rotation() {
+        let a = Balancer::new(&[1, 1, 1], Balancer::fresh_counter());
+        assert_eq!(a.pick(), Some(0));
+        let b = Balancer::new(&[1, 1, 1], a.counter().clone());
+        assert_eq!(b.pick(), Some(1));
+    }
+}

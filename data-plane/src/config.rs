@@ -1,0 +1,466 @@
+//! Command-line flags and their parsing.
+//!
+//! For: turning flags (or their `BERTH_PROXY_*` environment variables) into a validated [`Config`],
+//! so that every bad value stops the binary at start with an error naming the flag and the value.
+//! Not for: binding sockets (see `listener` and `admin`) or anything that happens after start.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use thiserror::Error;
+
+/// The flags, as clap parses them. Validation that needs more than one value lives in
+/// [`Cli::into_config`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth-proxy",
+    version,
+    about = "Berth's data plane: an HTTP reverse proxy that routes requests to containers by Host.",
+    long_about = "Berth's data plane: an HTTP reverse proxy that routes requests to containers by Host.\n\n\
+        berth-proxy holds no configuration of its own. It connects to berth-control (the control plane), \
+        receives the complete routing state as snapshots, and forwards each request to a backend of the \
+        route matching the request's Host and path. When the control plane is unreachable it keeps routing \
+        by the last snapshot it received and reconnects in the background.\n\n\
+        Every flag can also be set with an environment variable, shown as [env: ...] below. \
+        Log verbosity is set with RUST_LOG (default: info), for example RUST_LOG=berth_proxy=debug.",
+    after_help = "Admin endpoints (on --admin-addr): GET /healthz (200 once a snapshot is applied, 503 before), \
+        GET /api/snapshot (the routing state in JSON)."
+)]
+pub(crate) struct Cli {
+    /// Control-plane (berth-control) gRPC address(es) to fetch routes from, as http:// URLs.
+    /// Give several, comma-separated, for failover: on every (re)connect the proxy tries the next one in
+    /// the list.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_CONTROL_PLANE",
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:18000",
+        value_parser = parse_control_plane
+    )]
+    pub control_plane: Vec<ControlPlaneUrl>,
+
+    /// Where to accept HTTP traffic, as NAME=ADDRESS (for example http=0.0.0.0:80). Repeat the flag (or
+    /// separate with commas) to listen on several addresses. NAME is the entrypoint name that routes refer
+    /// to: a route limited to entrypoint "web" is only served on the entrypoint named "web". Both
+    /// HTTP/1.1 and cleartext HTTP/2 (h2c) are accepted.
+    #[arg(
+        long = "entrypoint",
+        env = "BERTH_PROXY_ENTRYPOINT",
+        value_name = "NAME=ADDRESS",
+        value_delimiter = ',',
+        default_value = "http=0.0.0.0:80",
+        value_parser = parse_entrypoint
+    )]
+    pub entrypoints: Vec<EntrypointSpec>,
+
+    /// Address of the admin HTTP server (health check and routing state). Keep it private: it is
+    /// meant for operators and orchestrators, not for the public.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_ADMIN_ADDR",
+        value_name = "ADDRESS",
+        default_value = "127.0.0.1:18081"
+    )]
+    pub admin_addr: SocketAddr,
+
+    /// Name this proxy reports to the control plane, shown in its admin API and logs. Defaults to this
+    /// machine's host name.
+    #[arg(long, env = "BERTH_PROXY_NODE_ID", value_name = "NAME")]
+    pub node_id: Option<String>,
+
+    /// How long to wait for a TCP connection to a backend (and to the control plane) before giving up.
+    /// A backend that does not accept in time gets the client a 504. Examples: 500ms, 2s.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_CONNECT_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "2s",
+        value_parser = parse_duration
+    )]
+    pub connect_timeout: Duration,
+
+    /// How long to wait for a backend's response headers, counted from the moment the request is
+    /// forwarded (connecting included). Past it the client gets a 504. The response body, once
+    /// started, is not limited. Examples: 30s, 1m.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_REQUEST_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub request_timeout: Duration,
+
+    /// On SIGTERM or SIGINT the proxy stops accepting connections and lets requests in flight finish
+    /// for at most this long before exiting. Examples: 10s, 1m.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_DRAIN_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub drain_timeout: Duration,
+}
+
+/// The validated configuration the rest of the binary runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub control_planes: Vec<ControlPlaneUrl>,
+    pub entrypoints: Vec<EntrypointSpec>,
+    pub admin_addr: SocketAddr,
+    pub node_id: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// One `--entrypoint NAME=ADDRESS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EntrypointSpec {
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// One control-plane address, checked to be an `http://host:port` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ControlPlaneUrl(String);
+
+impl ControlPlaneUrl {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ControlPlaneUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Errors found after parsing, when the flags are looked at together.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub(crate) enum ConfigError {
+    #[error("--entrypoint: the name {0:?} is given more than once")]
+    DuplicateEntrypoint(String),
+    #[error("--entrypoint {name}={addr}: the address is already used by entrypoint {other:?}")]
+    DuplicateAddress {
+        name: String,
+        addr: SocketAddr,
+        other: String,
+    },
+    #[error("--control-plane: at least one URL is needed")]
+    NoControlPlane,
+    #[error("--entrypoint: at least one entrypoint is needed")]
+    NoEntrypoint,
+    #[error("--node-id: must not be empty")]
+    EmptyNodeId,
+}
+
+impl Cli {
+    /// Checks what single-value parsers cannot and fills in defaults that depend on the machine.
+    pub(crate) fn into_config(self) -> Result<Config, ConfigError> {
+        if self.control_plane.is_empty() {
+            return Err(ConfigError::NoControlPlane);
+        }
+        if self.entrypoints.is_empty() {
+            return Err(ConfigError::NoEntrypoint);
+        }
+        for (i, ep) in self.entrypoints.iter().enumerate() {
+            if let Some(other) = self.entrypoints[..i].iter().find(|o| o.name == ep.name) {
+                return Err(ConfigError::DuplicateEntrypoint(other.name.clone()));
+            }
+            // Port 0 asks the kernel for a free port, so it may repeat.
+            let same_addr = |o: &&EntrypointSpec| o.addr == ep.addr && ep.addr.port() != 0;
+            if let Some(other) = self.entrypoints[..i].iter().find(same_addr) {
+                return Err(ConfigError::DuplicateAddress {
+                    name: ep.name.clone(),
+                    addr: ep.addr,
+                    other: other.name.clone(),
+                });
+            }
+        }
+        let node_id = match self.node_id {
+            Some(id) if id.trim().is_empty() => return Err(ConfigError::EmptyNodeId),
+            Some(id) => id,
+            None => host_name(),
+        };
+        Ok(Config {
+            control_planes: self.control_plane,
+            entrypoints: self.entrypoints,
+            admin_addr: self.admin_addr,
+            node_id,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            drain_timeout: self.drain_timeout,
+        })
+    }
+}
+
+/// This machine's host name: the kernel's, else `$HOSTNAME`, else a fixed fallback.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "berth-proxy".to_owned())
+}
+
+/// Parses `NAME=ADDRESS`.
+pub(crate) fn parse_entrypoint(s: &str) -> Result<EntrypointSpec, String> {
+    let Some((name, addr)) = s.split_once('=') else {
+        return Err(format!(
+            "expected NAME=ADDRESS (for example http=0.0.0.0:80), but {s:?} has no address"
+        ));
+    };
+    let (name, addr) = (name.trim(), addr.trim());
+    if name.is_empty() {
+        return Err(format!("expected NAME=ADDRESS, but the name in {s:?} is empty"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(format!(
+            "entrypoint name {name:?} may only contain letters, digits, '-', '_' and '.'"
+        ));
+    }
+    if addr.is_empty() {
+        return Err(format!(
+            "expected NAME=ADDRESS (for example {name}=0.0.0.0:80), but the address is empty"
+        ));
+    }
+    let addr = addr.parse::<SocketAddr>().map_err(|_| {
+        format!("{addr:?} is not an IP address with a port (for example 0.0.0.0:80 or [::]:8080)")
+    })?;
+    Ok(EntrypointSpec {
+        name: name.to_owned(),
+        addr,
+    })
+}
+
+/// Parses a control-plane URL: `http://host:port`, optionally with a trailing `/`.
+pub(crate) fn parse_control_plane(s: &str) -> Result<ControlPlaneUrl, String> {
+    let s = s.trim();
+    let uri = s
+        .parse::<http::Uri>()
+        .map_err(|e| format!("{s:?} is not a URL ({e}); expected for example http://127.0.0.1:18000"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "{s:?}: https is not supported, this build speaks plain http:// only"
+            ))
+        }
+        Some(other) => return Err(format!("{s:?}: unsupported scheme {other:?}, expected http://")),
+        None => {
+            return Err(format!(
+                "{s:?} has no scheme; expected for example http://127.0.0.1:18000"
+            ))
+        }
+    }
+    match uri.authority() {
+        Some(a) if !a.host().is_empty() => {}
+        _ => {
+            return Err(format!(
+                "{s:?} has no host; expected for example http://127.0.0.1:18000"
+            ))
+        }
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(format!(
+            "{s:?}: a control-plane URL has no path; expected for example http://127.0.0.1:18000"
+        ));
+    }
+    Ok(ControlPlaneUrl(s.trim_end_matches('/').to_owned()))
+}
+
+/// Parses a duration such as `500ms`, `2s`, `1.5s`, `1m` or `1h`. Zero is rejected: every duration
+/// this binary takes is a timeout.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let help = "expected a number followed by a unit: ms, s, m or h (for example 500ms, 2s, 1m)";
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: {help}"))?;
+    let seconds_per_unit = match unit.trim() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "" => return Err(format!("{s:?} has no unit: {help}")),
+        other => return Err(format!("{s:?} has an unknown unit {other:?}: {help}")),
+    };
+    let duration = Duration::try_from_secs_f64(value * seconds_per_unit)
+        .map_err(|_| format!("{s:?} is out of range: {help}"))?;
+    if duration.is_zero() {
+        return Err(format!("{s:?}: must be greater than zero"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("berth-proxy").chain(args.iter().copied()))
+    }
+
+    fn error_text(args: &[&str]) -> String {
+        match parse(args) {
+            Ok(cli) => panic!("expected an error for {args:?}, got {cli:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let cfg = parse(&[])
+            .expect("defaults parse")
+            .into_config()
+            .expect("defaults are valid");
+        assert_eq!(
+            cfg.control_planes,
+            vec![ControlPlaneUrl("http://127.0.0.1:18000".into())]
+        );
+        assert_eq!(
+            cfg.entrypoints,
+            vec![EntrypointSpec {
+                name: "http".into(),
+                addr: "0.0.0.0:80".parse().unwrap()
+            }]
+        );
+        assert_eq!(cfg.admin_addr, "127.0.0.1:18081".parse().unwrap());
+        assert_eq!(cfg.connect_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.request_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.drain_timeout, Duration::from_secs(10));
+        assert!(!cfg.node_id.is_empty());
+    }
+
+    #[test]
+    fn repeated_and_comma_separated_values() {
+        let cfg = parse(&[
+            "--entrypoint",
+            "http=127.0.0.1:8080",
+            "--entrypoint",
+            "web=127.0.0.1:8081,admin-ish=[::1]:8082",
+            "--control-plane",
+            "http://10.0.0.1:18000,http://cp.example:18000/",
+            "--node-id",
+            "edge-1",
+            "--connect-timeout",
+            "500ms",
+            "--request-timeout",
+            "1m",
+        ])
+        .expect("parses")
+        .into_config()
+        .expect("valid");
+        let names: Vec<_> = cfg.entrypoints.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["http", "web", "admin-ish"]);
+        assert_eq!(cfg.control_planes[1].as_str(), "http://cp.example:18000");
+        assert_eq!(cfg.node_id, "edge-1");
+        assert_eq!(cfg.connect_timeout, Duration::from_millis(500));
+        assert_eq!(cfg.request_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn entrypoint_without_address_names_flag_and_value() {
+        let text = error_text(&["--entrypoint", "http"]);
+        assert!(text.contains("--entrypoint"), "{text}");
+        assert!(text.contains("'http'"), "{text}");
+        assert!(text.contains("no address"), "{text}");
+    }
+
+    #[test]
+    fn entrypoint_with_bad_address() {
+        let text = error_text(&["--entrypoint", "http=localhost:80"]);
+        assert!(
+            text.contains("--entrypoint") && text.contains("localhost:80"),
+            "{text}"
+        );
+        let text = error_text(&["--entrypoint", "http=1.2.3.4"]);
+        assert!(text.contains("not an IP address with a port"), "{text}");
+        let text = error_text(&["--entrypoint", "=1.2.3.4:80"]);
+        assert!(text.contains("name"), "{text}");
+        let text = error_text(&["--entrypoint", "http="]);
+        assert!(text.contains("address is empty"), "{text}");
+    }
+
+    #[test]
+    fn duplicate_entrypoints() {
+        let err = parse(&["--entrypoint", "a=127.0.0.1:1", "--entrypoint", "a=127.0.0.1:2"])
+            .expect("parses")
+            .into_config()
+            .expect_err("duplicate name");
+        assert_eq!(err, ConfigError::DuplicateEntrypoint("a".into()));
+        let err = parse(&["--entrypoint", "a=127.0.0.1:1", "--entrypoint", "b=127.0.0.1:1"])
+            .expect("parses")
+            .into_config()
+            .expect_err("duplicate address");
+        assert!(
+            err.to_string().contains("already used by entrypoint \"a\""),
+            "{err}"
+        );
+        parse(&["--entrypoint", "a=127.0.0.1:0", "--entrypoint", "b=127.0.0.1:0"])
+            .expect("parses")
+            .into_config()
+            .expect("port 0 may repeat");
+    }
+
+    #[test]
+    fn bad_control_plane_urls() {
+        for (value, expect) in [
+            ("127.0.0.1:18000", "no scheme"),
+            ("https://cp:18000", "https is not supported"),
+            ("ftp://cp:18000", "unsupported scheme"),
+            ("http://", "not a URL"),
+            ("http://cp:18000/v1", "no path"),
+            ("http://exa mple:1", "not a URL"),
+        ] {
+            let text = error_text(&["--control-plane", value]);
+            assert!(text.contains("--control-plane"), "{value}: {text}");
+            assert!(text.contains(expect), "{value}: expected {expect:?} in {text}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("2").unwrap_err().contains("no unit"));
+        assert!(parse_duration("2 days").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("fast").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("0s").unwrap_err().contains("greater than zero"));
+        let text = error_text(&["--request-timeout", "soon"]);
+        assert!(
+            text.contains("--request-timeout") && text.contains("soon"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn empty_node_id() {
+        let err = parse(&["--node-id", " "])
+            .expect("parses")
+            .into_config()
+            .expect_err("empty");
+        assert_eq!(err, ConfigError::EmptyNodeId);
+    }
+}

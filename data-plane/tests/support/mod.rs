@@ -1,0 +1,693 @@
+//! Test fixtures: a scriptable control plane, HTTP backends, and the real `berth-proxy` binary run
+//! as a child process. Everything listens on 127.0.0.1 only.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_proto::v1::route_discovery_server::{RouteDiscovery, RouteDiscoveryServer};
+use berth_proto::v1::{
+    proxy_message, route_update, Ack, Cluster, Endpoint, Hello, Nack, ProxyMessage, Route, RouteUpdate,
+    Snapshot, UpToDate,
+};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::Stream;
+
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Polls `check` until it returns `Some`, failing the test after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshot builders
+
+pub fn endpoint(addr: SocketAddr) -> Endpoint {
+    Endpoint {
+        address: addr.ip().to_string(),
+        port: u32::from(addr.port()),
+        weight: 1,
+        id: addr.to_string(),
+    }
+}
+
+pub fn cluster(name: &str, endpoints: Vec<Endpoint>) -> Cluster {
+    Cluster {
+        name: name.into(),
+        endpoints,
+    }
+}
+
+pub fn route(name: &str, hosts: &[&str], path_prefix: &str, cluster: &str) -> Route {
+    Route {
+        name: name.into(),
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        path_prefix: path_prefix.into(),
+        entrypoints: vec![],
+        cluster: cluster.into(),
+        service: name.into(),
+    }
+}
+
+pub fn update(version: &str, nonce: &str, routes: Vec<Route>, clusters: Vec<Cluster>) -> RouteUpdate {
+    RouteUpdate {
+        version: version.into(),
+        nonce: nonce.into(),
+        body: Some(route_update::Body::Snapshot(Snapshot { routes, clusters })),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control plane
+
+/// What the fake control plane saw from proxies.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    Hello(Hello),
+    Ack(Ack),
+    Nack(Nack),
+}
+
+/// A RouteDiscovery server that sends the latest pushed update to every stream (like the real one:
+/// latest state only, `up_to_date` when the Hello names the current version).
+pub struct FakeControlPlane {
+    pub addr: SocketAddr,
+    current: watch::Sender<Option<RouteUpdate>>,
+    kill: watch::Sender<bool>,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    server: JoinHandle<()>,
+}
+
+struct Service {
+    current: watch::Receiver<Option<RouteUpdate>>,
+    kill: watch::Receiver<bool>,
+    seen: mpsc::UnboundedSender<Seen>,
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<RouteUpdate, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl RouteDiscovery for Service {
+    type StreamStream = UpdateStream;
+
+    async fn stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<ProxyMessage>>,
+    ) -> Result<tonic::Response<UpdateStream>, tonic::Status> {
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await?.and_then(|m| m.kind) {
+            Some(proxy_message::Kind::Hello(hello)) => hello,
+            _ => return Err(tonic::Status::invalid_argument("first message must be a Hello")),
+        };
+        let _ = self.seen.send(Seen::Hello(hello.clone()));
+        let seen = self.seen.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(message)) = inbound.message().await {
+                let event = match message.kind {
+                    Some(proxy_message::Kind::Ack(ack)) => Seen::Ack(ack),
+                    Some(proxy_message::Kind::Nack(nack)) => Seen::Nack(nack),
+                    Some(proxy_message::Kind::Hello(hello)) => Seen::Hello(hello),
+                    None => continue,
+                };
+                let _ = seen.send(event);
+            }
+        });
+        let (tx, rx) = mpsc::channel(4);
+        let mut current = self.current.clone();
+        let mut kill = self.kill.clone();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let update = current.borrow_and_update().clone();
+                if let Some(mut update) = update {
+                    if first && update.version == hello.version {
+                        update.body = Some(route_update::Body::UpToDate(UpToDate {}));
+                        update.nonce = format!("{}-up-to-date", update.nonce);
+                    }
+                    if tx.send(Ok(update)).await.is_err() {
+                        return;
+                    }
+                }
+                first = false;
+                tokio::select! {
+                    changed = current.changed() => if changed.is_err() { return },
+                    _ = async { let _ = kill.wait_for(|k| *k).await; } => {
+                        let _ = tx.send(Err(tonic::Status::unavailable("control plane going away"))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+impl FakeControlPlane {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind control plane");
+        let addr = listener.local_addr().expect("local addr");
+        let (current, current_rx) = watch::channel(None);
+        let (kill, kill_rx) = watch::channel(false);
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        let service = Service {
+            current: current_rx,
+            kill: kill_rx,
+            seen: seen_tx,
+        };
+        let server = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(RouteDiscoveryServer::new(service))
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+        });
+        Self {
+            addr,
+            current,
+            kill,
+            seen,
+            server,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Makes `update` the current state and sends it on every open stream.
+    pub fn push(&self, update: RouteUpdate) {
+        self.current.send_replace(Some(update));
+    }
+
+    /// Ends every stream with UNAVAILABLE and stops accepting connections.
+    pub fn stop(&self) {
+        self.kill.send_replace(true);
+        self.server.abort();
+    }
+
+    /// The next message from a proxy.
+    pub async fn next_seen(&mut self) -> Seen {
+        match tokio::time::timeout(DEADLINE, self.seen.recv()).await {
+            Ok(Some(seen)) => seen,
+            Ok(None) => panic!("control plane channel closed"),
+            Err(_) => panic!("no message from the proxy within {DEADLINE:?}"),
+        }
+    }
+
+    pub async fn expect_hello(&mut self) -> Hello {
+        match self.next_seen().await {
+            Seen::Hello(hello) => hello,
+            other => panic!("expected a Hello, got {other:?}"),
+        }
+    }
+
+    pub async fn expect_ack(&mut self) -> Ack {
+        match self.next_seen().await {
+            Seen::Ack(ack) => ack,
+            other => panic!("expected an Ack, got {other:?}"),
+        }
+    }
+
+    pub async fn expect_nack(&mut self) -> Nack {
+        match self.next_seen().await {
+            Seen::Nack(nack) => nack,
+            other => panic!("expected a Nack, got {other:?}"),
+        }
+    }
+}
+
+impl Drop for FakeControlPlane {
+    fn drop(&mut self) {
+        self.kill.send_replace(true);
+        self.server.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+/// An HTTP/1.1 backend that answers with JSON describing the request it got:
+/// `{"backend": name, "path": ..., "headers": {name: value, ...}}` (repeated headers joined with
+/// `\n`). Requests to `/hold...` wait until [`Backend::release`] is called.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: String,
+    held: Arc<AtomicUsize>,
+    gate: Arc<Semaphore>,
+    task: JoinHandle<()>,
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let addr = listener.local_addr().expect("local addr");
+        let held = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Semaphore::new(0));
+        let (name_c, held_c, gate_c) = (name.to_owned(), held.clone(), gate.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (name, held, gate) = (name_c.clone(), held_c.clone(), gate_c.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (name, held, gate) = (name.clone(), held.clone(), gate.clone());
+                        async move {
+                            if req.uri().path() == "/stream" {
+                                return Ok::<_, hyper::Error>(streaming_response(gate));
+                            }
+                            if req.uri().path().starts_with("/hold") {
+                                held.fetch_add(1, Ordering::SeqCst);
+                                if let Ok(permit) = gate.acquire().await {
+                                    permit.forget();
+                                }
+                            }
+                            let mut headers = serde_json::Map::new();
+                            for key in req.headers().keys() {
+                                let values: Vec<_> = req
+                                    .headers()
+                                    .get_all(key)
+                                    .iter()
+                                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                                    .collect();
+                                headers.insert(key.to_string(), values.join("\n").into());
+                            }
+                            let path = req.uri().path().to_owned();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let json = serde_json::json!({
+                                "backend": name,
+                                "path": path,
+                                "headers": headers,
+                                "body": String::from_utf8_lossy(&body),
+                            });
+                            Ok::<_, hyper::Error>(
+                                Response::builder()
+                                    .header("content-type", "application/json")
+                                    .header("connection", "x-backend-hop")
+                                    .header("x-backend-hop", "must not reach the client")
+                                    .header("x-backend", name.as_str())
+                                    .body(Full::new(Bytes::from(json.to_string())).boxed())
+                                    .expect("response"),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            name: name.to_owned(),
+            held,
+            gate,
+            task,
+        }
+    }
+
+    /// How many `/hold` requests arrived so far.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets one held request answer.
+    pub fn release(&self) {
+        self.gate.add_permits(1);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `/stream`: sends "first" at once, then "second" once released, then ends.
+fn streaming_response(gate: Arc<Semaphore>) -> Response<BoxBody<Bytes, Infallible>> {
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"first")))).await;
+        if let Ok(permit) = gate.acquire().await {
+            permit.forget();
+        }
+        let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"second")))).await;
+    });
+    Response::new(StreamBody::new(ReceiverStream::new(rx)).boxed())
+}
+
+/// A backend that accepts connections and never answers.
+pub struct SilentBackend {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl SilentBackend {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind silent backend");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for SilentBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A listener whose accept queue is full, so new connections to it hang (Linux drops the SYN):
+/// connecting to it times out.
+pub struct BlackholeBackend {
+    pub addr: SocketAddr,
+    _listener: tokio::net::TcpListener,
+    _filler: tokio::net::TcpStream,
+}
+
+impl BlackholeBackend {
+    pub async fn start() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let listener = socket.listen(0).expect("listen");
+        let addr = listener.local_addr().expect("local addr");
+        // With a backlog of 0 one unaccepted connection fills the queue.
+        let filler = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("fill the accept queue");
+        Self {
+            addr,
+            _listener: listener,
+            _filler: filler,
+        }
+    }
+}
+
+/// An address on 127.0.0.1 where nothing listens (connections are refused).
+pub async fn dead_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proxy process
+
+/// The real binary, started with the given flags; killed (by its handle) when dropped.
+pub struct ProxyProcess {
+    child: Child,
+    pub entrypoints: HashMap<String, SocketAddr>,
+    pub admin: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Runs the binary to completion (for start-up failures) and returns its exit code and stderr.
+pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_berth-proxy"))
+        .args(args)
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berth-proxy");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+impl ProxyProcess {
+    /// Starts the proxy with one entrypoint `http` and an admin server, both on ephemeral ports,
+    /// connected to `control_planes`, plus `extra` flags. Returns once every socket is bound.
+    pub async fn start(control_planes: &[String], extra: &[&str]) -> Self {
+        let mut args = vec![
+            "--control-plane".to_owned(),
+            control_planes.join(","),
+            "--admin-addr".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--node-id".to_owned(),
+            "test-proxy".to_owned(),
+        ];
+        if !extra.contains(&"--entrypoint") {
+            args.extend(["--entrypoint".to_owned(), "http=127.0.0.1:0".to_owned()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth-proxy"))
+            .args(&args)
+            .env_clear()
+            .env("RUST_LOG", "info,berth_proxy=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn berth-proxy");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let logs_w = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[berth-proxy] {line}");
+                logs_w.lock().expect("logs").push(line);
+            }
+        });
+        let expected = args.iter().filter(|a| *a == "--entrypoint").count();
+        let logs_r = logs.clone();
+        let child_r = &mut child;
+        let (entrypoints, admin) = eventually("the proxy to bind its sockets", || {
+            let logs = logs_r.lock().expect("logs").clone();
+            if let Ok(Some(status)) = child_r.try_wait() {
+                panic!("berth-proxy exited at start with {status}: {logs:#?}");
+            }
+            async move {
+                let mut entrypoints = HashMap::new();
+                let mut admin = None;
+                for line in &logs {
+                    if line.contains("entrypoint listening") {
+                        let name = field(line, "entrypoint")?;
+                        let addr = field(line, "address")?.parse().ok()?;
+                        entrypoints.insert(name.to_owned(), addr);
+                    } else if line.contains("admin listening") {
+                        admin = field(line, "address")?.parse().ok();
+                    }
+                }
+                (entrypoints.len() == expected)
+                    .then_some(())
+                    .and(admin.map(|a| (entrypoints, a)))
+            }
+        })
+        .await;
+        Self {
+            child,
+            entrypoints,
+            admin,
+            logs,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// Sends SIGTERM to this child (by pid).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the child to exit and returns its exit code.
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        let child = &mut self.child;
+        let status = eventually("the proxy to exit", || {
+            let status = child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await;
+        status.code()
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.entrypoints["http"]
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, String) {
+        let (status, _, body) = get(self.admin, "127.0.0.1", path, &[])
+            .await
+            .expect("admin request");
+        (status, body)
+    }
+
+    pub async fn snapshot_json(&self) -> serde_json::Value {
+        let (status, body) = self.admin_get("/api/snapshot").await;
+        assert_eq!(status, StatusCode::OK);
+        serde_json::from_str(&body).expect("snapshot JSON")
+    }
+
+    /// Waits until the admin API reports this version as applied.
+    pub async fn wait_version(&self, version: &str) {
+        eventually(&format!("version {version} to be applied"), || async {
+            (self.snapshot_json().await["version"] == version).then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `name=value` in a tracing log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    let rest = &line[start..];
+    Some(rest.split_whitespace().next()?.trim_matches('"'))
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client
+
+pub type Headers = http::HeaderMap;
+
+/// One HTTP/1.1 GET to `addr` with the given Host header. A fresh client each time, so tests do not
+/// depend on connection reuse.
+pub async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(StatusCode, Headers, String), hyper_util::client::legacy::Error> {
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = Request::get(format!("http://{addr}{path}")).header("host", host);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = client
+        .request(builder.body(Empty::new()).expect("request"))
+        .await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    Ok((
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+/// Like [`get`], panicking on transport errors.
+pub async fn must_get(addr: SocketAddr, host: &str, path: &str) -> (StatusCode, Headers, String) {
+    get(addr, host, path, &[])
+        .await
+        .expect("request through the proxy")
+}
+
+/// The JSON a [`Backend`] answered with.
+pub fn echo(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not a backend echo ({e}): {body}"))
+}
+
+/// One HTTP/2 (h2c, prior knowledge) GET to `addr` with `authority` as `:authority` and no Host.
+pub async fn get_h2(addr: SocketAddr, authority: &str, path: &str) -> (StatusCode, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let request = Request::get(format!("http://{authority}{path}"))
+        .version(http::Version::HTTP_2)
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("h2 request");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Starts a GET and returns the response with its body unread.
+pub async fn get_streaming(addr: SocketAddr, host: &str, path: &str) -> Response<Incoming> {
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::get(format!("http://{addr}{path}"))
+        .header("host", host)
+        .body(Empty::new())
+        .expect("request");
+    client.request(request).await.expect("request through the proxy")
+}
+
+/// Sends a POST with `body` and returns the status and response body.
+pub async fn post(addr: SocketAddr, host: &str, path: &str, body: Bytes) -> (StatusCode, String) {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::post(format!("http://{addr}{path}"))
+        .header("host", host)
+        .body(Full::new(body))
+        .expect("request");
+    let response = client.request(request).await.expect("request through the proxy");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}

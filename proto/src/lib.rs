@@ -1,0 +1,14 @@
+//! The route discovery contract between `berth-control` and `berth-proxy`.
+//!
+//! The protocol itself (message order, versions, nonces, ACK/NACK, reconnect) is documented at the
+//! top of `proto/berth/routes/v1/routes.proto`. This crate holds the generated messages and the one
+//! piece of logic both sides must agree on: how a snapshot's version is derived from its content.
+
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("berth.routes.v1");
+}
+
+mod version;
+
+pub use version::{canonicalize, version_of};

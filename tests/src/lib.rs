@@ -1,0 +1,239 @@
+//! The end-to-end test harness: real processes on 127.0.0.1, stopped when the test ends.
+//!
+//! - [`Consul`]: a Consul agent in dev mode with its own ports and data directory.
+//! - [`Proc`]: a child process with its output captured to a log file; killed (by its pid, via the
+//!   handle) when dropped, and its log printed if the test is failing.
+//! - [`ControlPlane`], [`Proxy`], [`Backend`]: the Berth binaries and the demo backend, with their
+//!   ports chosen free and helpers to query them.
+//! - [`wait_until`]: the only way tests wait: poll a condition until a deadline.
+//!
+//! Binaries come from the cargo target directory this test runs from (`target/debug`), so the
+//! test command builds them first (`cargo build --workspace --bins`).
+
+pub mod article;
+pub mod consul;
+pub mod docker;
+pub mod http;
+pub mod proc;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use consul::Consul;
+pub use proc::Proc;
+
+pub use anyhow::{anyhow, bail, Context, Result};
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// The root of the workspace.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Path of a binary of this workspace, built in the same profile as the running test.
+pub fn bin(name: &str) -> PathBuf {
+    // current_exe is target/<profile>/deps/<test>-<hash>; binaries live in target/<profile>/.
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("test binary lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`), \
+         or run the suite with scripts/test.sh",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` every 50ms until it returns `Some`, or fails after `timeout` with `what` in the
+/// message (and the last error `check` reported, if any).
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if Instant::now() >= deadline {
+            return Err(match last_error {
+                Some(e) => anyhow!("timed out after {timeout:?} waiting for {what}; last error: {e:#}"),
+                None => anyhow!("timed out after {timeout:?} waiting for {what}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A scratch directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let base = workspace_root().join("target").join("e2e");
+        let dir = base.join(format!("{prefix}-{}-{}", std::process::id(), fastish_id()));
+        std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn fastish_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    (u64::from(nanos) << 8) + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The berth-control process under test.
+pub struct ControlPlane {
+    pub proc: Proc,
+    pub grpc_addr: String,
+    pub admin_addr: String,
+}
+
+impl ControlPlane {
+    /// Starts berth-control against `consul` with free ports; `extra` flags are appended.
+    pub fn start(consul: &Consul, extra: &[&str]) -> Result<ControlPlane> {
+        Self::start_on(consul, free_port(), extra)
+    }
+
+    /// Like [`ControlPlane::start`] on a given gRPC port (to restart one where proxies expect it).
+    pub fn start_on(consul: &Consul, grpc_port: u16, extra: &[&str]) -> Result<ControlPlane> {
+        let grpc_addr = format!("127.0.0.1:{grpc_port}");
+        let admin_addr = format!("127.0.0.1:{}", free_port());
+        let mut args = vec!["--consul-addr", consul.http_addr.as_str(), "--grpc-addr", &grpc_addr, "--admin-addr", &admin_addr];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn("berth-control", &bin("berth-control"), &args, &[])?;
+        Ok(ControlPlane { proc, grpc_addr, admin_addr })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub async fn snapshot(&self) -> Result<serde_json::Value> {
+        http::get_json(&format!("http://{}/api/snapshot", self.admin_addr)).await
+    }
+
+    pub async fn proxies(&self) -> Result<serde_json::Value> {
+        http::get_json(&format!("http://{}/api/proxies", self.admin_addr)).await
+    }
+
+    /// Waits for /healthz to answer 200 (the catalog has been read).
+    pub async fn wait_ready(&self) -> Result<()> {
+        let url = format!("http://{}/healthz", self.admin_addr);
+        wait_until("berth-control /healthz to answer 200", Duration::from_secs(20), || async {
+            Ok((http::status(&url).await.ok() == Some(200)).then_some(()))
+        })
+        .await
+        .with_context(|| self.proc.logs())
+    }
+
+    /// Waits (up to 15s) until the control plane's snapshot satisfies `pred`, returning it.
+    pub async fn wait_snapshot(
+        &self,
+        what: &str,
+        mut pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let snap = self.snapshot().await;
+            match snap {
+                Ok(snap) if pred(&snap) => return Ok(snap),
+                Ok(snap) if Instant::now() >= deadline => {
+                    bail!("timed out waiting for {what}; last snapshot: {snap:#}\n{}", self.proc.logs())
+                }
+                Err(e) if Instant::now() >= deadline => bail!("timed out waiting for {what}: {e:#}"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+/// A berth-proxy process under test, with one entrypoint named `http`.
+pub struct Proxy {
+    pub proc: Proc,
+    pub http_addr: String,
+    pub admin_addr: String,
+    pub node_id: String,
+}
+
+impl Proxy {
+    /// Starts berth-proxy subscribed to `control_planes` (comma-separated URLs).
+    pub fn start(node_id: &str, control_planes: &str) -> Result<Proxy> {
+        let http_addr = format!("127.0.0.1:{}", free_port());
+        let admin_addr = format!("127.0.0.1:{}", free_port());
+        let entrypoint = format!("http={http_addr}");
+        let args = ["--control-plane", control_planes, "--entrypoint", &entrypoint, "--admin-addr", &admin_addr, "--node-id", node_id];
+        let proc = Proc::spawn(node_id, &bin("berth-proxy"), &args, &[])?;
+        Ok(Proxy { proc, http_addr, admin_addr, node_id: node_id.to_string() })
+    }
+
+    pub async fn snapshot(&self) -> Result<serde_json::Value> {
+        http::get_json(&format!("http://{}/api/snapshot", self.admin_addr)).await
+    }
+
+    /// The version the proxy routes by, if any.
+    pub async fn version(&self) -> Result<Option<String>> {
+        Ok(self.snapshot().await?["version"].as_str().map(str::to_string))
+    }
+
+    /// Waits until the proxy has applied `version`.
+    pub async fn wait_version(&self, version: &str) -> Result<()> {
+        wait_until(&format!("{} to apply version {version}", self.node_id), Duration::from_secs(15), || async {
+            Ok((self.version().await?.as_deref() == Some(version)).then_some(()))
+        })
+        .await
+        .with_context(|| self.proc.logs())
+    }
+
+    /// GET `path` through the proxy with the given Host header.
+    pub async fn get(&self, host: &str, path: &str) -> Result<http::Answer> {
+        http::get_with_host(&format!("http://{}{}", self.http_addr, path), host).await
+    }
+}
+
+/// A berth-demo backend listening on 127.0.0.1.
+pub struct Backend {
+    pub proc: Proc,
+    pub port: u16,
+    pub name: String,
+}
+
+impl Backend {
+    /// Starts a demo backend named `name` for `service`, and waits until it answers.
+    pub async fn start(service: &str, name: &str) -> Result<Backend> {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let proc = Proc::spawn(name, &bin("berth-demo"), &["--listen", &listen, "--name", name, "--service", service], &[])?;
+        let url = format!("http://{listen}/health");
+        wait_until(&format!("backend {name} to answer"), Duration::from_secs(10), || async {
+            Ok((http::status(&url).await.ok() == Some(200)).then_some(()))
+        })
+        .await?;
+        Ok(Backend { proc, port, name: name.to_string() })
+    }
+}
