@@ -171,7 +171,7 @@ impl Backoff {
         self.failures += 1;
         let cap = Duration::from_millis(100 * 2u64.pow(self.failures.min(7))).min(Duration::from_secs(10));
         let delay = cap.mul_f64(0.5 + fastrand::f64() / 2.0);
-        if self.failures == 1 || self.failures % 20 == 0 {
+        if self.failures == 1 || self.failures.is_multiple_of(20) {
             warn!(attempt = self.failures, retry_in = ?delay, "waiting for {}: {error}", self.what);
         } else {
             debug!(attempt = self.failures, retry_in = ?delay, "waiting for {}: {error}", self.what);
