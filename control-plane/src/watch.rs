@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_consul::catalog::ServiceEntry;
-use berth_consul::{next_index, Client};
+use std::future::Future;
+
+use berth_consul::{next_index, Client, Indexed};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -101,49 +103,46 @@ async fn run(client: Client, out: watch::Sender<Option<Arc<Catalog>>>) {
 }
 
 async fn follow_services(client: Client, events: mpsc::Sender<Event>) {
-    let mut index = 0;
-    let mut backoff = Backoff::new(format!("the service list from Consul at {}", client.address()));
-    loop {
-        match client.catalog_services(index, BLOCKING_WAIT).await {
-            Ok(answer) => {
-                backoff.succeeded();
-                let changed = answer.index != index;
-                index = next_index(index, answer.index);
-                if changed
-                    && events
-                        .send(Event::Services(answer.value.into_keys().collect()))
-                        .await
-                        .is_err()
-                {
-                    return;
-                }
-            }
-            Err(e) => {
-                index = 0;
-                backoff.failed(&e).await;
-            }
-        }
-    }
+    let what = format!("the service list from Consul at {}", client.address());
+    follow(
+        what,
+        &events,
+        |index| client.catalog_services(index, BLOCKING_WAIT),
+        |services| Event::Services(services.into_keys().collect()),
+    )
+    .await
 }
 
 async fn follow_health(client: Client, service: String, events: mpsc::Sender<Event>) {
-    let mut index = 0;
-    let mut backoff = Backoff::new(format!(
+    let what = format!(
         "the instances of service {service:?} from Consul at {}",
         client.address()
-    ));
+    );
+    follow(
+        what,
+        &events,
+        |index| client.health_service(&service, index, BLOCKING_WAIT),
+        |entries| Event::Health(service.clone(), entries),
+    )
+    .await
+}
+
+/// Runs one blocking query for ever, sending an event each time its index moves. After an error
+/// the query restarts from index 0, so the first answer once Consul is back is always sent.
+async fn follow<T, Q, Fut>(what: String, events: &mpsc::Sender<Event>, query: Q, event: impl Fn(T) -> Event)
+where
+    Q: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<Indexed<T>, berth_consul::Error>>,
+{
+    let mut index = 0;
+    let mut backoff = Backoff::new(what);
     loop {
-        match client.health_service(&service, index, BLOCKING_WAIT).await {
+        match query(index).await {
             Ok(answer) => {
                 backoff.succeeded();
                 let changed = answer.index != index;
                 index = next_index(index, answer.index);
-                if changed
-                    && events
-                        .send(Event::Health(service.clone(), answer.value))
-                        .await
-                        .is_err()
-                {
+                if changed && events.send(event(answer.value)).await.is_err() {
                     return;
                 }
             }
