@@ -46,7 +46,7 @@ struct Args {
     /// Address the route discovery gRPC server listens on; proxies connect here.
     #[arg(
         long,
-        env = "BERTH_GRPC_ADDR",
+        env = "BERTH_CONTROL_GRPC_ADDR",
         default_value = "127.0.0.1:18000",
         value_name = "ADDR"
     )]
@@ -55,23 +55,23 @@ struct Args {
     /// Address of the admin HTTP API (/healthz, /api/snapshot, /api/proxies).
     #[arg(
         long,
-        env = "BERTH_ADMIN_ADDR",
+        env = "BERTH_CONTROL_ADMIN_ADDR",
         default_value = "127.0.0.1:18001",
         value_name = "ADDR"
     )]
     admin_addr: SocketAddr,
 
     /// Route services that carry no `<prefix>.enable` tag (Traefik's exposedByDefault).
-    #[arg(long, env = "BERTH_EXPOSED_BY_DEFAULT")]
+    #[arg(long, env = "BERTH_CONTROL_EXPOSED_BY_DEFAULT")]
     exposed_by_default: bool,
 
     /// Domain of the default rule Host:{service}.{domain}, used for exposed services that have no
     /// frontend rule tag (the service name is normalised: web_go becomes web-go).
-    #[arg(long, env = "BERTH_DOMAIN", value_name = "DOMAIN")]
+    #[arg(long, env = "BERTH_CONTROL_DOMAIN", value_name = "DOMAIN")]
     domain: Option<String>,
 
     /// Prefix of the tags Berth reads (Traefik's `prefix`).
-    #[arg(long, env = "BERTH_PREFIX", default_value = "traefik", value_name = "PREFIX")]
+    #[arg(long, env = "BERTH_CONTROL_PREFIX", default_value = "traefik", value_name = "PREFIX")]
     prefix: String,
 }
 

@@ -17,8 +17,8 @@
 //! probes `http://127.0.0.1:<port of DEMO_LISTEN>/health`.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,7 +90,9 @@ fn main() -> Result<()> {
             other => bail!("unknown argument {other:?}\n\n{HELP}"),
         }
     }
-    let addr: SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not an address like 0.0.0.0:9090"))?;
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen:?} is not an address like 0.0.0.0:9090"))?;
     if let Some(url) = probe {
         let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/health", addr.port()));
         match probe_url(&url, Duration::from_secs(2)) {
@@ -105,7 +107,11 @@ fn main() -> Result<()> {
         }
     }
     let name = name.unwrap_or_else(hostname);
-    let identity = Arc::new(Identity { service, name, healthy: AtomicBool::new(true) });
+    let identity = Arc::new(Identity {
+        service,
+        name,
+        healthy: AtomicBool::new(true),
+    });
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -118,18 +124,29 @@ fn main() -> Result<()> {
 /// everything (connect, write, read) must fit in `timeout`.
 fn probe_url(url: &str, timeout: Duration) -> Result<String> {
     let deadline = Instant::now() + timeout;
-    let Some(rest) = url.strip_prefix("http://") else { bail!("only http:// URLs can be probed") };
+    let Some(rest) = url.strip_prefix("http://") else {
+        bail!("only http:// URLs can be probed")
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let target = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
+    let target = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&target)
         .with_context(|| format!("resolving {target}"))?
         .next()
         .with_context(|| format!("{target} resolves to nothing"))?;
-    let remaining = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, remaining()).with_context(|| format!("connecting to {addr}"))?;
+    let remaining = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, remaining())
+        .with_context(|| format!("connecting to {addr}"))?;
     stream.set_write_timeout(Some(remaining()))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: berth-demo-probe\r\nConnection: close\r\n\r\n")
         .context("sending the request")?;
@@ -148,7 +165,10 @@ fn probe_url(url: &str, timeout: Duration) -> Result<String> {
     }
     let line = String::from_utf8_lossy(&head);
     let status_line = line.lines().next().unwrap_or("").trim().to_string();
-    let code = status_line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok());
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok());
     match code {
         Some(code) if (200..300).contains(&code) => Ok(status_line),
         Some(_) => bail!("answered {status_line:?}"),
@@ -166,8 +186,15 @@ fn hostname() -> String {
 }
 
 async fn serve(addr: SocketAddr, identity: Arc<Identity>) -> Result<()> {
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("--listen {addr}: cannot listen"))?;
-    println!("berth-demo {} ({}) listening on {}", identity.name, identity.service, listener.local_addr()?);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--listen {addr}: cannot listen"))?;
+    println!(
+        "berth-demo {} ({}) listening on {}",
+        identity.name,
+        identity.service,
+        listener.local_addr()?
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let (stream, _) = tokio::select! {
@@ -178,7 +205,9 @@ async fn serve(addr: SocketAddr, identity: Arc<Identity>) -> Result<()> {
         let identity = identity.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| answer(req, identity.clone()));
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -186,7 +215,9 @@ async fn serve(addr: SocketAddr, identity: Arc<Identity>) -> Result<()> {
 async fn answer(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Full<Bytes>>, Infallible> {
     let query = req.uri().query().unwrap_or("");
     match req.uri().path() {
-        "/health" if id.healthy.load(Ordering::Relaxed) => return Ok(Response::new(Full::new(Bytes::from_static(b"ok\n")))),
+        "/health" if id.healthy.load(Ordering::Relaxed) => {
+            return Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
+        }
         "/health" => {
             let mut response = Response::new(Full::new(Bytes::from_static(b"failing\n")));
             *response.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
@@ -194,7 +225,9 @@ async fn answer(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Fu
         }
         "/health/fail" => {
             id.healthy.store(false, Ordering::Relaxed);
-            return Ok(Response::new(Full::new(Bytes::from_static(b"health now failing\n"))));
+            return Ok(Response::new(Full::new(Bytes::from_static(
+                b"health now failing\n",
+            ))));
         }
         "/health/ok" => {
             id.healthy.store(true, Ordering::Relaxed);
@@ -211,7 +244,11 @@ async fn answer(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Fu
             .min(60_000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let host = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("-");
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("-");
     let body = format!(
         "{} instance {} served {} {} (host {})\n",
         id.service,
@@ -220,11 +257,15 @@ async fn answer(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Fu
         req.uri().path(),
         host
     );
-    let mut builder = Response::builder().header("x-demo-instance", id.name.as_str()).header("content-type", "text/plain");
+    let mut builder = Response::builder()
+        .header("x-demo-instance", id.name.as_str())
+        .header("content-type", "text/plain");
     if query.split('&').any(|kv| kv == "echo=1") {
         for (k, v) in req.headers() {
             builder = builder.header(format!("x-seen-{}", k.as_str()), v.clone());
         }
     }
-    Ok(builder.body(Full::new(Bytes::from(body))).unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+    Ok(builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
 }

@@ -35,11 +35,15 @@ impl Article {
         for i in 1..=3 {
             let name = format!("go-{i}");
             let backend = Backend::start("web_go", &name).await?;
-            consul.register_instance("web_go", &name, backend.port, &GO_TAGS, true).await?;
+            consul
+                .register_instance("web_go", &name, backend.port, &GO_TAGS, true)
+                .await?;
             go.push(backend);
         }
         let python = Backend::start("web_python", "python-1").await?;
-        consul.register_instance("web_python", "python-1", python.port, &PYTHON_TAGS, true).await?;
+        consul
+            .register_instance("web_python", "python-1", python.port, &PYTHON_TAGS, true)
+            .await?;
         Ok(Article { go, python })
     }
 }

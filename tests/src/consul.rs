@@ -53,19 +53,45 @@ impl Consul {
         let node = format!("berth-test-{http_port}");
         let data_dir = data.path().display().to_string();
         let args = [
-            "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1", "-node", &node, "-data-dir", &data_dir,
-            "-hcl", &ports, "-log-level", "warn",
+            "agent",
+            "-dev",
+            "-bind",
+            "127.0.0.1",
+            "-client",
+            "127.0.0.1",
+            "-node",
+            &node,
+            "-data-dir",
+            &data_dir,
+            "-hcl",
+            &ports,
+            "-log-level",
+            "warn",
         ];
         let proc = Proc::spawn("consul", &consul_binary()?, &args, &[])?;
         let http_addr = format!("http://127.0.0.1:{http_port}");
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        let consul = Consul { proc, http_addr, http_port, _data: data, http };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let consul = Consul {
+            proc,
+            http_addr,
+            http_port,
+            _data: data,
+            http,
+        };
         let leader_url = format!("{}/v1/status/leader", consul.http_addr);
-        wait_until("consul to elect itself leader", Duration::from_secs(30), || async {
-            let Ok(response) = consul.http.get(&leader_url).send().await else { return Ok(None) };
-            let leader: String = response.json().await.unwrap_or_default();
-            Ok((!leader.is_empty()).then_some(()))
-        })
+        wait_until(
+            "consul to elect itself leader",
+            Duration::from_secs(30),
+            || async {
+                let Ok(response) = consul.http.get(&leader_url).send().await else {
+                    return Ok(None);
+                };
+                let leader: String = response.json().await.unwrap_or_default();
+                Ok((!leader.is_empty()).then_some(()))
+            },
+        )
         .await
         .with_context(|| consul.proc.logs())?;
         Ok(consul)
@@ -78,8 +104,16 @@ impl Consul {
 
     /// Registers one instance of `service` on 127.0.0.1:`port` with `tags` and, if `ttl_check`,
     /// a TTL check named `service:<id>` that starts passing.
-    pub async fn register_instance(&self, service: &str, id: &str, port: u16, tags: &[&str], ttl_check: bool) -> Result<()> {
-        let mut def = json!({ "ID": id, "Name": service, "Address": "127.0.0.1", "Port": port, "Tags": tags });
+    pub async fn register_instance(
+        &self,
+        service: &str,
+        id: &str,
+        port: u16,
+        tags: &[&str],
+        ttl_check: bool,
+    ) -> Result<()> {
+        let mut def =
+            json!({ "ID": id, "Name": service, "Address": "127.0.0.1", "Port": port, "Tags": tags });
         if ttl_check {
             def["Check"] = json!({ "TTL": "10m", "Status": "passing" });
         }
@@ -87,19 +121,26 @@ impl Consul {
     }
 
     pub async fn deregister(&self, id: &str) -> Result<()> {
-        self.put(&format!("/v1/agent/service/deregister/{id}"), None).await
+        self.put(&format!("/v1/agent/service/deregister/{id}"), None)
+            .await
     }
 
     /// Sets the TTL check of service `id` (registered with `ttl_check`) to critical or passing.
     pub async fn set_check(&self, id: &str, passing: bool) -> Result<()> {
         let verb = if passing { "pass" } else { "fail" };
-        self.put(&format!("/v1/agent/check/{verb}/service:{id}"), None).await
+        self.put(&format!("/v1/agent/check/{verb}/service:{id}"), None)
+            .await
     }
 
     /// GET a path of Consul's HTTP API as JSON.
     pub async fn get(&self, path: &str) -> Result<Value> {
         let url = format!("{}{path}", self.http_addr);
-        let response = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
         let status = response.status();
         let body = response.text().await?;
         anyhow::ensure!(status.is_success(), "GET {url}: {status}: {body}");
@@ -115,7 +156,10 @@ impl Consul {
         let response = request.send().await.with_context(|| format!("PUT {url}"))?;
         let status = response.status();
         if !status.is_success() {
-            bail!("PUT {url}: {status}: {}", response.text().await.unwrap_or_default());
+            bail!(
+                "PUT {url}: {status}: {}",
+                response.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }

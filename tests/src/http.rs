@@ -28,7 +28,11 @@ fn client() -> reqwest::Client {
 }
 
 pub async fn get_json(url: &str) -> Result<serde_json::Value> {
-    let response = client().get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let response = client()
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     let status = response.status();
     let body = response.text().await?;
     anyhow::ensure!(status.is_success(), "GET {url}: {status}: {body}");
@@ -36,13 +40,28 @@ pub async fn get_json(url: &str) -> Result<serde_json::Value> {
 }
 
 pub async fn status(url: &str) -> Result<u16> {
-    Ok(client().get(url).send().await.with_context(|| format!("GET {url}"))?.status().as_u16())
+    Ok(client()
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?
+        .status()
+        .as_u16())
 }
 
 pub async fn get_with_host(url: &str, host: &str) -> Result<Answer> {
-    let response = client().get(url).header("host", host).send().await.with_context(|| format!("GET {url} (Host: {host})"))?;
+    let response = client()
+        .get(url)
+        .header("host", host)
+        .send()
+        .await
+        .with_context(|| format!("GET {url} (Host: {host})"))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.text().await?;
-    Ok(Answer { status, body, headers })
+    Ok(Answer {
+        status,
+        body,
+        headers,
+    })
 }

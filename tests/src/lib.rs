@@ -34,14 +34,20 @@ pub fn free_port() -> u16 {
 
 /// The root of the workspace.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Path of a binary of this workspace, built in the same profile as the running test.
 pub fn bin(name: &str) -> PathBuf {
     // current_exe is target/<profile>/deps/<test>-<hash>; binaries live in target/<profile>/.
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("test binary lives in target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -103,7 +109,10 @@ impl Drop for TempDir {
 fn fastish_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     (u64::from(nanos) << 8) + NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
@@ -124,10 +133,21 @@ impl ControlPlane {
     pub fn start_on(consul: &Consul, grpc_port: u16, extra: &[&str]) -> Result<ControlPlane> {
         let grpc_addr = format!("127.0.0.1:{grpc_port}");
         let admin_addr = format!("127.0.0.1:{}", free_port());
-        let mut args = vec!["--consul-addr", consul.http_addr.as_str(), "--grpc-addr", &grpc_addr, "--admin-addr", &admin_addr];
+        let mut args = vec![
+            "--consul-addr",
+            consul.http_addr.as_str(),
+            "--grpc-addr",
+            &grpc_addr,
+            "--admin-addr",
+            &admin_addr,
+        ];
         args.extend_from_slice(extra);
         let proc = Proc::spawn("berth-control", &bin("berth-control"), &args, &[])?;
-        Ok(ControlPlane { proc, grpc_addr, admin_addr })
+        Ok(ControlPlane {
+            proc,
+            grpc_addr,
+            admin_addr,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -145,9 +165,11 @@ impl ControlPlane {
     /// Waits for /healthz to answer 200 (the catalog has been read).
     pub async fn wait_ready(&self) -> Result<()> {
         let url = format!("http://{}/healthz", self.admin_addr);
-        wait_until("berth-control /healthz to answer 200", Duration::from_secs(20), || async {
-            Ok((http::status(&url).await.ok() == Some(200)).then_some(()))
-        })
+        wait_until(
+            "berth-control /healthz to answer 200",
+            Duration::from_secs(20),
+            || async { Ok((http::status(&url).await.ok() == Some(200)).then_some(())) },
+        )
         .await
         .with_context(|| self.proc.logs())
     }
@@ -164,7 +186,10 @@ impl ControlPlane {
             match snap {
                 Ok(snap) if pred(&snap) => return Ok(snap),
                 Ok(snap) if Instant::now() >= deadline => {
-                    bail!("timed out waiting for {what}; last snapshot: {snap:#}\n{}", self.proc.logs())
+                    bail!(
+                        "timed out waiting for {what}; last snapshot: {snap:#}\n{}",
+                        self.proc.logs()
+                    )
                 }
                 Err(e) if Instant::now() >= deadline => bail!("timed out waiting for {what}: {e:#}"),
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -187,9 +212,23 @@ impl Proxy {
         let http_addr = format!("127.0.0.1:{}", free_port());
         let admin_addr = format!("127.0.0.1:{}", free_port());
         let entrypoint = format!("http={http_addr}");
-        let args = ["--control-plane", control_planes, "--entrypoint", &entrypoint, "--admin-addr", &admin_addr, "--node-id", node_id];
+        let args = [
+            "--control-plane",
+            control_planes,
+            "--entrypoint",
+            &entrypoint,
+            "--admin-addr",
+            &admin_addr,
+            "--node-id",
+            node_id,
+        ];
         let proc = Proc::spawn(node_id, &bin("berth-proxy"), &args, &[])?;
-        Ok(Proxy { proc, http_addr, admin_addr, node_id: node_id.to_string() })
+        Ok(Proxy {
+            proc,
+            http_addr,
+            admin_addr,
+            node_id: node_id.to_string(),
+        })
     }
 
     pub async fn snapshot(&self) -> Result<serde_json::Value> {
@@ -203,9 +242,11 @@ impl Proxy {
 
     /// Waits until the proxy has applied `version`.
     pub async fn wait_version(&self, version: &str) -> Result<()> {
-        wait_until(&format!("{} to apply version {version}", self.node_id), Duration::from_secs(15), || async {
-            Ok((self.version().await?.as_deref() == Some(version)).then_some(()))
-        })
+        wait_until(
+            &format!("{} to apply version {version}", self.node_id),
+            Duration::from_secs(15),
+            || async { Ok((self.version().await?.as_deref() == Some(version)).then_some(())) },
+        )
         .await
         .with_context(|| self.proc.logs())
     }
@@ -228,12 +269,23 @@ impl Backend {
     pub async fn start(service: &str, name: &str) -> Result<Backend> {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let proc = Proc::spawn(name, &bin("berth-demo"), &["--listen", &listen, "--name", name, "--service", service], &[])?;
+        let proc = Proc::spawn(
+            name,
+            &bin("berth-demo"),
+            &["--listen", &listen, "--name", name, "--service", service],
+            &[],
+        )?;
         let url = format!("http://{listen}/health");
-        wait_until(&format!("backend {name} to answer"), Duration::from_secs(10), || async {
-            Ok((http::status(&url).await.ok() == Some(200)).then_some(()))
-        })
+        wait_until(
+            &format!("backend {name} to answer"),
+            Duration::from_secs(10),
+            || async { Ok((http::status(&url).await.ok() == Some(200)).then_some(())) },
+        )
         .await?;
-        Ok(Backend { proc, port, name: name.to_string() })
+        Ok(Backend {
+            proc,
+            port,
+            name: name.to_string(),
+        })
     }
 }

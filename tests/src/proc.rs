@@ -19,17 +19,30 @@ impl Proc {
     pub fn spawn(name: &str, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Proc> {
         let dir = crate::workspace_root().join("target").join("e2e").join("logs");
         std::fs::create_dir_all(&dir)?;
-        let log = dir.join(format!("{name}-{}-{}.log", std::process::id(), crate::fastish_id()));
+        let log = dir.join(format!(
+            "{name}-{}-{}.log",
+            std::process::id(),
+            crate::fastish_id()
+        ));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let mut command = Command::new(program);
         command.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-        command.env("RUST_LOG", std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "info".into()));
+        command.env(
+            "RUST_LOG",
+            std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        );
         for (k, v) in env {
             command.env(k, v);
         }
-        let child = command.spawn().with_context(|| format!("starting {}", program.display()))?;
-        Ok(Proc { name: name.to_string(), child: Some(child), log })
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        Ok(Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -38,7 +51,12 @@ impl Proc {
 
     /// Everything the process wrote so far.
     pub fn logs(&self) -> String {
-        format!("--- log of {} ({}) ---\n{}", self.name, self.log.display(), std::fs::read_to_string(&self.log).unwrap_or_default())
+        format!(
+            "--- log of {} ({}) ---\n{}",
+            self.name,
+            self.log.display(),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
     }
 
     /// SIGKILL, then reap.
@@ -52,7 +70,10 @@ impl Proc {
     /// SIGTERM, then wait for the exit (up to 10s, then SIGKILL). Returns the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
