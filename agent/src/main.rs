@@ -50,7 +50,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("berth-agent: cannot start the async runtime: {e}");
@@ -61,7 +65,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("berth-agent: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -96,7 +99,10 @@ async fn agent(settings: Settings) -> anyhow::Result<()> {
         agent_ttl: settings.ttl.map(|(ttl, _)| ttl),
         health_ttl: settings.health_ttl,
     };
-    let ownership = Ownership { agent_id: agent_id.clone(), legacy_prefix: settings.cleanup.then(|| format!("{hostname}:")) };
+    let ownership = Ownership {
+        agent_id: agent_id.clone(),
+        legacy_prefix: settings.cleanup.then(|| format!("{hostname}:")),
+    };
     let mut heartbeat = settings.health_ttl / 3;
     if let Some((_, refresh)) = settings.ttl {
         heartbeat = heartbeat.min(refresh);
@@ -119,7 +125,9 @@ async fn agent(settings: Settings) -> anyhow::Result<()> {
         retry_attempts = ?settings.retry.attempts,
         "berth-agent starting"
     );
-    Runner::new(loop_settings, mapping, ownership, registry).run(shutdown()).await?;
+    Runner::new(loop_settings, mapping, ownership, registry)
+        .run(shutdown())
+        .await?;
     tracing::info!("stopping; registrations stay in Consul until the next agent reconciles them");
     Ok(())
 }
@@ -156,7 +164,9 @@ async fn resolve_host(hostname: &str) -> String {
     let addresses: Vec<IpAddr> = match tokio::net::lookup_host((hostname, 0)).await {
         Ok(found) => found.map(|a| a.ip()).collect(),
         Err(e) => {
-            tracing::warn!("cannot resolve this host's name {hostname:?} ({e}); registering 127.0.0.1: pass -ip");
+            tracing::warn!(
+                "cannot resolve this host's name {hostname:?} ({e}); registering 127.0.0.1: pass -ip"
+            );
             return "127.0.0.1".to_string();
         }
     };

@@ -31,7 +31,13 @@ fn parse_args() -> Result<Args> {
         match flag.as_str() {
             "--consul" => consul = Some(value),
             "--proxy" => proxy = Some(value),
-            "--backend-port" => backend_port = Some(value.parse().with_context(|| format!("--backend-port {value:?}"))?),
+            "--backend-port" => {
+                backend_port = Some(
+                    value
+                        .parse()
+                        .with_context(|| format!("--backend-port {value:?}"))?,
+                )
+            }
             "--rounds" => rounds = value.parse().with_context(|| format!("--rounds {value:?}"))?,
             other => bail!("unknown flag {other:?}"),
         }
@@ -47,7 +53,13 @@ fn parse_args() -> Result<Args> {
 async fn wait_status(client: &reqwest::Client, url: &str, host: &str, want: u16) -> Result<Duration> {
     let started = Instant::now();
     loop {
-        let status = client.get(url).header("host", host).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        let status = client
+            .get(url)
+            .header("host", host)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
         if status == want {
             return Ok(started.elapsed());
         }
@@ -74,7 +86,9 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = parse_args()?;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
     let url = format!("http://{}/", args.proxy);
     let (mut up, mut down) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
@@ -85,11 +99,20 @@ async fn main() -> Result<()> {
             "Tags": ["traefik.enable=true", format!("traefik.frontend.rule=Host:{host}")],
         });
         let started = Instant::now();
-        client.put(format!("{}/v1/agent/service/register", args.consul)).json(&definition).send().await?.error_for_status()?;
+        client
+            .put(format!("{}/v1/agent/service/register", args.consul))
+            .json(&definition)
+            .send()
+            .await?
+            .error_for_status()?;
         let registered = started.elapsed();
         up.push(registered + wait_status(&client, &url, &host, 200).await?);
         let started = Instant::now();
-        client.put(format!("{}/v1/agent/service/deregister/{id}", args.consul)).send().await?.error_for_status()?;
+        client
+            .put(format!("{}/v1/agent/service/deregister/{id}", args.consul))
+            .send()
+            .await?
+            .error_for_status()?;
         let deregistered = started.elapsed();
         down.push(deregistered + wait_status(&client, &url, &host, 404).await?);
     }

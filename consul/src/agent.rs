@@ -123,8 +123,12 @@ impl Client {
     /// `PUT /v1/agent/service/register?replace-existing-checks=true`: registers `service`, or
     /// replaces its definition (checks included) when one with the same ID exists. Idempotent.
     pub async fn agent_register(&self, service: &ServiceRegistration) -> Result<(), Error> {
-        self.put_with_query("/v1/agent/service/register", &[("replace-existing-checks", "true")], Some(service))
-            .await
+        self.put_with_query(
+            "/v1/agent/service/register",
+            &[("replace-existing-checks", "true")],
+            Some(service),
+        )
+        .await
     }
 
     /// `PUT /v1/agent/service/deregister/:id`: removes the service and its checks. A service the
@@ -172,7 +176,9 @@ impl Error {
 fn is_unknown(error: &Error, what: &str) -> bool {
     match error {
         Error::Status { status: 404, .. } => true,
-        Error::Status { status: 500, body, .. } => {
+        Error::Status {
+            status: 500, body, ..
+        } => {
             let body = body.to_ascii_lowercase();
             body.contains(&format!("unknown {what}")) || body.contains("does not have associated ttl")
         }
@@ -215,7 +221,8 @@ mod tests {
 
     #[test]
     fn decodes_agent_services_and_checks_with_nulls() {
-        let services = r#"{"a:b:80":{"ID":"a:b:80","Service":"b","Tags":null,"Meta":null,"Port":80,"Address":""}}"#;
+        let services =
+            r#"{"a:b:80":{"ID":"a:b:80","Service":"b","Tags":null,"Meta":null,"Port":80,"Address":""}}"#;
         let services: BTreeMap<String, AgentService> = serde_json::from_str(services).expect("valid json");
         assert!(services["a:b:80"].tags.is_empty());
         assert!(services["a:b:80"].meta.is_empty());

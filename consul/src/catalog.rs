@@ -89,11 +89,16 @@ impl Client {
         index: u64,
         wait: Duration,
     ) -> Result<Indexed<BTreeMap<String, Vec<String>>>, Error> {
-        let raw: Indexed<BTreeMap<String, Option<Vec<String>>>> =
-            self.get_blocking("/v1/catalog/services", &[], index, wait).await?;
+        let raw: Indexed<BTreeMap<String, Option<Vec<String>>>> = self
+            .get_blocking("/v1/catalog/services", &[], index, wait)
+            .await?;
         Ok(Indexed {
             index: raw.index,
-            value: raw.value.into_iter().map(|(name, tags)| (name, tags.unwrap_or_default())).collect(),
+            value: raw
+                .value
+                .into_iter()
+                .map(|(name, tags)| (name, tags.unwrap_or_default()))
+                .collect(),
         })
     }
 

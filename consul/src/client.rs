@@ -28,9 +28,15 @@ impl Client {
     /// A client for the Consul agent at `address` (for example `http://127.0.0.1:8500`; a bare
     /// `host:port` is taken as http). `token` is sent as `X-Consul-Token` when set.
     pub fn new(address: &str, token: Option<String>) -> Result<Client, Error> {
-        let with_scheme = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
-        let base = Url::parse(&with_scheme)
-            .map_err(|e| Error::InvalidAddress { address: address.to_string(), reason: e.to_string() })?;
+        let with_scheme = if address.contains("://") {
+            address.to_string()
+        } else {
+            format!("http://{address}")
+        };
+        let base = Url::parse(&with_scheme).map_err(|e| Error::InvalidAddress {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })?;
         if base.scheme() != "http" && base.scheme() != "https" {
             return Err(Error::InvalidAddress {
                 address: address.to_string(),
@@ -38,12 +44,18 @@ impl Client {
             });
         }
         if base.host_str().is_none_or(str::is_empty) {
-            return Err(Error::InvalidAddress { address: address.to_string(), reason: "no host".into() });
+            return Err(Error::InvalidAddress {
+                address: address.to_string(),
+                reason: "no host".into(),
+            });
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .build()
-            .map_err(|e| Error::InvalidAddress { address: address.to_string(), reason: e.to_string() })?;
+            .map_err(|e| Error::InvalidAddress {
+                address: address.to_string(),
+                reason: e.to_string(),
+            })?;
         let token = token.filter(|t| !t.is_empty());
         Ok(Client { http, base, token })
     }
@@ -87,26 +99,39 @@ impl Client {
         }
         // Consul adds up to wait/16 of jitter to a blocking query; allow for it and for a slow answer.
         let timeout = wait + wait / 16 + Duration::from_secs(5);
-        let response = self.send(Method::GET, url.clone(), None::<&()>, Some(timeout)).await?;
+        let response = self
+            .send(Method::GET, url.clone(), None::<&()>, Some(timeout))
+            .await?;
         let index = response
             .headers()
             .get("X-Consul-Index")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| Error::Decode { url: url.to_string(), reason: "no X-Consul-Index header".into() })?;
+            .ok_or_else(|| Error::Decode {
+                url: url.to_string(),
+                reason: "no X-Consul-Index header".into(),
+            })?;
         let value = decode(&url, response).await?;
         Ok(Indexed { index, value })
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         let url = self.url(path);
-        let response = self.send(Method::GET, url.clone(), None::<&()>, Some(Duration::from_secs(10))).await?;
+        let response = self
+            .send(
+                Method::GET,
+                url.clone(),
+                None::<&()>,
+                Some(Duration::from_secs(10)),
+            )
+            .await?;
         decode(&url, response).await
     }
 
     pub(crate) async fn put<B: Serialize>(&self, path: &str, body: Option<&B>) -> Result<(), Error> {
         let url = self.url(path);
-        self.send(Method::PUT, url, body, Some(Duration::from_secs(10))).await?;
+        self.send(Method::PUT, url, body, Some(Duration::from_secs(10)))
+            .await?;
         Ok(())
     }
 
@@ -124,7 +149,8 @@ impl Client {
                 pairs.append_pair(k, v);
             }
         }
-        self.send(Method::PUT, url, body, Some(Duration::from_secs(10))).await?;
+        self.send(Method::PUT, url, body, Some(Duration::from_secs(10)))
+            .await?;
         Ok(())
     }
 
@@ -143,11 +169,19 @@ impl Client {
         if let Some(timeout) = timeout {
             builder = builder.timeout(timeout);
         }
-        let response = builder.send().await.map_err(|source| Error::unreachable(&url, &source))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|source| Error::unreachable(&url, &source))?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(Error::Status { method: method_name, url: url.to_string(), status: status.as_u16(), body: body.trim().to_string() });
+            return Err(Error::Status {
+                method: method_name,
+                url: url.to_string(),
+                status: status.as_u16(),
+                body: body.trim().to_string(),
+            });
         }
         Ok(response)
     }
@@ -158,5 +192,8 @@ async fn decode<T: DeserializeOwned>(url: &Url, response: reqwest::Response) -> 
         .bytes()
         .await
         .map_err(|source| Error::unreachable(url, &source))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Decode { url: url.to_string(), reason: e.to_string() })
+    serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
 }

@@ -11,7 +11,12 @@ pub enum Error {
     Unreachable { url: String, reason: String },
     /// Consul answered with an error status.
     #[error("Consul answered {status} to {method} {url}: {body}")]
-    Status { method: &'static str, url: String, status: u16, body: String },
+    Status {
+        method: &'static str,
+        url: String,
+        status: u16,
+        body: String,
+    },
     /// Consul's answer did not have the expected shape.
     #[error("unexpected answer from Consul to {url}: {reason}")]
     Decode { url: String, reason: String },
@@ -21,14 +26,21 @@ impl Error {
     /// An `Unreachable` error whose reason spells out the whole cause chain (reqwest's own
     /// message alone says only "error sending request").
     pub(crate) fn unreachable(url: &url::Url, error: &reqwest::Error) -> Error {
-        let mut reason = if error.is_timeout() { "timed out".to_string() } else { error.to_string() };
+        let mut reason = if error.is_timeout() {
+            "timed out".to_string()
+        } else {
+            error.to_string()
+        };
         let mut source = std::error::Error::source(error);
         while let Some(cause) = source {
             reason.push_str(": ");
             reason.push_str(&cause.to_string());
             source = cause.source();
         }
-        Error::Unreachable { url: url.to_string(), reason }
+        Error::Unreachable {
+            url: url.to_string(),
+            reason,
+        }
     }
 
     /// True for errors that say nothing about the request itself (Consul down, restarting, no

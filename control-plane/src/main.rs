@@ -71,7 +71,12 @@ struct Args {
     domain: Option<String>,
 
     /// Prefix of the tags Berth reads (Traefik's `prefix`).
-    #[arg(long, env = "BERTH_CONTROL_PREFIX", default_value = "traefik", value_name = "PREFIX")]
+    #[arg(
+        long,
+        env = "BERTH_CONTROL_PREFIX",
+        default_value = "traefik",
+        value_name = "PREFIX"
+    )]
     prefix: String,
 }
 

@@ -11,7 +11,7 @@ async fn spread(proxy: &Proxy, host: &str, n: usize) -> Result<BTreeMap<String, 
     let mut seen = BTreeMap::new();
     for _ in 0..n {
         let answer = proxy.get(host, "/").await?;
-        assert_eq!(answer.status, 200, "{answer:?}");
+        anyhow::ensure!(answer.status == 200, "{host}: expected 200, got {answer:?}");
         *seen
             .entry(answer.instance().unwrap_or("?").to_string())
             .or_insert(0) += 1;

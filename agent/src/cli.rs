@@ -1,0 +1,553 @@
+//! The command line: Registrator's own flags, as Registrator's users write them, turned into
+//! [`Settings`].
+//!
+//! Registrator is a Go program, so its users write single-dash long flags
+//! (`-resync=1000 -retry-attempts=-1 -ip="192.168.3.26" consul://192.168.3.26:8500`), booleans bare
+//! (`-internal`) or with a value (`-internal=false`). clap does not parse single-dash long flags, so
+//! [`normalise`] rewrites them to the double-dash form first (`-resync=1000` → `--resync=1000`);
+//! the conventional `--resync 1000` form works as is. Unknown flags are refused here, by the name
+//! the operator typed, before clap sees them.
+//!
+//! This module only parses and validates; it does not resolve host names or touch the network.
+
+use std::time::Duration;
+
+use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+
+/// Why the command line was refused. Each variant names what the operator typed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    #[error("unknown flag {flag:?} (run `berth-agent --help` for the list)")]
+    UnknownFlag { flag: String },
+    #[error(
+        "unsupported registry {uri:?}: berth-agent registers in Consul only; give the registry as \
+         consul://HOST:PORT, for example consul://127.0.0.1:8500"
+    )]
+    UnsupportedRegistry { uri: String },
+    #[error("invalid registry {uri:?}: {reason}")]
+    InvalidRegistry { uri: String, reason: String },
+    #[error("-ttl and -ttl-refresh must be given together (got -ttl={ttl} -ttl-refresh={refresh})")]
+    TtlWithoutRefresh { ttl: u64, refresh: u64 },
+    #[error("-ttl ({ttl}s) must be greater than -ttl-refresh ({refresh}s)")]
+    TtlNotAboveRefresh { ttl: u64, refresh: u64 },
+    #[error("-retry-attempts={0}: must be -1 (retry forever) or a count of 0 or more")]
+    RetryAttempts(i64),
+    #[error("-tags={0:?}: Go templates in -tags are not supported by berth-agent; give literal tags")]
+    TagTemplate(String),
+    #[error("-health-ttl={0}: must be at least 3 seconds")]
+    HealthTtl(u64),
+    #[error("-{flag}={value:?}: must not be empty")]
+    Empty { flag: &'static str, value: String },
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+}
+
+/// When a container that stopped loses its registrations (Registrator's `-deregister`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DeregisterMode {
+    /// Whenever the container stops running.
+    Always,
+    /// Only when it exited with code 0 (or was killed by a signal); a container that failed keeps
+    /// its registrations (with its Docker health check, if any, critical).
+    OnSuccess,
+}
+
+const ABOUT: &str = "Keeps this Docker host's containers registered in Consul: a reconciling, drop-in \
+replacement for gliderlabs/registrator.";
+
+const AFTER_HELP: &str = "\
+Flags may be written Registrator's way (-resync=1000, -ip=\"10.0.0.5\", -internal) or the
+conventional way (--resync 1000, --ip 10.0.0.5, --internal).
+
+Registry: consul://HOST:PORT (the local Consul agent's HTTP API; consul:// alone means
+127.0.0.1:8500). CONSUL_HTTP_TOKEN, when set, is sent as the ACL token.
+Docker Engine: DOCKER_HOST (unix:///path or tcp://host:port), default unix:///var/run/docker.sock.
+
+Containers are described by env vars or labels: SERVICE_NAME, SERVICE_TAGS, SERVICE_ID,
+SERVICE_IGNORE, SERVICE_<port>_NAME|TAGS|ID|IGNORE, SERVICE_CHECK_HTTP|HTTPS|TCP|TTL|GRPC,
+SERVICE_CHECK_INTERVAL|TIMEOUT (and SERVICE_<port>_CHECK_...). A Docker HEALTHCHECK is mirrored to
+a Consul check. See agent/README.md.
+
+Example (the article's command line):
+  berth-agent -resync=1000 -retry-attempts=-1 -retry-interval=2000 -ip=\"192.168.3.26\" consul://192.168.3.26:8500";
+
+/// The raw command line, as clap sees it after [`normalise`].
+#[derive(Debug, Parser)]
+#[command(name = "berth-agent", version, about = ABOUT, after_help = AFTER_HELP)]
+struct Args {
+    /// Address to register for published ports (default: a specific host IP the port is bound
+    /// to, else this host's name resolved)
+    #[arg(long = "ip", value_name = "ADDRESS")]
+    ip: Option<String>,
+
+    /// Register the container's own IP and exposed port instead of the published host port
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "false",
+          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
+    internal: bool,
+
+    /// Only register containers (ports) that set SERVICE_NAME (or SERVICE_<port>_NAME)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "false",
+          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
+    explicit: bool,
+
+    /// Only register containers that have a SERVICE_REGISTER label (or env var)
+    #[arg(long = "require-label", value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", value_parser = parse_go_bool,
+          action = ArgAction::Set)]
+    require_label: bool,
+
+    /// Tags appended to every registered service, comma separated
+    #[arg(long, value_name = "TAGS")]
+    tags: Option<String>,
+
+    /// Reconcile with Docker and Consul every SECONDS even without events (0 = only on events)
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    resync: u64,
+
+    /// Attempts to reach Docker or Consul before giving up and exiting (-1 = retry forever)
+    #[arg(
+        long = "retry-attempts",
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    retry_attempts: i64,
+
+    /// Pause between attempts, in milliseconds
+    #[arg(long = "retry-interval", value_name = "MS", default_value_t = 2000)]
+    retry_interval: u64,
+
+    /// Also remove services that look like Registrator's for this host (ID "<hostname>:...")
+    /// whose container is gone, not only those marked as this agent's
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "false",
+          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
+    cleanup: bool,
+
+    /// When a stopped container's services are removed: always, or on-success (exit code 0 only)
+    #[arg(long, value_enum, value_name = "MODE", default_value = "always")]
+    deregister: DeregisterMode,
+
+    /// Give every service a TTL check of SECONDS that this agent keeps passing: if the agent
+    /// dies, its services go critical (0 = none; needs -ttl-refresh)
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    ttl: u64,
+
+    /// How often the -ttl check is refreshed, in seconds (less than -ttl)
+    #[arg(long = "ttl-refresh", value_name = "SECONDS", default_value_t = 0)]
+    ttl_refresh: u64,
+
+    /// Register the IP address found in this container label (a trailing /prefix is dropped)
+    #[arg(long = "useIpFromLabel", alias = "use-ip-from-label", value_name = "LABEL")]
+    use_ip_from_label: Option<String>,
+
+    /// [berth] Identity of this agent, stored in the Meta of every service it registers (default:
+    /// the host name); it only ever removes services carrying its own identity
+    #[arg(long = "agent-id", value_name = "ID", env = "BERTH_AGENT_ID")]
+    agent_id: Option<String>,
+
+    /// [berth] Host name used in service IDs "<hostname>:<container>:<port>" (default: this
+    /// host's name)
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+
+    /// [berth] TTL of the Consul check mirroring a container's Docker HEALTHCHECK, in seconds; the
+    /// agent refreshes it every third of that, so it goes critical only if the agent is gone
+    #[arg(long = "health-ttl", value_name = "SECONDS", default_value_t = 90)]
+    health_ttl: u64,
+
+    /// Where to register: consul://HOST:PORT
+    #[arg(value_name = "REGISTRY_URI")]
+    registry: String,
+}
+
+/// Everything the agent needs from its command line and environment, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Settings {
+    /// `http://host:port` of the Consul agent.
+    pub consul_addr: String,
+    pub consul_token: Option<String>,
+    pub ip: Option<String>,
+    pub internal: bool,
+    pub explicit: bool,
+    pub require_label: bool,
+    pub tags: Vec<String>,
+    pub resync: Option<Duration>,
+    pub retry: RetryPolicy,
+    pub cleanup: bool,
+    pub deregister: DeregisterMode,
+    /// `-ttl` and `-ttl-refresh`, when given.
+    pub ttl: Option<(Duration, Duration)>,
+    pub use_ip_from_label: Option<String>,
+    pub agent_id: Option<String>,
+    pub hostname: Option<String>,
+    pub health_ttl: Duration,
+}
+
+/// How often to try again when Docker or Consul cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RetryPolicy {
+    /// Retries after the first failed attempt; `None` retries forever.
+    pub attempts: Option<u64>,
+    pub interval: Duration,
+}
+
+/// Parses the process's command line (`args` includes the program name) and environment lookup.
+pub(crate) fn parse<I, S>(args: I, env: impl Fn(&str) -> Option<String>) -> Result<Settings, CliError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let args = normalise(args.into_iter().map(Into::into).collect())?;
+    let raw = Args::try_parse_from(args)?;
+    settings(raw, env)
+}
+
+/// Rewrites Go-style single-dash long flags to clap's double-dash form, strips the quotes a
+/// `-flag="value"` keeps when no shell removed them, and refuses flags this program does not have,
+/// naming them as typed. Arguments after `--` are left alone.
+fn normalise(args: Vec<String>) -> Result<Vec<String>, CliError> {
+    let command = Args::command();
+    let mut known: Vec<String> = vec!["help".into(), "version".into()];
+    for arg in command.get_arguments() {
+        if let Some(long) = arg.get_long() {
+            known.push(long.to_string());
+        }
+        if let Some(aliases) = arg.get_all_aliases() {
+            known.extend(aliases.into_iter().map(str::to_string));
+        }
+    }
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i == 0 || rest {
+            out.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            rest = true;
+            out.push(arg);
+            continue;
+        }
+        let body = if let Some(body) = arg.strip_prefix("--") {
+            body
+        } else if let Some(body) = arg.strip_prefix('-') {
+            // "-1" (a negative value) and "-h"/"-V" (clap's short flags) are not long flags.
+            if body.len() < 2 || !body.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                out.push(arg);
+                continue;
+            }
+            body
+        } else {
+            out.push(arg);
+            continue;
+        };
+        let (name, value) = match body.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (body, None),
+        };
+        if !known.iter().any(|k| k == name) {
+            return Err(CliError::UnknownFlag { flag: arg.clone() });
+        }
+        out.push(match value {
+            Some(value) => format!("--{name}={}", unquote(value)),
+            None => format!("--{name}"),
+        });
+    }
+    Ok(out)
+}
+
+fn unquote(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if value.len() >= 2 && value.starts_with(quote) && value.ends_with(quote) {
+            return &value[1..value.len() - 1];
+        }
+    }
+    value
+}
+
+/// Go's `strconv.ParseBool`, which Registrator's boolean flags accept.
+fn parse_go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean (true or false)")),
+    }
+}
+
+fn settings(raw: Args, env: impl Fn(&str) -> Option<String>) -> Result<Settings, CliError> {
+    let consul_addr = registry_address(&raw.registry)?;
+    let retry_attempts = match raw.retry_attempts {
+        -1 => None,
+        n if n >= 0 => Some(n.unsigned_abs()),
+        n => return Err(CliError::RetryAttempts(n)),
+    };
+    let ttl = match (raw.ttl, raw.ttl_refresh) {
+        (0, 0) => None,
+        (ttl, refresh) if ttl == 0 || refresh == 0 => {
+            return Err(CliError::TtlWithoutRefresh { ttl, refresh })
+        }
+        (ttl, refresh) if ttl <= refresh => return Err(CliError::TtlNotAboveRefresh { ttl, refresh }),
+        (ttl, refresh) => Some((Duration::from_secs(ttl), Duration::from_secs(refresh))),
+    };
+    let tags = raw.tags.unwrap_or_default();
+    if tags.contains("{{") {
+        return Err(CliError::TagTemplate(tags));
+    }
+    if raw.health_ttl < 3 {
+        return Err(CliError::HealthTtl(raw.health_ttl));
+    }
+    let non_empty = |flag: &'static str, value: Option<String>| -> Result<Option<String>, CliError> {
+        match value {
+            Some(v) if v.trim().is_empty() => Err(CliError::Empty { flag, value: v }),
+            other => Ok(other),
+        }
+    };
+    Ok(Settings {
+        consul_addr,
+        consul_token: env("CONSUL_HTTP_TOKEN").filter(|t| !t.is_empty()),
+        // Registrator treats -ip="" as unset.
+        ip: raw
+            .ip
+            .filter(|ip| !ip.trim().is_empty())
+            .map(|ip| ip.trim().to_string()),
+        internal: raw.internal,
+        explicit: raw.explicit,
+        require_label: raw.require_label,
+        tags: split_tags(&tags),
+        resync: (raw.resync > 0).then(|| Duration::from_secs(raw.resync)),
+        retry: RetryPolicy {
+            attempts: retry_attempts,
+            interval: Duration::from_millis(raw.retry_interval),
+        },
+        cleanup: raw.cleanup,
+        deregister: raw.deregister,
+        ttl,
+        use_ip_from_label: non_empty("useIpFromLabel", raw.use_ip_from_label)?,
+        agent_id: non_empty("agent-id", raw.agent_id)?,
+        hostname: non_empty("hostname", raw.hostname)?,
+        health_ttl: Duration::from_secs(raw.health_ttl),
+    })
+}
+
+/// Comma-separated tags, trimmed, without empty entries.
+pub(crate) fn split_tags(tags: &str) -> Vec<String> {
+    tags.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `consul://host:port` → `http://host:port`. `consul://` alone is the local agent on 8500, and a
+/// missing port is 8500, as in Registrator.
+fn registry_address(uri: &str) -> Result<String, CliError> {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err(CliError::InvalidRegistry {
+            uri: uri.to_string(),
+            reason: "expected consul://HOST:PORT".into(),
+        });
+    };
+    if scheme != "consul" {
+        return Err(CliError::UnsupportedRegistry { uri: uri.to_string() });
+    }
+    let rest = rest.trim_end_matches('/');
+    if rest.contains('/') || rest.contains('?') || rest.contains('@') {
+        return Err(CliError::InvalidRegistry {
+            uri: uri.to_string(),
+            reason: "expected only HOST:PORT after consul://".into(),
+        });
+    }
+    let rest = if rest.is_empty() { "127.0.0.1:8500" } else { rest };
+    let parsed = url::Url::parse(&format!("http://{rest}")).map_err(|e| CliError::InvalidRegistry {
+        uri: uri.to_string(),
+        reason: e.to_string(),
+    })?;
+    let host = parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| CliError::InvalidRegistry {
+            uri: uri.to_string(),
+            reason: "no host".into(),
+        })?;
+    Ok(format!("http://{host}:{}", parsed.port().unwrap_or(8500)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> Result<Settings, CliError> {
+        let mut all = vec!["berth-agent"];
+        all.extend_from_slice(args);
+        parse(all, |_| None)
+    }
+
+    #[test]
+    fn accepts_the_articles_command_line() {
+        let s = parse_args(&[
+            "-resync=1000",
+            "-retry-attempts=-1",
+            "-retry-interval=2000",
+            "-ip=\"192.168.3.26\"",
+            "consul://192.168.3.26:8500",
+        ])
+        .expect("valid");
+        assert_eq!(s.consul_addr, "http://192.168.3.26:8500");
+        assert_eq!(s.resync, Some(Duration::from_secs(1000)));
+        assert_eq!(
+            s.retry,
+            RetryPolicy {
+                attempts: None,
+                interval: Duration::from_millis(2000)
+            }
+        );
+        assert_eq!(s.ip.as_deref(), Some("192.168.3.26"));
+        assert!(!s.internal && !s.explicit && !s.cleanup);
+        assert_eq!(s.deregister, DeregisterMode::Always);
+    }
+
+    #[test]
+    fn accepts_separate_values_double_dashes_and_bare_booleans() {
+        let s = parse_args(&[
+            "--resync",
+            "5",
+            "-retry-attempts",
+            "-1",
+            "-internal",
+            "--explicit",
+            "-cleanup=true",
+            "-tags",
+            "a, b,,c",
+            "-deregister",
+            "on-success",
+            "-useIpFromLabel=ip",
+            "consul://consul",
+        ])
+        .expect("valid");
+        assert_eq!(s.resync, Some(Duration::from_secs(5)));
+        assert_eq!(s.retry.attempts, None);
+        assert!(s.internal && s.explicit && s.cleanup);
+        assert_eq!(s.tags, ["a", "b", "c"]);
+        assert_eq!(s.deregister, DeregisterMode::OnSuccess);
+        assert_eq!(s.use_ip_from_label.as_deref(), Some("ip"));
+        assert_eq!(s.consul_addr, "http://consul:8500");
+    }
+
+    #[test]
+    fn go_booleans_take_a_value_only_with_equals() {
+        let s = parse_args(&["-internal=false", "-explicit=1", "consul://"]).expect("valid");
+        assert!(!s.internal && s.explicit);
+        // The URI after a bare boolean is the URI, not the boolean's value.
+        let s = parse_args(&["-internal", "consul://h:1"]).expect("valid");
+        assert!(s.internal);
+        assert_eq!(s.consul_addr, "http://h:1");
+        assert!(parse_args(&["-internal=maybe", "consul://"]).is_err());
+    }
+
+    #[test]
+    fn defaults_are_registrators() {
+        let s = parse_args(&["consul://"]).expect("valid");
+        assert_eq!(s.consul_addr, "http://127.0.0.1:8500");
+        assert_eq!(s.resync, None);
+        assert_eq!(
+            s.retry,
+            RetryPolicy {
+                attempts: Some(0),
+                interval: Duration::from_millis(2000)
+            }
+        );
+        assert_eq!(s.ttl, None);
+        assert_eq!(s.ip, None);
+        assert_eq!(s.health_ttl, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn unknown_flags_are_named_as_typed() {
+        let err = parse_args(&["-resync=1", "-bogus=3", "consul://"]).expect_err("unknown flag");
+        assert_eq!(
+            err.to_string(),
+            "unknown flag \"-bogus=3\" (run `berth-agent --help` for the list)"
+        );
+        let err = parse_args(&["--nope", "consul://"]).expect_err("unknown flag");
+        assert!(err.to_string().contains("\"--nope\""), "{err}");
+    }
+
+    #[test]
+    fn only_consul_registries_are_accepted() {
+        for uri in [
+            "etcd://127.0.0.1:2379",
+            "consul-unix:///var/run/consul.sock",
+            "consul-tls://h:8501",
+        ] {
+            let err = parse_args(&[uri]).expect_err("unsupported");
+            assert!(
+                matches!(err, CliError::UnsupportedRegistry { .. }),
+                "{uri}: {err}"
+            );
+            assert!(err.to_string().contains(uri), "{err}");
+        }
+        assert!(matches!(
+            parse_args(&["127.0.0.1:8500"]),
+            Err(CliError::InvalidRegistry { .. })
+        ));
+        assert!(matches!(
+            parse_args(&["consul://h:8500/path"]),
+            Err(CliError::InvalidRegistry { .. })
+        ));
+        assert!(matches!(
+            parse_args(&["consul://h:notaport"]),
+            Err(CliError::InvalidRegistry { .. })
+        ));
+        assert_eq!(
+            parse_args(&["consul://[::1]:8500"]).expect("v6").consul_addr,
+            "http://[::1]:8500"
+        );
+        assert!(parse_args(&[]).is_err(), "the registry is required");
+    }
+
+    #[test]
+    fn ttl_needs_refresh_and_must_exceed_it() {
+        assert!(matches!(
+            parse_args(&["-ttl=30", "consul://"]),
+            Err(CliError::TtlWithoutRefresh { .. })
+        ));
+        assert!(matches!(
+            parse_args(&["-ttl=30", "-ttl-refresh=30", "consul://"]),
+            Err(CliError::TtlNotAboveRefresh { .. })
+        ));
+        let s = parse_args(&["-ttl=30", "-ttl-refresh=10", "consul://"]).expect("valid");
+        assert_eq!(s.ttl, Some((Duration::from_secs(30), Duration::from_secs(10))));
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        assert!(matches!(
+            parse_args(&["-retry-attempts=-2", "consul://"]),
+            Err(CliError::RetryAttempts(-2))
+        ));
+        assert!(matches!(
+            parse_args(&["-tags={{.Name}}", "consul://"]),
+            Err(CliError::TagTemplate(_))
+        ));
+        assert!(parse_args(&["-deregister=sometimes", "consul://"]).is_err());
+        assert!(parse_args(&["-resync=soon", "consul://"]).is_err());
+        assert!(matches!(
+            parse_args(&["-health-ttl=1", "consul://"]),
+            Err(CliError::HealthTtl(1))
+        ));
+    }
+
+    #[test]
+    fn reads_the_consul_token_from_the_environment() {
+        let s = parse(["berth-agent", "consul://"], |k| {
+            (k == "CONSUL_HTTP_TOKEN").then(|| "secret".to_string())
+        })
+        .expect("valid");
+        assert_eq!(s.consul_token.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn empty_ip_means_unset() {
+        assert_eq!(parse_args(&["-ip=", "consul://"]).expect("valid").ip, None);
+    }
+}

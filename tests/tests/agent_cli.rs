@@ -1,0 +1,119 @@
+//! berth-agent's command line, run as a process: help, refusals named as typed, and giving up
+//! after `-retry-attempts`. None of these needs Docker or Consul.
+
+use std::time::Duration;
+
+use berth_tests::{bin, free_port, Proc};
+
+/// Runs berth-agent with `args` and `env` until it exits (at most 20s); returns its exit code and
+/// everything it printed.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut proc =
+        Proc::spawn("berth-agent-cli", &bin("berth-agent"), args, env).expect("starting berth-agent");
+    let status = proc.wait_exit(Duration::from_secs(20));
+    let logs = proc.logs();
+    match status {
+        Some(status) => (status.code(), logs),
+        None => panic!("berth-agent {args:?} did not exit within 20s\n{logs}"),
+    }
+}
+
+#[test]
+fn help_describes_registrators_flags_and_the_articles_command_line() {
+    let (code, out) = run(&["--help"], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    for expected in [
+        "-resync=1000 -retry-attempts=-1 -retry-interval=2000 -ip=\"192.168.3.26\" consul://192.168.3.26:8500",
+        "--retry-attempts",
+        "--internal",
+        "--deregister",
+        "--useIpFromLabel",
+        "CONSUL_HTTP_TOKEN",
+        "DOCKER_HOST",
+        "REGISTRY_URI",
+    ] {
+        assert!(out.contains(expected), "--help lacks {expected:?}:\n{out}");
+    }
+    // Go-style single dash works for help too.
+    let (code, out) = run(&["-help"], &[]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn an_unknown_flag_is_refused_by_the_name_typed() {
+    let (code, out) = run(
+        &["-resync=5", "-retry-atempts=-1", "consul://127.0.0.1:8500"],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("unknown flag \"-retry-atempts=-1\""), "{out}");
+}
+
+#[test]
+fn a_registry_other_than_consul_is_refused_naming_it() {
+    for uri in [
+        "etcd://127.0.0.1:2379/services",
+        "consul-unix:///tmp/consul.sock",
+        "zookeeper://zk:2181",
+    ] {
+        let (code, out) = run(&["-ip=127.0.0.1", uri], &[]);
+        assert_eq!(code, Some(2), "{uri}: {out}");
+        assert!(
+            out.contains(&format!("unsupported registry \"{uri}\"")),
+            "{uri}: {out}"
+        );
+    }
+    let (code, out) = run(&["-ip=127.0.0.1"], &[]);
+    assert_eq!(code, Some(2), "a missing registry URI is an error: {out}");
+    assert!(out.contains("REGISTRY_URI"), "{out}");
+}
+
+#[test]
+fn bad_values_are_refused_at_start() {
+    let (code, out) = run(&["-deregister=sometimes", "consul://127.0.0.1:8500"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("sometimes"), "{out}");
+    let (code, out) = run(&["-ttl=10", "consul://127.0.0.1:8500"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("-ttl and -ttl-refresh must be given together"),
+        "{out}"
+    );
+    let (code, out) = run(
+        &["consul://127.0.0.1:8500"],
+        &[("DOCKER_HOST", "ssh://somewhere")],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("DOCKER_HOST=\"ssh://somewhere\""), "{out}");
+}
+
+#[test]
+fn gives_up_on_an_absent_docker_engine_after_the_retry_attempts() {
+    let consul = format!("consul://127.0.0.1:{}", free_port());
+    let started = std::time::Instant::now();
+    let (code, out) = run(
+        &[
+            "-retry-attempts=2",
+            "-retry-interval=100",
+            "-ip=127.0.0.1",
+            &consul,
+        ],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    // Two retries, each logged with what it waits for, then the third failure ends it.
+    assert_eq!(out.matches("; next in 100ms, ").count(), 2, "{out}");
+    assert!(
+        out.contains("waiting for the Docker Engine at unix:///nonexistent/docker.sock: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("gave up waiting for the Docker Engine at unix:///nonexistent/docker.sock after 3 failed attempts"),
+        "{out}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
