@@ -77,9 +77,9 @@ pub struct AgentService {
     #[serde(rename = "ID")]
     pub id: String,
     pub service: String,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "crate::null_as_default")]
     pub tags: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "crate::null_as_default")]
     pub meta: BTreeMap<String, String>,
     #[serde(default)]
     pub port: u16,
@@ -111,13 +111,6 @@ struct CheckUpdate<'a> {
     output: &'a str,
 }
 
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
 
 impl Client {
     /// `PUT /v1/agent/service/register?replace-existing-checks=true`: registers `service`, or

@@ -34,13 +34,13 @@ pub struct Service {
     #[serde(rename = "ID")]
     pub id: String,
     pub service: String,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "crate::null_as_default")]
     pub tags: Vec<String>,
     #[serde(default)]
     pub address: String,
     #[serde(default)]
     pub port: u16,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "crate::null_as_default")]
     pub meta: BTreeMap<String, String>,
 }
 
@@ -74,13 +74,6 @@ impl ServiceEntry {
     }
 }
 
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
 
 impl Client {
     /// `GET /v1/catalog/services`: every service name with the union of its instances' tags.

@@ -28,6 +28,16 @@ pub fn next_index(previous: u64, returned: u64) -> u64 {
     }
 }
 
+/// Consul writes `null` for empty lists and maps; read it as the empty value.
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::next_index;
