@@ -111,7 +111,6 @@ struct CheckUpdate<'a> {
     output: &'a str,
 }
 
-
 impl Client {
     /// `PUT /v1/agent/service/register?replace-existing-checks=true`: registers `service`, or
     /// replaces its definition (checks included) when one with the same ID exists. Idempotent.

@@ -74,7 +74,6 @@ impl ServiceEntry {
     }
 }
 
-
 impl Client {
     /// `GET /v1/catalog/services`: every service name with the union of its instances' tags.
     pub async fn catalog_services(
