@@ -168,7 +168,7 @@ async fn a_stream_must_open_with_a_hello() -> Result<()> {
     let empty_node = Stream::open(&cp, hello("", "")).await;
     let status = match empty_node {
         Err(status) => status,
-        Ok(mut stream) => stream.updates.message().await.err().expect("refused"),
+        Ok(mut stream) => stream.updates.message().await.expect_err("refused"),
     };
     assert!(status.message().contains("node_id"), "{status:?}");
     Ok(())
