@@ -134,17 +134,29 @@ async fn run(args: Args) -> Result<()> {
     tokio::spawn(store::follow(catalog, settings, store.clone()));
 
     let admin_app = admin::router(store.clone(), proxies.clone());
+    // One stop signal for everything: SIGTERM/SIGINT ends the proxies' streams (so the gRPC
+    // server's graceful shutdown does not wait for them) and both servers.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown().await;
+        info!("stopping: closing proxy streams (proxies fail over to another replica)");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let admin_stop = stopped(stop.clone());
     let admin_task = tokio::spawn(async move {
         axum::serve(admin, admin_app)
-            .with_graceful_shutdown(shutdown())
+            .with_graceful_shutdown(admin_stop)
             .await
     });
 
-    let service = RouteDiscoveryServer::new(server::DiscoveryService::new(store, proxies));
+    let service = RouteDiscoveryServer::new(server::DiscoveryService::new(store, proxies, stop.clone()));
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop))
         .await
         .context("route discovery server failed")?;
     admin_task

@@ -19,7 +19,7 @@ use berth_proto::v1::{Hello, ProxyMessage, RouteUpdate, UpToDate};
 use dashmap::DashMap;
 use futures::Stream;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -67,14 +67,17 @@ pub(crate) struct DiscoveryService {
     store: Store,
     proxies: Proxies,
     next_stream: AtomicU64,
+    /// Becomes true when the control plane stops; every stream then ends with UNAVAILABLE.
+    stop: watch::Receiver<bool>,
 }
 
 impl DiscoveryService {
-    pub(crate) fn new(store: Store, proxies: Proxies) -> DiscoveryService {
+    pub(crate) fn new(store: Store, proxies: Proxies, stop: watch::Receiver<bool>) -> DiscoveryService {
         DiscoveryService {
             store,
             proxies,
             next_stream: AtomicU64::new(1),
+            stop,
         }
     }
 }
@@ -120,6 +123,7 @@ impl RouteDiscovery for DiscoveryService {
             proxies: self.proxies.clone(),
             nonce: 0,
             tx,
+            stop: self.stop.clone(),
         };
         tokio::spawn(session.run(hello, peer, incoming));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -132,6 +136,7 @@ struct Session {
     proxies: Proxies,
     nonce: u64,
     tx: mpsc::Sender<Result<RouteUpdate, Status>>,
+    stop: watch::Receiver<bool>,
 }
 
 impl Session {
@@ -159,6 +164,7 @@ impl Session {
     /// Runs the stream until it ends; returns why it ended.
     async fn serve(&mut self, held: Option<String>, incoming: &mut Streaming<ProxyMessage>) -> String {
         let mut published = self.store.subscribe();
+        let mut stop = self.stop.clone();
         // What the proxy has (per its Hello) or was last sent: a version is never sent twice in a
         // row, and a NACKed one is not re-sent.
         let mut last_sent: Option<String> = None;
@@ -177,6 +183,10 @@ impl Session {
                 }
             }
             tokio::select! {
+                () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+                    let _ = self.tx.send(Err(Status::unavailable("control plane shutting down"))).await;
+                    return "control plane shutting down".into();
+                }
                 changed = published.changed() => {
                     if changed.is_err() {
                         return "control plane shutting down".into();

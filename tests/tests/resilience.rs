@@ -144,7 +144,7 @@ async fn proxies_and_replicas_agree_on_the_version() -> Result<()> {
     );
     assert!(list[0]["last_nack"].is_null());
 
-    // A change reaches both proxies through whichever replica they are on; then replica a dies and
+    // A change reaches both proxies through whichever replica they are on; then replica a is stopped and
     // both proxies fail over to b without changing what they route.
     consul.deregister("go-3").await?;
     let snap = cp_a
@@ -153,7 +153,12 @@ async fn proxies_and_replicas_agree_on_the_version() -> Result<()> {
     let version = snap["version"].as_str().unwrap_or_default().to_string();
     p1.wait_version(&version).await?;
     p2.wait_version(&version).await?;
-    cp_a.proc.kill();
+    // SIGTERM: replica a closes the proxies' streams and exits cleanly (it does not wait for them).
+    let status = cp_a.proc.terminate();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "replica a should exit 0 on SIGTERM: {status:?}"
+    );
     consul.deregister("go-2").await?;
     let snap = cp_b
         .wait_snapshot("go-2 gone", |s| !s.to_string().contains("go-2"))
