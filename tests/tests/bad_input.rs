@@ -122,119 +122,89 @@ fn refuses(binary: &str, args: &[&str]) -> String {
     stderr
 }
 
+/// Starts `binary` with `args`, expects it to refuse, and checks that its message names every
+/// string in `names` (the flag and the value at fault).
+fn refuses_naming(binary: &str, args: &[&str], names: &[&str]) {
+    let err = refuses(binary, args);
+    for name in names {
+        assert!(
+            err.contains(name),
+            "{binary} {args:?}: the error should name {name:?}: {err}"
+        );
+    }
+}
+
 #[test]
 fn bad_proxy_flags_stop_it_with_a_message_naming_flag_and_value() {
     let admin = format!("127.0.0.1:{}", free_port());
+    let http = format!("http=127.0.0.1:{}", free_port());
     let cp = "http://127.0.0.1:1";
-    let err = refuses(
-        "berth-proxy",
-        &[
-            "--control-plane",
-            cp,
-            "--admin-addr",
-            &admin,
-            "--entrypoint",
-            "http",
-        ],
-    );
-    assert!(err.contains("--entrypoint") && err.contains("http"), "{err}");
-
-    let err = refuses(
-        "berth-proxy",
-        &[
-            "--control-plane",
-            cp,
-            "--admin-addr",
-            &admin,
-            "--entrypoint",
-            "http=not-an-address",
-        ],
-    );
-    assert!(
-        err.contains("--entrypoint") && err.contains("not-an-address"),
-        "{err}"
-    );
-
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken_addr = taken.local_addr().expect("addr").to_string();
-    let entry = format!("http={taken_addr}");
-    let err = refuses(
-        "berth-proxy",
-        &[
-            "--control-plane",
+    let taken_entry = format!("http={taken_addr}");
+    // (control plane, admin address, entrypoint, what the error must name)
+    let cases: [(&str, &str, &str, &[&str]); 5] = [
+        (cp, &admin, "http", &["--entrypoint", "http"]),
+        (
             cp,
-            "--admin-addr",
             &admin,
-            "--entrypoint",
-            &entry,
-        ],
-    );
-    assert!(err.contains("--entrypoint") && err.contains(&taken_addr), "{err}");
-
-    let http = format!("http=127.0.0.1:{}", free_port());
-    let err = refuses(
-        "berth-proxy",
-        &[
+            "http=not-an-address",
+            &["--entrypoint", "not-an-address"],
+        ),
+        (cp, &admin, &taken_entry, &["--entrypoint", &taken_addr]),
+        (cp, &taken_addr, &http, &["--admin-addr", &taken_addr]),
+        ("not a url", &admin, &http, &["--control-plane", "not a url"]),
+    ];
+    for (control_plane, admin_addr, entrypoint, names) in cases {
+        let args = [
             "--control-plane",
-            cp,
+            control_plane,
             "--admin-addr",
-            &taken_addr,
+            admin_addr,
             "--entrypoint",
-            &http,
-        ],
-    );
-    assert!(err.contains("--admin-addr") && err.contains(&taken_addr), "{err}");
-
-    let err = refuses(
-        "berth-proxy",
-        &[
-            "--control-plane",
-            "not a url",
-            "--admin-addr",
-            &admin,
-            "--entrypoint",
-            &http,
-        ],
-    );
-    assert!(
-        err.contains("--control-plane") && err.contains("not a url"),
-        "{err}"
-    );
+            entrypoint,
+        ];
+        refuses_naming("berth-proxy", &args, names);
+    }
 }
 
 #[test]
 fn bad_control_plane_flags_stop_it_with_a_message_naming_flag_and_value() {
     let free = format!("127.0.0.1:{}", free_port());
-    let err = refuses(
-        "berth-control",
-        &["--grpc-addr", "nonsense", "--admin-addr", &free],
-    );
-    assert!(err.contains("--grpc-addr") && err.contains("nonsense"), "{err}");
-
+    let grpc = format!("127.0.0.1:{}", free_port());
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken_addr = taken.local_addr().expect("addr").to_string();
-    let err = refuses(
-        "berth-control",
-        &["--grpc-addr", &taken_addr, "--admin-addr", &free],
-    );
-    assert!(err.contains("--grpc-addr") && err.contains(&taken_addr), "{err}");
-    let grpc = format!("127.0.0.1:{}", free_port());
-    let err = refuses(
-        "berth-control",
-        &["--grpc-addr", &grpc, "--admin-addr", &taken_addr],
-    );
-    assert!(err.contains("--admin-addr") && err.contains(&taken_addr), "{err}");
-
-    let err = refuses(
-        "berth-control",
-        &[
-            "--consul-addr",
-            "ftp://x",
-            "--grpc-addr",
-            &grpc,
-            "--admin-addr",
+    // (consul address, gRPC address, admin address, what the error must name)
+    let cases: [(&str, &str, &str, &[&str]); 4] = [
+        (
+            "http://127.0.0.1:8500",
+            "nonsense",
             &free,
-        ],
-    );
-    assert!(err.contains("--consul-addr") && err.contains("ftp"), "{err}");
+            &["--grpc-addr", "nonsense"],
+        ),
+        (
+            "http://127.0.0.1:8500",
+            &taken_addr,
+            &free,
+            &["--grpc-addr", &taken_addr],
+        ),
+        (
+            "http://127.0.0.1:8500",
+            &grpc,
+            &taken_addr,
+            &["--admin-addr", &taken_addr],
+        ),
+        ("ftp://x", &grpc, &free, &["--consul-addr", "ftp"]),
+    ];
+    for (consul, grpc_addr, admin_addr, names) in cases {
+        let args = [
+            "--consul-addr",
+            consul,
+            "--grpc-addr",
+            grpc_addr,
+            "--admin-addr",
+            admin_addr,
+        ];
+        refuses_naming("berth-control", &args, names);
+    }
 }
