@@ -232,3 +232,29 @@ async fn consul_unreachable_at_start_is_not_fatal() -> Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn consul_going_away_keeps_the_last_snapshot_routed() -> Result<()> {
+    let mut consul = Consul::start().await?;
+    let _article = Article::start(&consul).await?;
+    let cp = ControlPlane::start(&consul, &[])?;
+    let proxy = Proxy::start("steady", &cp.url())?;
+    wait_status(&proxy, GO_HOST, 200).await?;
+    let version = cp.snapshot().await?["version"].clone();
+
+    consul.proc.kill();
+    wait_until(
+        "the control plane to notice Consul is gone",
+        Duration::from_secs(90),
+        || async { Ok(cp.proc.logs().contains("waiting for").then_some(())) },
+    )
+    .await?;
+    // Nothing is withdrawn: the control plane keeps its snapshot and the proxy keeps routing.
+    for _ in 0..20 {
+        assert_eq!(proxy.get(GO_HOST, "/").await?.status, 200);
+        assert_eq!(proxy.get(PYTHON_HOST, "/").await?.status, 200);
+    }
+    assert_eq!(cp.snapshot().await?["version"], version);
+    assert_eq!(proxy.version().await?.as_deref(), version.as_str());
+    Ok(())
+}
