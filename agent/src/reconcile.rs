@@ -267,14 +267,16 @@ mod tests {
             .collect()
     }
 
+    /// The plan for this agent, with nothing retained and no heartbeat, as one line per action.
+    fn plan_of(desired: &[Registration], current: &Actual) -> Vec<String> {
+        summary(&plan(desired, current, &me(), &BTreeMap::new(), false))
+    }
+
     #[test]
     fn registers_what_is_missing_and_nothing_twice() {
         let desired = [registration("h:a:80", "a", "s1")];
         let empty = Actual::default();
-        assert_eq!(
-            summary(&plan(&desired, &empty, &me(), &BTreeMap::new(), false)),
-            ["register h:a:80 (new)"]
-        );
+        assert_eq!(plan_of(&desired, &empty), ["register h:a:80 (new)"]);
         let done = actual(vec![owned("h:a:80", "a", "s1")], vec![]);
         assert!(plan(&desired, &done, &me(), &BTreeMap::new(), false).is_empty());
     }
@@ -283,20 +285,14 @@ mod tests {
     fn registers_again_when_the_definition_changed() {
         let desired = [registration("h:a:80", "a", "s2")];
         let old = actual(vec![owned("h:a:80", "a", "s1")], vec![]);
-        assert_eq!(
-            summary(&plan(&desired, &old, &me(), &BTreeMap::new(), false)),
-            ["register h:a:80 (changed)"]
-        );
+        assert_eq!(plan_of(&desired, &old), ["register h:a:80 (changed)"]);
     }
 
     #[test]
     fn takes_over_an_unmarked_service_with_the_same_id() {
         let desired = [registration("h:a:80", "a", "s1")];
         let registrators = actual(vec![service("h:a:80", &[])], vec![]);
-        assert_eq!(
-            summary(&plan(&desired, &registrators, &me(), &BTreeMap::new(), false)),
-            ["register h:a:80 (taken over)"]
-        );
+        assert_eq!(plan_of(&desired, &registrators), ["register h:a:80 (taken over)"]);
     }
 
     #[test]
@@ -310,10 +306,7 @@ mod tests {
             ],
             vec![],
         );
-        assert_eq!(
-            summary(&plan(&[], &current, &me(), &BTreeMap::new(), false)),
-            ["deregister h:gone:80"]
-        );
+        assert_eq!(plan_of(&[], &current), ["deregister h:gone:80"]);
     }
 
     #[test]
@@ -387,7 +380,7 @@ mod tests {
         let desired = [registration("h:new-name:80", "a", "s2")];
         let current = actual(vec![owned("h:old-name:80", "a", "s1")], vec![]);
         assert_eq!(
-            summary(&plan(&desired, &current, &me(), &BTreeMap::new(), false)),
+            plan_of(&desired, &current),
             ["deregister h:old-name:80", "register h:new-name:80 (new)"]
         );
     }
@@ -405,7 +398,7 @@ mod tests {
             )],
         );
         assert_eq!(
-            summary(&plan(&desired, &current, &me(), &BTreeMap::new(), false)),
+            plan_of(&desired, &current),
             ["update service:h:a:80:docker-health critical"]
         );
     }
@@ -433,13 +426,7 @@ mod tests {
     fn a_new_registration_gets_its_driven_checks_set_after_it() {
         let desired = [with_health(registration("h:a:80", "a", "s"), "passing")];
         assert_eq!(
-            summary(&plan(
-                &desired,
-                &Actual::default(),
-                &me(),
-                &BTreeMap::new(),
-                false
-            )),
+            plan_of(&desired, &Actual::default()),
             [
                 "register h:a:80 (new)",
                 "update service:h:a:80:docker-health passing"
@@ -452,7 +439,7 @@ mod tests {
         let desired = [with_health(registration("h:a:80", "a", "s"), "passing")];
         let current = actual(vec![owned("h:a:80", "a", "s")], vec![]);
         assert_eq!(
-            summary(&plan(&desired, &current, &me(), &BTreeMap::new(), false)),
+            plan_of(&desired, &current),
             [
                 "register h:a:80 (a check was missing)",
                 "update service:h:a:80:docker-health passing"
@@ -465,7 +452,7 @@ mod tests {
         let desired = [with_health(registration("h:b:80", "b", "s"), "passing")];
         let current = actual(vec![owned("h:a:80", "a", "s")], vec![]);
         assert_eq!(
-            summary(&plan(&desired, &current, &me(), &BTreeMap::new(), false)),
+            plan_of(&desired, &current),
             [
                 "deregister h:a:80",
                 "register h:b:80 (new)",
