@@ -8,10 +8,17 @@
 //! the conventional `--resync 1000` form works as is. Unknown flags are refused here, by the name
 //! the operator typed, before clap sees them.
 //!
-//! This module only parses and validates; it does not resolve host names or touch the network.
+//! The registry URI says where Consul is (`consul://` over HTTP, `consul-tls://` over HTTPS, as in
+//! Registrator); the standard `CONSUL_*` variables, and Registrator's `CONSUL_TLSCERT` and
+//! `CONSUL_TLSKEY`, say how to reach it ([`consul_config`]).
+//!
+//! This module only parses and validates; it does not resolve host names, read files or touch the
+//! network.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_consul::{config::env as consul_env, parse_go_bool};
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 
 /// Why the command line was refused. Each variant names what the operator typed.
@@ -21,7 +28,7 @@ pub(crate) enum CliError {
     UnknownFlag { flag: String },
     #[error(
         "unsupported registry {uri:?}: berth-agent registers in Consul only; give the registry as \
-         consul://HOST:PORT, for example consul://127.0.0.1:8500"
+         consul://HOST:PORT or consul-tls://HOST:PORT, for example consul://127.0.0.1:8500"
     )]
     UnsupportedRegistry { uri: String },
     #[error("invalid registry {uri:?}: {reason}")]
@@ -38,6 +45,9 @@ pub(crate) enum CliError {
     HealthTtl(u64),
     #[error("-{flag}={value:?}: must not be empty")]
     Empty { flag: &'static str, value: String },
+    /// A `CONSUL_*` variable with an unusable value.
+    #[error(transparent)]
+    Consul(#[from] berth_consul::Error),
     #[error(transparent)]
     Clap(#[from] clap::Error),
 }
@@ -60,7 +70,14 @@ Flags may be written Registrator's way (-resync=1000, -ip=\"10.0.0.5\", -interna
 conventional way (--resync 1000, --ip 10.0.0.5, --internal).
 
 Registry: consul://HOST:PORT (the local Consul agent's HTTP API; consul:// alone means
-127.0.0.1:8500). CONSUL_HTTP_TOKEN, when set, is sent as the ACL token.
+127.0.0.1:8500), or consul-tls://HOST:PORT for its HTTPS API (consul-tls:// alone means
+127.0.0.1:8501).
+Consul environment: CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (ACL token); for consul-tls://,
+CONSUL_CACERT (PEM file of the CA that signed Consul's certificate; default: the system's CAs),
+CONSUL_TLSCERT and CONSUL_TLSKEY (client certificate and key, for a Consul with verify_incoming;
+CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY are accepted too), CONSUL_HTTP_SSL_VERIFY=false (do not
+verify Consul's certificate), CONSUL_TLS_SERVER_NAME; CONSUL_HTTP_SSL=true makes consul:// use
+HTTPS as well.
 Docker Engine: DOCKER_HOST (unix:///path or tcp://host:port), default unix:///var/run/docker.sock.
 
 Containers are described by env vars or labels: SERVICE_NAME, SERVICE_TAGS, SERVICE_ID,
@@ -155,7 +172,7 @@ struct Args {
     #[arg(long = "health-ttl", value_name = "SECONDS", default_value_t = 90)]
     health_ttl: u64,
 
-    /// Where to register: consul://HOST:PORT
+    /// Where to register: consul://HOST:PORT, or consul-tls://HOST:PORT for HTTPS
     #[arg(value_name = "REGISTRY_URI")]
     registry: String,
 }
@@ -163,9 +180,9 @@ struct Args {
 /// Everything the agent needs from its command line and environment, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Settings {
-    /// `http://host:port` of the Consul agent.
-    pub consul_addr: String,
-    pub consul_token: Option<String>,
+    /// How to reach the Consul agent: the registry URI's address (`http://host:port` or
+    /// `https://host:port`), ACL token and TLS settings from the environment.
+    pub consul: berth_consul::Config,
     pub ip: Option<String>,
     pub internal: bool,
     pub explicit: bool,
@@ -265,17 +282,8 @@ fn unquote(value: &str) -> &str {
     value
 }
 
-/// Go's `strconv.ParseBool`, which Registrator's boolean flags accept.
-fn parse_go_bool(value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        other => Err(format!("{other:?} is not a boolean (true or false)")),
-    }
-}
-
 fn settings(raw: Args, env: impl Fn(&str) -> Option<String>) -> Result<Settings, CliError> {
-    let consul_addr = registry_address(&raw.registry)?;
+    let consul = consul_config(&raw.registry, &env)?;
     let retry_attempts = match raw.retry_attempts {
         -1 => None,
         n if n >= 0 => Some(n.unsigned_abs()),
@@ -303,8 +311,7 @@ fn settings(raw: Args, env: impl Fn(&str) -> Option<String>) -> Result<Settings,
         }
     };
     Ok(Settings {
-        consul_addr,
-        consul_token: env("CONSUL_HTTP_TOKEN").filter(|t| !t.is_empty()),
+        consul,
         // Registrator treats -ip="" as unset.
         ip: raw
             .ip
@@ -338,26 +345,62 @@ pub(crate) fn split_tags(tags: &str) -> Vec<String> {
         .collect()
 }
 
-/// `consul://host:port` → `http://host:port`. `consul://` alone is the local agent on 8500, and a
-/// missing port is 8500, as in Registrator.
-fn registry_address(uri: &str) -> Result<String, CliError> {
+/// Registrator's names for the client certificate and key of `consul-tls://`.
+const REGISTRATOR_TLSCERT: &str = "CONSUL_TLSCERT";
+const REGISTRATOR_TLSKEY: &str = "CONSUL_TLSKEY";
+
+/// How to reach Consul: the registry URI's address, and the standard `CONSUL_*` variables
+/// (except `CONSUL_HTTP_ADDR`: the URI says where). Registrator's `CONSUL_TLSCERT` and
+/// `CONSUL_TLSKEY` win over `CONSUL_CLIENT_CERT` and `CONSUL_CLIENT_KEY`, as they do in Registrator.
+fn consul_config(uri: &str, env: &impl Fn(&str) -> Option<String>) -> Result<berth_consul::Config, CliError> {
+    let mut config = berth_consul::Config::from_lookup(|name| {
+        if name == consul_env::HTTP_ADDR {
+            None
+        } else {
+            env(name)
+        }
+    })?;
+    let (tls, host_port) = registry_address(uri)?;
+    let scheme = if tls || config.https { "https" } else { "http" };
+    config.addresses = vec![format!("{scheme}://{host_port}")];
+    let path = |name: &str| env(name).filter(|v| !v.trim().is_empty()).map(PathBuf::from);
+    if let Some(cert) = path(REGISTRATOR_TLSCERT) {
+        config.tls.client_cert = Some(cert);
+    }
+    if let Some(key) = path(REGISTRATOR_TLSKEY) {
+        config.tls.client_key = Some(key);
+    }
+    Ok(config)
+}
+
+/// `consul://host:port` → (false, `host:port`); `consul-tls://host:port` → (true, `host:port`).
+/// `consul://` alone is the local agent on 8500, and a missing port is 8500, as in Registrator;
+/// for `consul-tls://` both are 8501, Consul's conventional HTTPS port.
+fn registry_address(uri: &str) -> Result<(bool, String), CliError> {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return Err(CliError::InvalidRegistry {
             uri: uri.to_string(),
-            reason: "expected consul://HOST:PORT".into(),
+            reason: "expected consul://HOST:PORT or consul-tls://HOST:PORT".into(),
         });
     };
-    if scheme != "consul" {
-        return Err(CliError::UnsupportedRegistry { uri: uri.to_string() });
-    }
+    let (tls, default_port) = match scheme {
+        "consul" => (false, 8500),
+        "consul-tls" => (true, 8501),
+        _ => return Err(CliError::UnsupportedRegistry { uri: uri.to_string() }),
+    };
     let rest = rest.trim_end_matches('/');
     if rest.contains('/') || rest.contains('?') || rest.contains('@') {
         return Err(CliError::InvalidRegistry {
             uri: uri.to_string(),
-            reason: "expected only HOST:PORT after consul://".into(),
+            reason: format!("expected only HOST:PORT after {scheme}://"),
         });
     }
-    let rest = if rest.is_empty() { "127.0.0.1:8500" } else { rest };
+    let default_address = format!("127.0.0.1:{default_port}");
+    let rest = if rest.is_empty() {
+        default_address.as_str()
+    } else {
+        rest
+    };
     let parsed = url::Url::parse(&format!("http://{rest}")).map_err(|e| CliError::InvalidRegistry {
         uri: uri.to_string(),
         reason: e.to_string(),
@@ -369,7 +412,12 @@ fn registry_address(uri: &str) -> Result<String, CliError> {
             uri: uri.to_string(),
             reason: "no host".into(),
         })?;
-    Ok(format!("http://{host}:{}", parsed.port().unwrap_or(8500)))
+    // The http URL hides an explicit :80 and the https one an explicit :443: ask both.
+    let port = parsed
+        .port()
+        .or_else(|| url::Url::parse(&format!("https://{rest}")).ok()?.port())
+        .unwrap_or(default_port);
+    Ok((tls, format!("{host}:{port}")))
 }
 
 #[cfg(test)]
@@ -377,9 +425,22 @@ mod tests {
     use super::*;
 
     fn parse_args(args: &[&str]) -> Result<Settings, CliError> {
+        parse_with_env(args, &[])
+    }
+
+    fn parse_with_env(args: &[&str], vars: &[(&str, &str)]) -> Result<Settings, CliError> {
         let mut all = vec!["berth-agent"];
         all.extend_from_slice(args);
-        parse(all, |_| None)
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        parse(all, move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    /// The one Consul address the settings hold.
+    fn address(s: &Settings) -> &str {
+        assert_eq!(s.consul.addresses.len(), 1, "{:?}", s.consul);
+        &s.consul.addresses[0]
     }
 
     #[test]
@@ -392,7 +453,7 @@ mod tests {
             "consul://192.168.3.26:8500",
         ])
         .expect("valid");
-        assert_eq!(s.consul_addr, "http://192.168.3.26:8500");
+        assert_eq!(address(&s), "http://192.168.3.26:8500");
         assert_eq!(s.resync, Some(Duration::from_secs(1000)));
         assert_eq!(
             s.retry,
@@ -430,7 +491,7 @@ mod tests {
         assert_eq!(s.tags, ["a", "b", "c"]);
         assert_eq!(s.deregister, DeregisterMode::OnSuccess);
         assert_eq!(s.use_ip_from_label.as_deref(), Some("ip"));
-        assert_eq!(s.consul_addr, "http://consul:8500");
+        assert_eq!(address(&s), "http://consul:8500");
     }
 
     #[test]
@@ -440,14 +501,14 @@ mod tests {
         // The URI after a bare boolean is the URI, not the boolean's value.
         let s = parse_args(&["-internal", "consul://h:1"]).expect("valid");
         assert!(s.internal);
-        assert_eq!(s.consul_addr, "http://h:1");
+        assert_eq!(address(&s), "http://h:1");
         assert!(parse_args(&["-internal=maybe", "consul://"]).is_err());
     }
 
     #[test]
     fn defaults_are_registrators() {
         let s = parse_args(&["consul://"]).expect("valid");
-        assert_eq!(s.consul_addr, "http://127.0.0.1:8500");
+        assert_eq!(address(&s), "http://127.0.0.1:8500");
         assert_eq!(s.resync, None);
         assert_eq!(
             s.retry,
@@ -474,11 +535,7 @@ mod tests {
 
     #[test]
     fn only_consul_registries_are_accepted() {
-        for uri in [
-            "etcd://127.0.0.1:2379",
-            "consul-unix:///var/run/consul.sock",
-            "consul-tls://h:8501",
-        ] {
+        for uri in ["etcd://127.0.0.1:2379", "consul-unix:///var/run/consul.sock"] {
             let err = parse_args(&[uri]).expect_err("unsupported");
             assert!(
                 matches!(err, CliError::UnsupportedRegistry { .. }),
@@ -499,8 +556,16 @@ mod tests {
             Err(CliError::InvalidRegistry { .. })
         ));
         assert_eq!(
-            parse_args(&["consul://[::1]:8500"]).expect("v6").consul_addr,
+            address(&parse_args(&["consul://[::1]:8500"]).expect("v6")),
             "http://[::1]:8500"
+        );
+        assert_eq!(
+            address(&parse_args(&["consul://h:80"]).expect("port 80")),
+            "http://h:80"
+        );
+        assert_eq!(
+            address(&parse_args(&["consul://h:443"]).expect("port 443")),
+            "http://h:443"
         );
         assert!(parse_args(&[]).is_err(), "the registry is required");
     }
@@ -543,7 +608,73 @@ mod tests {
             (k == "CONSUL_HTTP_TOKEN").then(|| "secret".to_string())
         })
         .expect("valid");
-        assert_eq!(s.consul_token.as_deref(), Some("secret"));
+        assert_eq!(s.consul.token.as_deref(), Some("secret"));
+        let s = parse_with_env(&["consul://"], &[("CONSUL_HTTP_TOKEN_FILE", "/run/token")]).expect("valid");
+        assert_eq!(s.consul.token_file, Some(PathBuf::from("/run/token")));
+    }
+
+    #[test]
+    fn consul_tls_is_registrators_https_registry() {
+        let s = parse_args(&["consul-tls://consul.example:8501"]).expect("valid");
+        assert_eq!(address(&s), "https://consul.example:8501");
+        assert!(s.consul.tls.verify);
+        assert_eq!(
+            address(&parse_args(&["consul-tls://"]).expect("valid")),
+            "https://127.0.0.1:8501"
+        );
+        assert_eq!(
+            address(&parse_args(&["consul-tls://h"]).expect("valid")),
+            "https://h:8501"
+        );
+        assert!(matches!(
+            parse_args(&["consul-tls://h:8501/v1"]),
+            Err(CliError::InvalidRegistry { .. })
+        ));
+    }
+
+    #[test]
+    fn reads_registrators_and_the_standard_tls_variables() {
+        let s = parse_with_env(
+            &["consul-tls://127.0.0.1:8501"],
+            &[
+                ("CONSUL_CACERT", "/tls/ca.pem"),
+                ("CONSUL_TLSCERT", "/tls/agent.pem"),
+                ("CONSUL_TLSKEY", "/tls/agent-key.pem"),
+                ("CONSUL_HTTP_SSL_VERIFY", "0"),
+                // The registry URI says where Consul is.
+                ("CONSUL_HTTP_ADDR", "elsewhere:8500"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(address(&s), "https://127.0.0.1:8501");
+        assert_eq!(s.consul.tls.ca_cert, Some(PathBuf::from("/tls/ca.pem")));
+        assert_eq!(s.consul.tls.client_cert, Some(PathBuf::from("/tls/agent.pem")));
+        assert_eq!(s.consul.tls.client_key, Some(PathBuf::from("/tls/agent-key.pem")));
+        assert!(!s.consul.tls.verify);
+
+        // The standard names work too; Registrator's win when both are set.
+        let standard = [
+            ("CONSUL_CLIENT_CERT", "/std/cert.pem"),
+            ("CONSUL_CLIENT_KEY", "/std/key.pem"),
+        ];
+        let s = parse_with_env(&["consul-tls://"], &standard).expect("valid");
+        assert_eq!(s.consul.tls.client_cert, Some(PathBuf::from("/std/cert.pem")));
+        assert_eq!(s.consul.tls.client_key, Some(PathBuf::from("/std/key.pem")));
+        let mut both = standard.to_vec();
+        both.push(("CONSUL_TLSCERT", "/reg/cert.pem"));
+        let s = parse_with_env(&["consul-tls://"], &both).expect("valid");
+        assert_eq!(s.consul.tls.client_cert, Some(PathBuf::from("/reg/cert.pem")));
+
+        // CONSUL_HTTP_SSL=true makes consul:// use https, as Consul's Go client does.
+        let s = parse_with_env(&["consul://h:8501"], &[("CONSUL_HTTP_SSL", "true")]).expect("valid");
+        assert_eq!(address(&s), "https://h:8501");
+
+        let err = parse_with_env(&["consul-tls://"], &[("CONSUL_HTTP_SSL_VERIFY", "maybe")])
+            .expect_err("not a boolean");
+        assert!(
+            err.to_string().starts_with("CONSUL_HTTP_SSL_VERIFY=\"maybe\""),
+            "{err}"
+        );
     }
 
     #[test]

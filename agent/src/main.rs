@@ -81,8 +81,11 @@ async fn agent(settings: Settings) -> anyhow::Result<()> {
         Some(ip) => ip.clone(),
         None => resolve_host(&hostname).await,
     };
-    let client = berth_consul::Client::new(&settings.consul_addr, settings.consul_token.clone())
-        .with_context(|| format!("registry {}", settings.consul_addr))?;
+    for warning in settings.consul.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let client = berth_consul::Client::from_config(settings.consul.clone())
+        .with_context(|| format!("registry {}", settings.consul.addresses.join(",")))?;
     let registry = Registry::new(client);
 
     let mapping = MappingSettings {

@@ -1,7 +1,22 @@
-//! Reading the catalog: which services exist, and each one's instances with their health.
+//! Reading the catalog: which services exist, their instances, and the checks that are not passing.
 //!
-//! Both calls are blocking queries (see [`crate::next_index`]): the caller passes the index it
-//! last saw and Consul answers when something changed or `wait` elapsed.
+//! These are the reads a control plane needs to follow a catalog of any size with a handful of
+//! connections:
+//!
+//! - [`Client::catalog_services`]: every service name with its tags (blocking; moves when any
+//!   service registration changes).
+//! - [`Client::failing_checks`]: every check whose status is not `passing` (blocking; moves when
+//!   any check changes). An instance is healthy exactly when none of its checks, nor its node's,
+//!   is listed, so the full list of checks is never needed.
+//! - [`Client::catalog_service`]: one service's instances, read when that service changed.
+//! - [`Client::catalog_nodes`] and [`Client::catalog_node`]: every instance, node by node, for a
+//!   full read (at start, and when the service list alone cannot say what changed).
+//! - [`Client::service_summaries`]: per service, how many instances on which nodes, in one
+//!   answer (Consul's UI endpoint), to find which service a registration changed.
+//!
+//! The blocking ones take the index last seen (see [`crate::next_index`]); Consul answers when
+//! something changed or `wait` elapsed. Consul's wire names stay in this module: callers get
+//! [`Instance`] and [`FailingCheck`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,72 +25,152 @@ use serde::Deserialize;
 
 use crate::{Client, Error, Indexed};
 
-/// One instance of a service as `/v1/health/service/:name` describes it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct ServiceEntry {
-    pub node: Node,
-    pub service: Service,
-    #[serde(default)]
-    pub checks: Vec<Check>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct Node {
+/// One instance of a service, wherever it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// The Consul node it is registered on.
     pub node: String,
-    #[serde(default)]
-    pub address: String,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(rename_all = "PascalCase")]
-pub struct Service {
-    #[serde(rename = "ID")]
+    /// That node's address, used when the instance has no address of its own.
+    pub node_address: String,
+    /// The service ID, unique on its node.
     pub id: String,
     pub service: String,
-    #[serde(default, deserialize_with = "crate::null_as_default")]
     pub tags: Vec<String>,
-    #[serde(default)]
+    /// The instance's own address; may be empty.
     pub address: String,
-    #[serde(default)]
     pub port: u16,
-    #[serde(default, deserialize_with = "crate::null_as_default")]
     pub meta: BTreeMap<String, String>,
+    /// Raft index of the instance's last change.
+    pub modify_index: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+impl Instance {
+    /// The address to send traffic to: the instance's own, or its node's when unset.
+    pub fn target_address(&self) -> &str {
+        if self.address.is_empty() {
+            &self.node_address
+        } else {
+            &self.address
+        }
+    }
+}
+
+/// A check whose status is `warning` or `critical` (maintenance mode is a critical check).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Check {
+pub struct FailingCheck {
+    pub node: String,
     #[serde(rename = "CheckID")]
     pub check_id: String,
-    #[serde(default)]
-    pub name: String,
     pub status: String,
+    /// The instance the check belongs to; empty for a node check (which applies to every
+    /// instance on the node).
     #[serde(rename = "ServiceID", default)]
     pub service_id: String,
     #[serde(default)]
-    pub output: String,
+    pub service_name: String,
 }
 
-impl ServiceEntry {
-    /// The address to send traffic to: the service's own address, or its node's when unset.
-    pub fn address(&self) -> &str {
-        if self.service.address.is_empty() {
-            &self.node.address
-        } else {
-            &self.service.address
+/// Per service: how many instances, on which nodes (Consul's UI summary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub instance_count: usize,
+    /// One entry per instance, sorted.
+    pub nodes: Vec<String>,
+}
+
+/// A node of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeName {
+    pub node: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawCatalogService {
+    node: String,
+    #[serde(default)]
+    address: String,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    service_name: String,
+    #[serde(default, deserialize_with = "crate::null_as_default")]
+    service_tags: Vec<String>,
+    #[serde(default)]
+    service_address: String,
+    #[serde(default)]
+    service_port: u16,
+    #[serde(default, deserialize_with = "crate::null_as_default")]
+    service_meta: BTreeMap<String, String>,
+    #[serde(default)]
+    modify_index: u64,
+}
+
+impl From<RawCatalogService> for Instance {
+    fn from(raw: RawCatalogService) -> Instance {
+        Instance {
+            node: raw.node,
+            node_address: raw.address,
+            id: raw.service_id,
+            service: raw.service_name,
+            tags: raw.service_tags,
+            address: raw.service_address,
+            port: raw.service_port,
+            meta: raw.service_meta,
+            modify_index: raw.modify_index,
         }
     }
+}
 
-    /// True when every check that applies to this instance (its own and its node's) passes.
-    pub fn is_passing(&self) -> bool {
-        self.checks.iter().all(|c| c.status == "passing")
-    }
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawNodeServices {
+    node: RawNode,
+    #[serde(default, deserialize_with = "crate::null_as_default")]
+    services: BTreeMap<String, RawNodeService>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawNode {
+    node: String,
+    #[serde(default)]
+    address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawNodeService {
+    #[serde(rename = "ID")]
+    id: String,
+    service: String,
+    #[serde(default, deserialize_with = "crate::null_as_default")]
+    tags: Vec<String>,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    port: u16,
+    #[serde(default, deserialize_with = "crate::null_as_default")]
+    meta: BTreeMap<String, String>,
+    #[serde(default)]
+    modify_index: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawSummary {
+    name: String,
+    #[serde(default)]
+    instance_count: usize,
+    #[serde(default, deserialize_with = "crate::null_as_default")]
+    nodes: Vec<String>,
 }
 
 impl Client {
-    /// `GET /v1/catalog/services`: every service name with the union of its instances' tags.
+    /// `GET /v1/catalog/services`: every service name with the union of its instances' tags
+    /// (sorted). The index moves with any change to any service registration.
     pub async fn catalog_services(
         &self,
         index: u64,
@@ -89,20 +184,101 @@ impl Client {
             value: raw
                 .value
                 .into_iter()
-                .map(|(name, tags)| (name, tags.unwrap_or_default()))
+                .map(|(name, tags)| {
+                    // Consul builds this union from a map: its order changes between answers.
+                    let mut tags = tags.unwrap_or_default();
+                    tags.sort_unstable();
+                    tags.dedup();
+                    (name, tags)
+                })
                 .collect(),
         })
     }
 
-    /// `GET /v1/health/service/:name`: every instance of `service`, healthy or not, with checks.
-    pub async fn health_service(
+    /// `GET /v1/health/state/any` filtered to checks that are not passing.
+    pub async fn failing_checks(
         &self,
-        service: &str,
         index: u64,
         wait: Duration,
-    ) -> Result<Indexed<Vec<ServiceEntry>>, Error> {
-        let path = format!("/v1/health/service/{}", encode_segment(service));
-        self.get_blocking(&path, &[], index, wait).await
+    ) -> Result<Indexed<Vec<FailingCheck>>, Error> {
+        self.get_blocking(
+            "/v1/health/state/any",
+            &[("filter", "Status != \"passing\"")],
+            index,
+            wait,
+        )
+        .await
+    }
+
+    /// `GET /v1/catalog/service/:name`: every instance of `service` (without health). The index
+    /// returned is the service's own: the raft index of its last change (for a service that is
+    /// gone, the service list's index).
+    pub async fn catalog_service(&self, service: &str) -> Result<Indexed<Vec<Instance>>, Error> {
+        let path = format!("/v1/catalog/service/{}", encode_segment(service));
+        let raw: Indexed<Vec<RawCatalogService>> = self.get_blocking(&path, &[], 0, Duration::ZERO).await?;
+        Ok(Indexed {
+            index: raw.index,
+            value: raw.value.into_iter().map(Instance::from).collect(),
+        })
+    }
+
+    /// `GET /v1/catalog/nodes`: every node's name.
+    pub async fn catalog_nodes(&self) -> Result<Indexed<Vec<NodeName>>, Error> {
+        self.get_blocking("/v1/catalog/nodes", &[], 0, Duration::ZERO)
+            .await
+    }
+
+    /// `GET /v1/catalog/node/:node`: every instance registered on `node` (none when the node has
+    /// left the catalog).
+    pub async fn catalog_node(&self, node: &str) -> Result<Indexed<Vec<Instance>>, Error> {
+        let path = format!("/v1/catalog/node/{}", encode_segment(node));
+        let raw: Indexed<Option<RawNodeServices>> = self.get_blocking(&path, &[], 0, Duration::ZERO).await?;
+        let value = match raw.value {
+            None => Vec::new(),
+            Some(raw) => {
+                let RawNode { node, address } = raw.node;
+                raw.services
+                    .into_values()
+                    .map(|s| Instance {
+                        node: node.clone(),
+                        node_address: address.clone(),
+                        id: s.id,
+                        service: s.service,
+                        tags: s.tags,
+                        address: s.address,
+                        port: s.port,
+                        meta: s.meta,
+                        modify_index: s.modify_index,
+                    })
+                    .collect()
+            }
+        };
+        Ok(Indexed {
+            index: raw.index,
+            value,
+        })
+    }
+
+    /// `GET /v1/internal/ui/services`: per service, the number of instances and their nodes.
+    /// This is the endpoint Consul's own UI uses; it is not part of Consul's stable API, so a
+    /// caller must treat an error here as "unknown" and fall back to [`Client::catalog_node`].
+    pub async fn service_summaries(&self) -> Result<Vec<ServiceSummary>, Error> {
+        let raw: Indexed<Vec<RawSummary>> = self
+            .get_blocking("/v1/internal/ui/services", &[], 0, Duration::ZERO)
+            .await?;
+        Ok(raw
+            .value
+            .into_iter()
+            .map(|s| {
+                let mut nodes = s.nodes;
+                nodes.sort();
+                ServiceSummary {
+                    name: s.name,
+                    instance_count: s.instance_count,
+                    nodes,
+                }
+            })
+            .collect())
     }
 
     /// `GET /v1/status/leader`: the cluster's leader address, empty while there is none.
@@ -129,15 +305,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_a_health_entry_with_nulls() {
-        let json = r#"[{"Node":{"Node":"n1","Address":"10.0.0.1"},
-            "Service":{"ID":"web-1","Service":"web","Tags":null,"Address":"","Port":9090,"Meta":null},
-            "Checks":[{"CheckID":"serfHealth","Name":"Serf","Status":"passing","ServiceID":"","Output":""},
-                      {"CheckID":"service:web-1","Name":"x","Status":"critical","ServiceID":"web-1","Output":"down"}]}]"#;
-        let entries: Vec<ServiceEntry> = serde_json::from_str(json).expect("valid json");
-        assert_eq!(entries[0].address(), "10.0.0.1");
-        assert!(entries[0].service.tags.is_empty());
-        assert!(!entries[0].is_passing());
+    fn decodes_catalog_instances_with_nulls() {
+        let json = r#"[{"Node":"n1","Address":"10.0.0.1","ServiceID":"web-1","ServiceName":"web",
+            "ServiceTags":null,"ServiceAddress":"","ServicePort":9090,"ServiceMeta":null,
+            "ModifyIndex":17}]"#;
+        let raw: Vec<RawCatalogService> = serde_json::from_str(json).expect("valid json");
+        let instance = Instance::from(raw.into_iter().next().expect("one"));
+        assert_eq!(instance.target_address(), "10.0.0.1");
+        assert!(instance.tags.is_empty());
+        assert_eq!((instance.port, instance.modify_index), (9090, 17));
+    }
+
+    #[test]
+    fn decodes_a_node_listing_and_a_missing_node() {
+        let json = r#"{"Node":{"Node":"n1","Address":"10.0.0.1"},
+            "Services":{"a":{"ID":"a","Service":"web","Tags":["x"],"Address":"10.0.0.9","Port":1,
+            "Meta":null,"ModifyIndex":5}}}"#;
+        let raw: Option<RawNodeServices> = serde_json::from_str(json).expect("valid json");
+        assert_eq!(raw.expect("some").services["a"].address, "10.0.0.9");
+        let missing: Option<RawNodeServices> = serde_json::from_str("null").expect("null");
+        assert!(missing.is_none());
+    }
+
+    #[test]
+    fn decodes_failing_checks() {
+        let json = r#"[{"Node":"n1","CheckID":"serfHealth","Status":"critical","ServiceID":"",
+            "ServiceName":"","ModifyIndex":3}]"#;
+        let checks: Vec<FailingCheck> = serde_json::from_str(json).expect("valid json");
+        assert_eq!(checks[0].check_id, "serfHealth");
+        assert!(checks[0].service_id.is_empty());
     }
 
     #[test]

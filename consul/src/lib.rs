@@ -4,17 +4,24 @@
 //!   control plane's watch.
 //! - [`agent`]: registering, listing and removing services (and their checks) on the local Consul
 //!   agent, for `berth-agent`.
+//! - [`config`]: how to reach Consul (one or more addresses, ACL token, datacenter, read mode,
+//!   TLS), from flags or from the standard `CONSUL_*` environment variables.
+//! - `client` (the HTTP plumbing and failover between addresses) and `tls` (certificates, and
+//!   TLS failures explained) are internal.
 //!
 //! It is not a general Consul SDK: it speaks only the endpoints above, and leaves retry policy to
 //! the caller (a control plane and a host agent want different ones). Every error names the URL it
-//! concerns, so an operator can reproduce it with `curl`.
+//! concerns, so an operator can reproduce it with `curl`, or the setting and file that were wrong.
 
 pub mod agent;
 pub mod catalog;
 mod client;
+pub mod config;
 mod error;
+mod tls;
 
 pub use client::{Client, Indexed};
+pub use config::{parse_go_bool, Config, ReadMode, TlsConfig};
 pub use error::Error;
 
 /// The index to send with the next blocking query, given the one we sent and the one Consul

@@ -1,6 +1,10 @@
 //! The admin HTTP API: health for load balancers and orchestration, JSON views for operators.
 //!
-//! - `GET /healthz`: 200 once the catalog has been read and a snapshot published, else 503.
+//! - `GET /healthz`: 200 once the catalog has been read and a snapshot published, else 503;
+//!   the body says what the watch waits for, if anything (Consul unreachable after the first
+//!   read keeps 200: the last snapshot is still served).
+//! - `GET /api/watch`: how the watch of Consul is doing: synced or waiting and for what, the
+//!   requests it made, the services it re-read and recompiled.
 //! - `GET /api/snapshot`: the current version, its routes (with endpoint addresses) and the
 //!   routes that were rejected, each naming the service and the tag at fault.
 //! - `GET /api/proxies`: the connected proxies, the version each has ACKed and its last NACK.
@@ -14,32 +18,54 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use std::sync::Arc;
+
 use crate::server::Proxies;
 use crate::store::Store;
+use crate::watch::WatchStatus;
 
 #[derive(Clone)]
 struct AdminState {
     store: Store,
     proxies: Proxies,
+    watch: Arc<WatchStatus>,
 }
 
-pub(crate) fn router(store: Store, proxies: Proxies) -> Router {
+pub(crate) fn router(store: Store, proxies: Proxies, watch: Arc<WatchStatus>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/snapshot", get(snapshot))
         .route("/api/proxies", get(proxies_list))
-        .with_state(AdminState { store, proxies })
+        .route("/api/watch", get(watch_status))
+        .with_state(AdminState {
+            store,
+            proxies,
+            watch,
+        })
 }
 
 async fn healthz(State(state): State<AdminState>) -> Response {
-    match state.store.current() {
-        Some(_) => (StatusCode::OK, "ok\n").into_response(),
-        None => (
+    let waiting = state.watch.waiting_for();
+    match (state.store.current(), waiting) {
+        (Some(_), None) => (StatusCode::OK, "ok\n".to_string()).into_response(),
+        (Some(_), Some(what)) => (
+            StatusCode::OK,
+            format!("ok: serving the last snapshot; waiting for {what}\n"),
+        )
+            .into_response(),
+        (None, what) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "waiting to read the Consul catalog\n",
+            format!(
+                "waiting to read the Consul catalog{}\n",
+                what.map(|w| format!(": {w}")).unwrap_or_default()
+            ),
         )
             .into_response(),
     }
+}
+
+async fn watch_status(State(state): State<AdminState>) -> Json<Value> {
+    Json(state.watch.to_json())
 }
 
 async fn snapshot(State(state): State<AdminState>) -> Response {

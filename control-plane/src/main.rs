@@ -12,14 +12,18 @@ mod store;
 mod watch;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_proto::v1::route_discovery_server::RouteDiscoveryServer;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tracing::info;
+use tracing::{info, warn};
+
+use crate::watch::Health;
 
 /// Berth's control plane: watches the Consul catalog and streams route snapshots to berth-proxy.
 ///
@@ -30,18 +34,104 @@ use tracing::info;
 #[derive(Debug, Parser)]
 #[command(name = "berth-control", version)]
 struct Args {
-    /// Consul HTTP API address (scheme optional).
+    /// Consul HTTP API address, or several separated by commas (servers or agents of one
+    /// cluster): reads go to one at a time and move to the next when it fails. `https://` for
+    /// TLS; a bare HOST:PORT is http.
     #[arg(
         long,
         env = "CONSUL_HTTP_ADDR",
         default_value = "http://127.0.0.1:8500",
-        value_name = "URL"
+        value_name = "URL[,URL...]"
     )]
     consul_addr: String,
 
     /// Consul ACL token, sent as X-Consul-Token.
     #[arg(long, env = "CONSUL_HTTP_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     consul_token: Option<String>,
+
+    /// File holding the Consul ACL token (wins over --consul-token).
+    #[arg(long, env = "CONSUL_HTTP_TOKEN_FILE", value_name = "FILE")]
+    consul_token_file: Option<PathBuf>,
+
+    /// PEM file with the CA certificate(s) that signed Consul's certificate (https addresses);
+    /// the system's CAs when unset.
+    #[arg(long, env = "CONSUL_CACERT", value_name = "FILE")]
+    consul_cacert: Option<PathBuf>,
+
+    /// PEM client certificate to present to Consul (for a Consul with verify_incoming).
+    #[arg(
+        long,
+        env = "CONSUL_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "consul_client_key"
+    )]
+    consul_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --consul-client-cert.
+    #[arg(
+        long,
+        env = "CONSUL_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "consul_client_cert"
+    )]
+    consul_client_key: Option<PathBuf>,
+
+    /// Verify Consul's TLS certificate. false accepts any certificate (logged as a warning).
+    #[arg(long, env = "CONSUL_HTTP_SSL_VERIFY", value_name = "BOOL", default_value = "true", value_parser = go_bool)]
+    consul_ssl_verify: bool,
+
+    /// Use https for Consul addresses written without a scheme.
+    #[arg(long, env = "CONSUL_HTTP_SSL", value_name = "BOOL", default_value = "false", value_parser = go_bool)]
+    consul_https: bool,
+
+    /// Name Consul's certificate must carry when it is not the address's host (for example
+    /// server.dc1.consul).
+    #[arg(long, env = "CONSUL_TLS_SERVER_NAME", value_name = "NAME")]
+    consul_tls_server_name: Option<String>,
+
+    /// Consul datacenter to read (the agent's own by default).
+    #[arg(long, env = "BERTH_CONTROL_CONSUL_DATACENTER", value_name = "DC")]
+    consul_datacenter: Option<String>,
+
+    /// Accept stale reads: any Consul server answers, possibly a little behind the leader, and
+    /// reads keep working without a leader. By default reads are consistent, so a server that
+    /// was just elected and is still catching up is never taken for a catalog with services
+    /// missing.
+    #[arg(long, env = "BERTH_CONTROL_CONSUL_STALE")]
+    consul_stale: bool,
+
+    /// Which Consul health statuses receive traffic: `passing`, or `passing,warning`.
+    #[arg(
+        long,
+        env = "BERTH_CONTROL_HEALTH_STATUSES",
+        default_value = "passing",
+        value_name = "STATUSES",
+        value_parser = health_statuses
+    )]
+    health_statuses: Health,
+
+    /// How many services or nodes may be read from Consul at once. berth-control holds at most
+    /// this many connections to Consul plus two (its blocking queries).
+    #[arg(
+        long,
+        env = "BERTH_CONTROL_CONSUL_READ_CONCURRENCY",
+        default_value_t = 4,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    consul_read_concurrency: u16,
+
+    /// Re-read the whole catalog this often to catch any change the watch missed (for example
+    /// an instance re-registered with another port while other services changed at the same
+    /// moment). 0 turns it off.
+    #[arg(
+        long,
+        env = "BERTH_CONTROL_CONSUL_RESYNC",
+        default_value = "5m",
+        value_name = "DURATION",
+        value_parser = duration_or_zero
+    )]
+    consul_resync: Duration,
 
     /// Address the route discovery gRPC server listens on; proxies connect here.
     #[arg(
@@ -112,8 +202,8 @@ fn start(args: Args) -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let consul = berth_consul::Client::new(&args.consul_addr, args.consul_token.clone())
-        .with_context(|| format!("--consul-addr {:?}", args.consul_addr))?;
+    let consul = berth_consul::Client::from_config(consul_config(&args)?)
+        .context("the Consul client settings (--consul-*)")?;
     let grpc = TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("--grpc-addr {}: cannot listen", args.grpc_addr))?;
@@ -126,14 +216,21 @@ async fn run(args: Args) -> Result<()> {
         exposed_by_default: args.exposed_by_default,
         domain: args.domain.clone(),
     };
-    info!(consul = %consul.address(), grpc = %args.grpc_addr, admin = %args.admin_addr, ?settings, "berth-control starting");
+    info!(consul = %args.consul_addr, grpc = %args.grpc_addr, admin = %args.admin_addr, ?settings, "berth-control starting");
 
     let store = store::Store::new();
     let proxies: server::Proxies = Arc::new(dashmap::DashMap::new());
-    let catalog = watch::spawn(consul);
-    tokio::spawn(store::follow(catalog, settings, store.clone()));
+    let status = Arc::new(watch::WatchStatus::default());
+    status.set_consul(consul.address());
+    let options = watch::Options {
+        read_concurrency: usize::from(args.consul_read_concurrency),
+        resync: (!args.consul_resync.is_zero()).then_some(args.consul_resync),
+    };
+    let updates = watch::spawn(consul, options, status.clone());
+    let compiler = compile::Compiler::new(settings, args.health_statuses);
+    tokio::spawn(store::follow(updates, compiler, store.clone(), status.clone()));
 
-    let admin_app = admin::router(store.clone(), proxies.clone());
+    let admin_app = admin::router(store.clone(), proxies.clone(), status);
     // One stop signal for everything: SIGTERM/SIGINT ends the proxies' streams (so the gRPC
     // server's graceful shutdown does not wait for them) and both servers.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -165,6 +262,68 @@ async fn run(args: Args) -> Result<()> {
         .context("admin server failed")?;
     info!("berth-control stopped");
     Ok(())
+}
+
+/// The Consul client's settings from the flags (each of which also reads its standard variable).
+fn consul_config(args: &Args) -> Result<berth_consul::Config> {
+    let addresses = berth_consul::Config::parse_addresses(&args.consul_addr)
+        .with_context(|| format!("--consul-addr {:?}", args.consul_addr))?;
+    let config = berth_consul::Config {
+        addresses,
+        token: args.consul_token.clone(),
+        token_file: args.consul_token_file.clone(),
+        datacenter: args.consul_datacenter.clone(),
+        read_mode: if args.consul_stale {
+            berth_consul::ReadMode::Stale
+        } else {
+            berth_consul::ReadMode::Consistent
+        },
+        https: args.consul_https,
+        tls: berth_consul::TlsConfig {
+            ca_cert: args.consul_cacert.clone(),
+            client_cert: args.consul_client_cert.clone(),
+            client_key: args.consul_client_key.clone(),
+            verify: args.consul_ssl_verify,
+            server_name: args.consul_tls_server_name.clone(),
+        },
+        // Idle connections kept: as many as can be busy at once (two blocking queries and the
+        // reads), so a burst of reads does not leave more connections open than it used.
+        max_idle_connections: 2 + usize::from(args.consul_read_concurrency),
+        ..berth_consul::Config::default()
+    };
+    for warning in config.warnings() {
+        warn!("{warning}");
+    }
+    Ok(config)
+}
+
+fn go_bool(value: &str) -> Result<bool, String> {
+    berth_consul::parse_go_bool(value)
+}
+
+fn health_statuses(value: &str) -> Result<Health, String> {
+    let mut statuses: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    match statuses.as_slice() {
+        ["passing"] => Ok(Health::Passing),
+        ["passing", "warning"] => Ok(Health::Warning),
+        _ => Err(format!(
+            "{value:?}: expected `passing` or `passing,warning` (critical instances never receive traffic)"
+        )),
+    }
+}
+
+fn duration_or_zero(value: &str) -> Result<Duration, String> {
+    if value.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(value)
+        .map_err(|e| format!("{value:?}: {e} (for example 30s, 5m, or 0 for never)"))
 }
 
 /// Resolves on SIGTERM or SIGINT.

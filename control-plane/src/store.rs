@@ -1,5 +1,5 @@
-//! The snapshot store: the one current snapshot, and the loop that recompiles it whenever the
-//! catalog changes.
+//! The snapshot store: the one current snapshot, and the loop that recompiles the services the
+//! watch says changed.
 //!
 //! Streams subscribe to the store's `watch` channel; a change wakes each of them once, however
 //! many compiles happened meanwhile, so a slow proxy only ever receives the latest state.
@@ -7,12 +7,11 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use berth_rules::Settings;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::compile::{compile, Compiled};
-use crate::watch::CatalogRx;
+use crate::compile::{Compiled, Compiler};
+use crate::watch::{Update, WatchStatus};
 
 /// A compiled snapshot as published, with when it was built.
 #[derive(Debug)]
@@ -44,10 +43,12 @@ impl Store {
         self.tx.borrow().clone()
     }
 
-    /// Publishes `compiled` unless it equals the current snapshot (same routes and errors).
+    /// Publishes `compiled` unless the current snapshot has the same version and errors.
     fn publish(&self, compiled: Compiled) -> bool {
         self.tx.send_if_modified(|current| {
-            if current.as_ref().is_some_and(|c| c.compiled == compiled) {
+            if current.as_ref().is_some_and(|c| {
+                c.compiled.version == compiled.version && c.compiled.errors == compiled.errors
+            }) {
                 return false;
             }
             *current = Some(Arc::new(Published {
@@ -59,32 +60,48 @@ impl Store {
     }
 }
 
-/// Recompiles on every catalog change and publishes the result. Runs until the watch ends.
-pub(crate) async fn follow(mut catalog: CatalogRx, settings: Settings, store: Store) {
-    loop {
-        let latest = catalog.borrow_and_update().clone();
-        if let Some(latest) = latest {
-            let compiled = compile(&latest, &settings);
-            let (version, routes, errors) = (
-                compiled.version.clone(),
-                compiled.snapshot.routes.len(),
-                compiled.errors.clone(),
-            );
-            if store.publish(compiled) {
-                info!(%version, routes, errors = errors.len(), "published snapshot");
-                for e in &errors {
-                    warn!(
-                        service = %e.service,
-                        instance = e.instance.as_deref().unwrap_or("-"),
-                        tag = e.tag.as_deref().unwrap_or("-"),
-                        "route rejected: {}",
-                        e.error
-                    );
-                }
+/// Applies every update of the watch to `compiler` and publishes the result. Updates that
+/// arrive while one is being compiled are applied together. Runs until the watch ends.
+pub(crate) async fn follow(
+    mut updates: mpsc::UnboundedReceiver<Update>,
+    mut compiler: Compiler,
+    store: Store,
+    status: Arc<WatchStatus>,
+) {
+    while let Some(update) = updates.recv().await {
+        let mut changed = update.changed;
+        while let Ok(more) = updates.try_recv() {
+            changed.extend(more.changed);
+        }
+        status.compiled_services(compiler.apply(&changed));
+        let compiled = compiler.compiled();
+        let (version, routes, errors) = (
+            compiled.version.clone(),
+            compiled.snapshot.routes.len(),
+            compiled.errors.len(),
+        );
+        if store.publish(compiled) {
+            info!(%version, routes, errors, services = changed.len(), "published snapshot");
+        }
+        // Only the errors of what changed: an unchanged bad tag is not logged again.
+        for service in changed.keys() {
+            for e in compiler.errors_of(service) {
+                warn!(
+                    service = %e.service,
+                    instance = e.instance.as_deref().unwrap_or("-"),
+                    tag = e.tag.as_deref().map(clip).unwrap_or("-"),
+                    "route rejected: {}",
+                    clip(&e.error)
+                );
             }
         }
-        if catalog.changed().await.is_err() {
-            return;
-        }
+    }
+}
+
+/// At most 256 bytes of an operator's text, for the log: a tag can be 64 KB.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(256) {
+        Some((end, _)) => &text[..end],
+        None => text,
     }
 }

@@ -11,4 +11,6 @@ pub mod v1 {
 
 mod version;
 
-pub use version::{canonicalize, version_of};
+pub use version::{
+    canonicalize_cluster, canonicalize_route, cluster_digest, route_digest, ItemDigest, VersionSum,
+};

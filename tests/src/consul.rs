@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::{free_port, wait_until, workspace_root, Proc, TempDir};
@@ -43,6 +43,12 @@ impl Consul {
 
     /// Like [`Consul::start`] with the HTTP API on a given port.
     pub async fn start_on(http_port: u16) -> Result<Consul> {
+        Self::start_with(http_port, &[]).await
+    }
+
+    /// Like [`Consul::start_on`], with more configuration: each of `extra_hcl` is passed as one
+    /// more `-hcl` fragment (e.g. TLS files and an https port, see [`crate::consul_tls`]).
+    pub async fn start_with(http_port: u16, extra_hcl: &[String]) -> Result<Consul> {
         let data = TempDir::new("consul");
         let ports = format!(
             "ports {{ http = {http_port}, dns = -1, grpc = -1, serf_lan = {}, serf_wan = {}, server = {} }}",
@@ -68,6 +74,10 @@ impl Consul {
             "-log-level",
             "warn",
         ];
+        let mut args = args.to_vec();
+        for hcl in extra_hcl {
+            args.extend(["-hcl", hcl.as_str()]);
+        }
         let proc = Proc::spawn("consul", &consul_binary()?, &args, &[])?;
         let http_addr = format!("http://127.0.0.1:{http_port}");
         let http = reqwest::Client::builder()
@@ -134,17 +144,7 @@ impl Consul {
 
     /// GET a path of Consul's HTTP API as JSON.
     pub async fn get(&self, path: &str) -> Result<Value> {
-        let url = format!("{}{path}", self.http_addr);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = response.status();
-        let body = response.text().await?;
-        anyhow::ensure!(status.is_success(), "GET {url}: {status}: {body}");
-        Ok(serde_json::from_str(&body)?)
+        self.api().get(path).await
     }
 
     async fn put(&self, path: &str, body: Option<Value>) -> Result<()> {
@@ -162,5 +162,213 @@ impl Consul {
             );
         }
         Ok(())
+    }
+}
+
+impl Consul {
+    /// A client of this agent's HTTP API (catalog transactions, bulk registration).
+    pub fn api(&self) -> Api {
+        Api::new(&self.http_addr)
+    }
+}
+
+/// Operations Consul accepts in one `/v1/txn` transaction.
+pub const TXN_MAX_OPS: usize = 64;
+
+/// Transactions [`Api::register_many`] keeps in flight at once.
+const TXN_IN_FLIGHT: usize = 4;
+
+/// How long a write keeps retrying while Consul has no leader or cannot be reached.
+const WRITE_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// One service instance written straight into the catalog on a node of its own (an "external"
+/// node, as a host whose agent is elsewhere): no agent's anti-entropy removes it, and many
+/// thousands can be written in seconds with [`Api::register_many`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    pub node: String,
+    pub id: String,
+    pub service: String,
+    pub address: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+}
+
+impl Registration {
+    /// An instance on 127.0.0.1:`port` with the article's Traefik v1 tags routing `host`.
+    pub fn traefik(node: &str, service: &str, id: &str, port: u16, host: &str) -> Registration {
+        Registration {
+            node: node.to_string(),
+            id: id.to_string(),
+            service: service.to_string(),
+            address: "127.0.0.1".to_string(),
+            port,
+            tags: traefik_tags(host),
+        }
+    }
+
+    fn service_op(&self) -> Value {
+        json!({ "Service": { "Verb": "set", "Node": self.node, "Service": {
+            "ID": self.id, "Service": self.service, "Address": self.address,
+            "Port": self.port, "Tags": self.tags,
+        } } })
+    }
+}
+
+/// The article's Traefik v1 tags routing `host`: enable, the `http` entrypoint, the Host rule
+/// (the rule is the last tag).
+pub fn traefik_tags(host: &str) -> Vec<String> {
+    vec![
+        "traefik.enable=true".to_string(),
+        "traefik.frontend.entryPoints=http".to_string(),
+        format!("traefik.frontend.rule=Host:{host}"),
+    ]
+}
+
+/// A client of one Consul agent's HTTP API, for the tests' writes and reads. Writes retry (for up
+/// to 30 s) while Consul answers 5xx (no leader yet) or cannot be reached, so a test can write
+/// through a leader election; a refused transaction (409) fails at once.
+#[derive(Clone)]
+pub struct Api {
+    /// `http://127.0.0.x:<port>`
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("building an HTTP client");
+        Api {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    /// GET a path of Consul's HTTP API as JSON (no retry).
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        let body = response.text().await?;
+        anyhow::ensure!(status.is_success(), "GET {url}: {status}: {body}");
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// The leader's server RPC address as this agent sees it (`""` while there is none).
+    pub async fn leader(&self) -> Result<String> {
+        Ok(self
+            .get("/v1/status/leader")
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// PUT /v1/agent/service/register: one instance of `service` on 127.0.0.1:`port`, owned by
+    /// this agent (as Registrator registers), persisted in its data directory.
+    pub async fn register_agent_instance(
+        &self,
+        service: &str,
+        id: &str,
+        port: u16,
+        tags: &[String],
+    ) -> Result<()> {
+        let def = json!({ "ID": id, "Name": service, "Address": "127.0.0.1", "Port": port, "Tags": tags });
+        self.put("/v1/agent/service/register", &def).await.map(drop)
+    }
+
+    /// Writes every registration into the catalog: their nodes first, then the instances, in
+    /// transactions of 64 operations with four in flight. 10,000 instances take seconds.
+    pub async fn register_many(&self, registrations: &[Registration]) -> Result<()> {
+        let mut nodes: Vec<&str> = registrations.iter().map(|r| r.node.as_str()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let node_ops: Vec<Value> = nodes
+            .iter()
+            .map(
+                |node| json!({ "Node": { "Verb": "set", "Node": { "Node": node, "Address": "127.0.0.1" } } }),
+            )
+            .collect();
+        self.txns(node_ops).await?;
+        self.txns(registrations.iter().map(Registration::service_op).collect())
+            .await
+    }
+
+    /// Writes (creates or replaces) up to 64 instances in one transaction, so Consul applies them
+    /// as one change at one index. Their nodes must exist (see [`Api::register_many`]).
+    pub async fn set_services(&self, registrations: &[Registration]) -> Result<()> {
+        anyhow::ensure!(
+            registrations.len() <= TXN_MAX_OPS,
+            "one transaction holds at most {TXN_MAX_OPS} operations"
+        );
+        self.txn(registrations.iter().map(Registration::service_op).collect())
+            .await
+    }
+
+    /// Removes instance `id` from `node` in the catalog.
+    pub async fn deregister_service(&self, node: &str, id: &str) -> Result<()> {
+        let op = json!({ "Service": { "Verb": "delete", "Node": node, "Service": { "ID": id } } });
+        self.txn(vec![op]).await
+    }
+
+    async fn txns(&self, ops: Vec<Value>) -> Result<()> {
+        let mut chunks = ops.chunks(TXN_MAX_OPS).map(<[Value]>::to_vec);
+        let mut in_flight = tokio::task::JoinSet::new();
+        loop {
+            while in_flight.len() < TXN_IN_FLIGHT {
+                let Some(chunk) = chunks.next() else { break };
+                let api = self.clone();
+                in_flight.spawn(async move { api.txn(chunk).await });
+            }
+            match in_flight.join_next().await {
+                Some(done) => done.context("a registration task panicked")??,
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn txn(&self, ops: Vec<Value>) -> Result<()> {
+        let answer = self.put("/v1/txn", &Value::Array(ops)).await?;
+        anyhow::ensure!(
+            answer["Errors"].is_null(),
+            "transaction refused: {}",
+            answer["Errors"]
+        );
+        Ok(())
+    }
+
+    /// PUT `body` as JSON, retrying on 5xx and connection errors for up to 30 s.
+    async fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let deadline = std::time::Instant::now() + WRITE_RETRY_FOR;
+        loop {
+            let failure = match self.http.put(&url).json(body).send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    if status.is_success() {
+                        return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+                    }
+                    if !status.is_server_error() {
+                        bail!("PUT {url}: {status}: {text}");
+                    }
+                    anyhow!("PUT {url}: {status}: {text}")
+                }
+                Err(e) => anyhow::Error::new(e).context(format!("PUT {url}")),
+            };
+            if std::time::Instant::now() >= deadline {
+                return Err(failure.context(format!("still failing after {WRITE_RETRY_FOR:?}")));
+            }
+            // Backoff between attempts of a write Consul could not take (no leader yet).
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

@@ -1,17 +1,25 @@
 //! The end-to-end test harness: real processes on 127.0.0.1, stopped when the test ends.
 //!
-//! - [`Consul`]: a Consul agent in dev mode with its own ports and data directory.
+//! - [`Consul`]: a Consul agent in dev mode with its own ports and data directory;
+//!   [`consul_cluster`]: Consul servers with persistent data (a three-server cluster on
+//!   127.0.0.1–3, or one server) that can be killed and restarted; [`consul::Api`] writes the
+//!   catalog in bulk.
+//! - [`consul_tls`]: a Consul serving HTTPS with certificates generated for the test.
 //! - [`Proc`]: a child process with its output captured to a log file; killed (by its pid, via the
 //!   handle) when dropped, and its log printed if the test is failing.
 //! - [`ControlPlane`], [`Proxy`], [`Backend`]: the Berth binaries and the demo backend, with their
 //!   ports chosen free and helpers to query them.
-//! - [`wait_until`]: the only way tests wait: poll a condition until a deadline.
+//! - [`wait_until`]: the only way tests wait: poll a condition until a deadline. [`Sampler`]
+//!   records a value in the background (a route count, `proc::tcp_connections_to`) to check what
+//!   held *throughout* a disruption.
 //!
 //! Binaries come from the cargo target directory this test runs from (`target/debug`), so the
 //! test command builds them first (`cargo build --workspace --bins`).
 
 pub mod article;
 pub mod consul;
+pub mod consul_cluster;
+pub mod consul_tls;
 pub mod docker;
 pub mod http;
 pub mod proc;
@@ -131,11 +139,21 @@ impl ControlPlane {
 
     /// Like [`ControlPlane::start`] on a given gRPC port (to restart one where proxies expect it).
     pub fn start_on(consul: &Consul, grpc_port: u16, extra: &[&str]) -> Result<ControlPlane> {
+        Self::start_at_on(&consul.http_addr, grpc_port, extra)
+    }
+
+    /// Starts berth-control with `--consul-addr consul_addr` (one address or a comma-separated
+    /// list, e.g. [`consul_cluster::ConsulCluster::http_addrs`]) on free ports.
+    pub fn start_at(consul_addr: &str, extra: &[&str]) -> Result<ControlPlane> {
+        Self::start_at_on(consul_addr, free_port(), extra)
+    }
+
+    fn start_at_on(consul_addr: &str, grpc_port: u16, extra: &[&str]) -> Result<ControlPlane> {
         let grpc_addr = format!("127.0.0.1:{grpc_port}");
         let admin_addr = format!("127.0.0.1:{}", free_port());
         let mut args = vec![
             "--consul-addr",
-            consul.http_addr.as_str(),
+            consul_addr,
             "--grpc-addr",
             &grpc_addr,
             "--admin-addr",
@@ -160,6 +178,16 @@ impl ControlPlane {
 
     pub async fn proxies(&self) -> Result<serde_json::Value> {
         http::get_json(&format!("http://{}/api/proxies", self.admin_addr)).await
+    }
+
+    /// `GET /api/watch`: the Consul watch's state and its cumulative request counters.
+    pub async fn watch(&self) -> Result<serde_json::Value> {
+        http::get_json(&format!("http://{}/api/watch", self.admin_addr)).await
+    }
+
+    /// The `routes=` count of every `published snapshot` line logged so far, in order.
+    pub fn published_routes(&self) -> Vec<usize> {
+        published_routes(&self.proc.logs())
     }
 
     /// Waits for /healthz to answer 200 (the catalog has been read).
@@ -196,6 +224,23 @@ impl ControlPlane {
             }
         }
     }
+}
+
+/// The `routes=N` field of each `published snapshot` line in a berth-control log, in order.
+pub fn published_routes(log: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|line| line.contains("published snapshot"))
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(" routes=")?;
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// How many routes a snapshot (`/api/snapshot` of berth-control or berth-proxy) holds.
+pub fn route_count(snapshot: &serde_json::Value) -> usize {
+    snapshot["routes"].as_array().map_or(0, Vec::len)
 }
 
 /// A berth-proxy process under test, with one entrypoint named `http`.
@@ -287,5 +332,58 @@ impl Backend {
             port,
             name: name.to_string(),
         })
+    }
+}
+
+/// Takes a sample every `every` in the background (a route count, a connection count) until
+/// stopped, so a test can check what was true *throughout* a disruption, not only before and
+/// after. A probe that returns `None` (e.g. an admin API not answering yet) records nothing.
+pub struct Sampler<T> {
+    samples: std::sync::Arc<std::sync::Mutex<Vec<T>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<T: Clone + Send + 'static> Sampler<T> {
+    pub fn start<F, Fut>(every: Duration, mut probe: F) -> Sampler<T>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Option<T>> + Send,
+    {
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let sink = samples.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = tick.tick() => {
+                        if let Some(sample) = probe().await {
+                            sink.lock().unwrap_or_else(|e| e.into_inner()).push(sample);
+                        }
+                    }
+                }
+            }
+        });
+        Sampler { samples, stop, task }
+    }
+
+    /// How many samples were taken so far.
+    pub fn len(&self) -> usize {
+        self.samples.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops sampling (after the probe in progress, if any) and returns every sample in order.
+    pub async fn stop(self) -> Vec<T> {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples.clone()
     }
 }

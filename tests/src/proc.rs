@@ -112,3 +112,136 @@ impl Drop for Proc {
         }
     }
 }
+
+/// The remote addresses of the TCP sockets process `pid` holds open (any state but LISTEN), read
+/// from `/proc/<pid>/fd` (the socket inodes it owns) and `/proc/net/tcp{,6}` (their endpoints).
+/// IPv4-mapped IPv6 endpoints are given as IPv4.
+pub fn tcp_remotes(pid: u32) -> Result<Vec<std::net::SocketAddr>> {
+    let mut inodes = std::collections::HashSet::new();
+    let fds = format!("/proc/{pid}/fd");
+    for entry in std::fs::read_dir(&fds).with_context(|| format!("reading {fds}"))? {
+        // A descriptor closed between read_dir and read_link is simply not counted.
+        let Ok(target) = std::fs::read_link(entry?.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        if let Some(inode) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
+            inodes.insert(inode.to_string());
+        }
+    }
+    let mut remotes = Vec::new();
+    for table in [format!("/proc/{pid}/net/tcp"), format!("/proc/{pid}/net/tcp6")] {
+        let text = std::fs::read_to_string(&table).with_context(|| format!("reading {table}"))?;
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(state), Some(inode)) = (fields.get(2), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            const LISTEN: &str = "0A";
+            if *state == LISTEN || !inodes.contains(*inode) {
+                continue;
+            }
+            if let Some(addr) = parse_proc_net_addr(remote) {
+                remotes.push(addr);
+            }
+        }
+    }
+    Ok(remotes)
+}
+
+/// How many TCP connections process `pid` holds to any of `to`.
+pub fn tcp_connections_to(pid: u32, to: &[std::net::SocketAddr]) -> Result<usize> {
+    Ok(tcp_remotes(pid)?.iter().filter(|r| to.contains(r)).count())
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits (IPv6) and a port: each 32-bit word as the kernel
+/// printed it from memory, so in this machine's byte order.
+fn parse_proc_net_addr(text: &str) -> Option<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let words: Vec<u32> = (0..ip.len() / 8)
+        .map(|i| u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let ip = match words.as_slice() {
+        [v4] => IpAddr::V4(Ipv4Addr::from(v4.to_ne_bytes())),
+        [a, b, c, d] => {
+            let mut bytes = [0u8; 16];
+            for (i, w) in [a, b, c, d].into_iter().enumerate() {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            let v6 = Ipv6Addr::from(bytes);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// CPU time process `pid` has used so far (user + system), from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Result<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after its closing ')' are plain.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed /proc/<pid>/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0))
+        .sum();
+    Ok(std::time::Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_second() as f64,
+    ))
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
+/// `getconf CLK_TCK` (the unit of `/proc/<pid>/stat` times), 100 if it cannot be asked.
+fn clock_ticks_per_second() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_proc_net_addr;
+
+    #[test]
+    fn proc_net_addresses() {
+        assert_eq!(
+            parse_proc_net_addr("0100007F:1F90"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            parse_proc_net_addr("0000000000000000FFFF00000300007F:0050"),
+            Some("127.0.0.3:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_proc_net_addr("00000000000000000000000001000000:0016"),
+            Some("[::1]:22".parse().unwrap())
+        );
+        assert_eq!(parse_proc_net_addr("nonsense"), None);
+    }
+}

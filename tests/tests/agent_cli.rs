@@ -31,6 +31,10 @@ fn help_describes_registrators_flags_and_the_articles_command_line() {
         "CONSUL_HTTP_TOKEN",
         "DOCKER_HOST",
         "REGISTRY_URI",
+        "consul-tls://HOST:PORT",
+        "CONSUL_CACERT",
+        "CONSUL_TLSCERT",
+        "CONSUL_TLSKEY",
     ] {
         assert!(out.contains(expected), "--help lacks {expected:?}:\n{out}");
     }
@@ -66,6 +70,33 @@ fn a_registry_other_than_consul_is_refused_naming_it() {
     let (code, out) = run(&["-ip=127.0.0.1"], &[]);
     assert_eq!(code, Some(2), "a missing registry URI is an error: {out}");
     assert!(out.contains("REGISTRY_URI"), "{out}");
+}
+
+#[test]
+fn unusable_consul_tls_settings_stop_the_agent_naming_the_variable_and_the_file() {
+    let dir = berth_tests::TempDir::new("agent-cli-tls");
+    let missing = dir.path().join("missing-ca.pem");
+    let not_pem = dir.path().join("not-a-cert.pem");
+    std::fs::write(&not_pem, "hello\n").expect("writing a file");
+    let registry = "consul-tls://127.0.0.1:8501";
+    for (path, problem) in [
+        (&missing, "cannot read the file"),
+        (&not_pem, "no certificate found in the file"),
+    ] {
+        let path = path.to_str().expect("a UTF-8 path");
+        let (code, out) = run(&["-ip=127.0.0.1", registry], &[("CONSUL_CACERT", path)]);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains(&format!("CONSUL_CACERT {path}: {problem}")), "{out}");
+    }
+    let (code, out) = run(
+        &["-ip=127.0.0.1", registry],
+        &[("CONSUL_TLSCERT", not_pem.to_str().expect("a UTF-8 path"))],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("a client certificate needs its key"), "{out}");
+    let (code, out) = run(&[registry], &[("CONSUL_HTTP_SSL_VERIFY", "maybe")]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("CONSUL_HTTP_SSL_VERIFY=\"maybe\""), "{out}");
 }
 
 #[test]

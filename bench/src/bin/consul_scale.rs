@@ -1,0 +1,349 @@
+//! `berth-bench-consul-scale`: what berth-control's Consul watch costs at scale.
+//!
+//! Starts a Consul dev agent (Consul's default limits), writes `--services` services with
+//! `--instances` instances each straight into its catalog (transactions of 64, spread over
+//! `--nodes` nodes), then starts berth-control (the binary beside this one) and reports:
+//!
+//! - the time from its start to the first full snapshot (the first `published snapshot` log line
+//!   with every route; `/healthz` 200 and `/api/snapshot` are checked too), with the CPU time,
+//!   resident memory and Consul requests of that initial read;
+//! - the TCP connections it holds to Consul's HTTP port: every 50 ms until the first full
+//!   snapshot, then after it and after each change;
+//! - per single change, averaged over `--changes` changes (one service's rule moved to a new host,
+//!   each waited for until berth-control logs `published snapshot`): the latency from the Consul
+//!   write to the publication, Consul requests and service reads (from `/api/watch`) and CPU time.
+//!
+//! No proxy is connected: this measures the control plane alone. Every wait is bounded; all
+//! traffic stays on 127.0.0.1. bench/consul_scale.sh runs it on release binaries and records the
+//! result; `--services 50 --changes 2` is the smoke mode CI runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use berth_tests::consul::{traefik_tags, Registration, TXN_MAX_OPS};
+use berth_tests::proc::{cpu_time, rss_kib, tcp_connections_to};
+use berth_tests::{free_port, http, published_routes, route_count, Consul, Proc, Sampler};
+use serde_json::Value;
+
+struct Args {
+    services: usize,
+    instances: usize,
+    nodes: usize,
+    changes: usize,
+    control: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        services: 10_000,
+        instances: 1,
+        nodes: 20,
+        changes: 20,
+        control: std::env::current_exe()?
+            .parent()
+            .context("this binary's directory")?
+            .join("berth-control"),
+    };
+    let mut argv = std::env::args().skip(1);
+    while let Some(flag) = argv.next() {
+        let value = argv.next().with_context(|| format!("{flag} needs a value"))?;
+        let number = || -> Result<usize> {
+            let n: usize = value.parse().with_context(|| format!("{flag} {value:?}"))?;
+            ensure!(n > 0, "{flag} must be at least 1");
+            Ok(n)
+        };
+        match flag.as_str() {
+            "--services" => args.services = number()?,
+            "--instances" => args.instances = number()?,
+            "--nodes" => args.nodes = number()?,
+            "--changes" => args.changes = number()?,
+            "--control" => args.control = PathBuf::from(&value),
+            other => bail!(
+                "unknown flag {other:?} (flags: --services N --instances N --nodes N --changes N \
+                 --control PATH)"
+            ),
+        }
+    }
+    ensure!(
+        args.instances <= TXN_MAX_OPS,
+        "--instances: at most {TXN_MAX_OPS} (a change rewrites a service's instances in one transaction)"
+    );
+    Ok(args)
+}
+
+/// Every instance of service `i`, routed by `host`.
+fn instances(args: &Args, i: usize, host: &str) -> Vec<Registration> {
+    (0..args.instances)
+        .map(|j| Registration {
+            node: format!("host-{}", (i + j) % args.nodes),
+            id: format!("svc-{i}-{j}"),
+            service: format!("svc-{i}"),
+            address: "127.0.0.1".to_string(),
+            // Nothing listens there: routes are compiled and published, never requested.
+            port: 20_000 + j as u16,
+            tags: traefik_tags(host),
+        })
+        .collect()
+}
+
+/// `/api/watch`, or `None` when this berth-control does not serve it.
+async fn watch(admin: &str) -> Option<Value> {
+    http::get_json(&format!("http://{admin}/api/watch")).await.ok()
+}
+
+fn requests_total(watch: &Value) -> u64 {
+    watch["requests"]
+        .as_object()
+        .map_or(0, |r| r.values().filter_map(Value::as_u64).sum())
+}
+
+/// `total (kind a, kind b, ...)` of the request counters' growth from `before` to `after`,
+/// divided by `per`.
+fn requests_delta(before: &Value, after: &Value, per: f64) -> String {
+    let mut kinds = Vec::new();
+    if let Some(after_kinds) = after["requests"].as_object() {
+        for (kind, n) in after_kinds {
+            let delta = n.as_u64().unwrap_or(0) - before["requests"][kind].as_u64().unwrap_or(0);
+            if delta > 0 {
+                kinds.push(format!("{kind} {}", fmt_avg(delta as f64 / per)));
+            }
+        }
+    }
+    format!(
+        "{} ({})",
+        fmt_avg((requests_total(after) - requests_total(before)) as f64 / per),
+        kinds.join(", ")
+    )
+}
+
+fn counter_delta(before: &Value, after: &Value, name: &str, per: f64) -> String {
+    match (before[name].as_u64(), after[name].as_u64()) {
+        (Some(b), Some(a)) => fmt_avg((a - b) as f64 / per),
+        _ => "n/a".to_string(),
+    }
+}
+
+fn fmt_avg(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// Polls `check` every `every` until it holds, for at most `timeout`.
+async fn poll(
+    what: &str,
+    every: Duration,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        ensure!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(every).await;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    ensure!(
+        args.control.exists(),
+        "{} is missing: build berth-control in the same profile (or pass --control)",
+        args.control.display()
+    );
+    let consul = Consul::start().await?;
+    let api = consul.api();
+    let version = api.get("/v1/agent/self").await?["Config"]["Version"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
+    let catalog: Vec<Registration> = (0..args.services)
+        .flat_map(|i| instances(&args, i, &format!("svc-{i}.example")))
+        .collect();
+    let started = Instant::now();
+    api.register_many(&catalog).await?;
+    println!(
+        "catalog: {} services x {} instance(s) = {} instances on {} nodes, Consul {version} dev agent \
+         on default limits",
+        args.services,
+        args.instances,
+        catalog.len(),
+        args.nodes
+    );
+    println!(
+        "registration: {} ({} transactions of up to {TXN_MAX_OPS} operations, 4 in flight)",
+        ms(started.elapsed()),
+        catalog.len().div_ceil(TXN_MAX_OPS)
+    );
+
+    let admin = format!("127.0.0.1:{}", free_port());
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let cp = Proc::spawn(
+        "berth-control",
+        &args.control,
+        &[
+            "--consul-addr",
+            &consul.http_addr,
+            "--grpc-addr",
+            &grpc,
+            "--admin-addr",
+            &admin,
+        ],
+        &[],
+    )?;
+    let pid = cp.pid().context("berth-control's pid")?;
+    let consul_http = SocketAddr::from(([127, 0, 0, 1], consul.http_port));
+    let connections = Sampler::start(Duration::from_millis(50), move || {
+        std::future::ready(tcp_connections_to(pid, &[consul_http]).ok())
+    });
+
+    // The first full snapshot: the first `published snapshot` log line with every route (read
+    // from the log, which costs berth-control nothing), and /healthz 200.
+    let services = args.services;
+    poll(
+        "a published snapshot with every route",
+        Duration::from_millis(5),
+        Duration::from_secs(300),
+        async || published_routes(&cp.logs()).contains(&services),
+    )
+    .await
+    .with_context(|| cp.logs())?;
+    let full = started.elapsed();
+    let initial_cpu = cpu_time(pid)?;
+    let initial_rss = rss_kib(pid)?;
+    let during_read = connections.stop().await;
+    // From here on, one sample after the read and one after each change.
+    let mut after_read = vec![tcp_connections_to(pid, &[consul_http])?];
+    let healthz = format!("http://{admin}/healthz");
+    poll(
+        "/healthz 200",
+        Duration::from_millis(5),
+        Duration::from_secs(10),
+        async || http::status(&healthz).await.ok() == Some(200),
+    )
+    .await
+    .with_context(|| cp.logs())?;
+    let healthy = started.elapsed();
+    let published = published_routes(&cp.logs());
+    ensure!(
+        published.first() == Some(&services),
+        "the first published snapshot is not the whole catalog: {published:?}"
+    );
+    println!(
+        "first full snapshot: published {:.2} s after start ({services} routes; /healthz 200 seen at {:.2} s)",
+        full.as_secs_f64(),
+        healthy.as_secs_f64()
+    );
+    let before = watch(&admin).await;
+    match &before {
+        Some(w) => println!(
+            "initial read: CPU {}, RSS {}, Consul requests {}, full reads {}",
+            ms(initial_cpu),
+            mib(initial_rss),
+            requests_delta(&Value::Null, w, 1.0),
+            w["full_reads"]
+        ),
+        None => println!(
+            "initial read: CPU {}, RSS {} (no /api/watch: Consul requests n/a)",
+            ms(initial_cpu),
+            mib(initial_rss)
+        ),
+    }
+
+    // Single changes: one service's rule moves to a new host; wait until it is published.
+    let cpu_before = cpu_time(pid)?;
+    let mut latencies = Vec::new();
+    for c in 0..args.changes {
+        let i = (c * 7919 + 1) % args.services;
+        let published = published_routes(&cp.logs()).len();
+        let written = Instant::now();
+        api.set_services(&instances(&args, i, &format!("svc-{i}-change-{c}.example")))
+            .await?;
+        poll(
+            "the change to be published",
+            Duration::from_millis(2),
+            Duration::from_secs(10),
+            async || published_routes(&cp.logs()).len() > published,
+        )
+        .await
+        .with_context(|| cp.logs())?;
+        latencies.push(written.elapsed());
+        after_read.push(tcp_connections_to(pid, &[consul_http])?);
+    }
+    let cpu = cpu_time(pid)? - cpu_before;
+    let after = watch(&admin).await;
+    let rss = rss_kib(pid)?;
+
+    let n = args.changes as f64;
+    latencies.sort();
+    println!(
+        "per change (average of {} single-service rule changes, each waited for until published):",
+        args.changes
+    );
+    println!(
+        "  Consul write -> published: median {}, max {}",
+        ms(latencies[latencies.len() / 2]),
+        ms(latencies[latencies.len() - 1])
+    );
+    match (&before, &after) {
+        (Some(b), Some(a)) => {
+            println!("  Consul requests: {}", requests_delta(b, a, n));
+            println!(
+                "  service reads: {}, services compiled: {}, full reads: {}",
+                counter_delta(b, a, "service_reads", n),
+                counter_delta(b, a, "compiled_services", n),
+                counter_delta(b, a, "full_reads", n)
+            );
+        }
+        _ => println!("  Consul requests: n/a (no /api/watch)"),
+    }
+    println!(
+        "  control-plane CPU: {} ({} over {} changes; /proc/<pid>/stat, 10 ms ticks)",
+        ms(cpu / args.changes as u32),
+        ms(cpu),
+        args.changes
+    );
+    let range = |s: &[usize]| match (s.iter().min(), s.iter().max()) {
+        (Some(lo), Some(hi)) if lo == hi => format!("{lo}"),
+        (Some(lo), Some(hi)) => format!("{lo}..{hi}"),
+        _ => "-".to_string(),
+    };
+    println!(
+        "connections to Consul's HTTP port: {} from start to the first full snapshot ({} samples, \
+         every 50 ms), {} after it ({} samples: after the read and after each change)",
+        range(&during_read),
+        during_read.len(),
+        range(&after_read),
+        after_read.len()
+    );
+    // Checked last: serving 10,000 routes as JSON would weigh on the figures above.
+    let snapshot = http::get_json(&format!("http://{admin}/api/snapshot")).await?;
+    ensure!(
+        route_count(&snapshot) == services,
+        "/api/snapshot holds {} routes, not {services}",
+        route_count(&snapshot)
+    );
+    println!(
+        "RSS: {} after the initial read, {} after the changes",
+        mib(initial_rss),
+        mib(rss)
+    );
+    Ok(())
+}

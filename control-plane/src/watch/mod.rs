@@ -1,0 +1,507 @@
+//! Watching Consul with a fixed handful of connections, whatever the catalog's size.
+//!
+//! Two blocking queries are held open for ever:
+//!
+//! - `/v1/catalog/services` (names and tags; its index moves on any registration change), and
+//! - `/v1/health/state/any` filtered to the checks that are not passing (its index moves on any
+//!   check change; an instance is healthy exactly when none of its checks, nor its node's, is in
+//!   that list, so the answer stays small however many checks pass).
+//!
+//! Each answer says which services changed (see [`state`]); only those are read again, with
+//! `/v1/catalog/service/:name`, at most `read_concurrency` at a time. A health change needs no
+//! read at all. The whole catalog is read node by node (`/v1/catalog/nodes` and
+//! `/v1/catalog/node/:node`) at start, when an index goes backwards, when the service list moved
+//! without saying which service changed and Consul's summary cannot tell either, and every
+//! `resync` period as a safety net. So the watch holds at most `2 + read_concurrency`
+//! connections to Consul.
+//!
+//! Nothing is handed to the compiler until every read it started has succeeded: a failed or
+//! unfinished read never publishes a partial catalog. Reads ask Consul for consistent answers
+//! unless the operator allows stale ones (a server that was just elected answers consistent
+//! reads only once it has caught up). While Consul is unreachable the last catalog stays
+//! published, the status says what the watch waits for, and each failing query retries with
+//! capped exponential backoff and jitter.
+//!
+//! This module does not interpret tags; see `compile`.
+
+pub(crate) mod state;
+pub(crate) mod status;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_consul::catalog::Instance;
+use berth_consul::{next_index, Client, Indexed};
+use futures::stream::{self, StreamExt};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use state::State;
+pub(crate) use state::{Health, ServiceView};
+use status::Request;
+pub(crate) use status::WatchStatus;
+
+/// One read of a service's (or a node's) instances.
+type Read = Result<Indexed<Vec<Instance>>, berth_consul::Error>;
+
+/// How long one blocking query may wait in Consul before it is re-armed.
+const BLOCKING_WAIT: Duration = Duration::from_secs(60);
+
+/// How the watch reads Consul.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// At most this many reads (of a service or a node) at once.
+    pub read_concurrency: usize,
+    /// Re-read the whole catalog this often to catch anything the watch missed; `None`: never.
+    pub resync: Option<Duration>,
+}
+
+/// What the watch hands to the compiler: the services whose view changed (`None`: the service
+/// is gone). The first update describes the whole catalog.
+#[derive(Debug, Default)]
+pub(crate) struct Update {
+    pub changed: BTreeMap<String, Option<Arc<ServiceView>>>,
+}
+
+/// Starts the watch; it runs until the process ends or the receiver is dropped.
+pub(crate) fn spawn(
+    client: Client,
+    options: Options,
+    status: Arc<WatchStatus>,
+) -> mpsc::UnboundedReceiver<Update> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(client, options, status, tx));
+    rx
+}
+
+enum Event {
+    Services {
+        tags: BTreeMap<String, Vec<String>>,
+        index: u64,
+        reset: bool,
+    },
+    Checks(Vec<berth_consul::catalog::FailingCheck>),
+}
+
+/// Work the answers asked for and that has not been done yet. Survives failed attempts.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Read every instance and replace the catalog (at start, after an index reset).
+    full: bool,
+    /// Read every instance and compare (the safety net, and the last resort of attribution).
+    compare: bool,
+    /// The service list's index after its last move: the change made at that index must be
+    /// found among the services read, or the whole catalog is compared.
+    explain: Option<u64>,
+    /// The indexes the service reads of this round returned.
+    read_at: BTreeSet<u64>,
+    /// Services to read again.
+    read: BTreeSet<String>,
+    /// Services whose view must be recomputed once the reads are done.
+    touched: BTreeSet<String>,
+}
+
+impl Pending {
+    /// Whether a service read of this round explains the service list's move to `index`. A
+    /// read at a later index may hide the change at `index`, but a later move of the list
+    /// follows it and is explained the same way.
+    fn explained(&self, index: u64) -> bool {
+        self.read_at.iter().any(|&at| at >= index)
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.full
+            && !self.compare
+            && self.explain.is_none()
+            && self.read.is_empty()
+            && self.touched.is_empty()
+    }
+}
+
+struct Watch {
+    client: Client,
+    options: Options,
+    status: Arc<WatchStatus>,
+    state: State,
+    pending: Pending,
+    synced: bool,
+}
+
+async fn run(client: Client, options: Options, status: Arc<WatchStatus>, out: mpsc::UnboundedSender<Update>) {
+    let (events_tx, mut events) = mpsc::channel::<Event>(16);
+    tokio::spawn(follow_services(client.clone(), status.clone(), events_tx.clone()));
+    tokio::spawn(follow_checks(client.clone(), status.clone(), events_tx));
+
+    let mut resync = options.resync.map(|period| {
+        let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
+    });
+    let mut watch = Watch {
+        client,
+        options,
+        status,
+        state: State::default(),
+        pending: Pending {
+            full: true,
+            ..Pending::default()
+        },
+        synced: false,
+    };
+    let (mut have_services, mut have_checks) = (false, false);
+    let mut backoff = Backoff::new("the catalog reads from Consul".into());
+    loop {
+        // Wait for news unless work is left over from a failed attempt (then retry at once: the
+        // backoff already waited).
+        let ready = have_services && have_checks;
+        if !ready || watch.pending.is_empty() {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                _ = tick(&mut resync), if watch.synced => {
+                    watch.pending.compare = true;
+                    None
+                }
+            };
+            match event {
+                Some(event) => watch.take(event, &mut have_services, &mut have_checks),
+                None if events.is_closed() => return,
+                None => {}
+            }
+        }
+        while let Ok(event) = events.try_recv() {
+            watch.take(event, &mut have_services, &mut have_checks);
+        }
+        if !(have_services && have_checks) {
+            continue;
+        }
+        match watch.work().await {
+            Ok(update) => {
+                backoff.succeeded();
+                watch.status.set_waiting("reads", None);
+                let first = !watch.synced;
+                if first {
+                    watch.synced = true;
+                    watch.status.synced();
+                    info!(services = watch.state.len(), "read the whole catalog");
+                }
+                if (first || !update.changed.is_empty()) && out.send(update).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                watch.status.set_waiting(
+                    "reads",
+                    Some(format!(
+                        "the catalog reads from Consul at {}: {e}",
+                        watch.client.address()
+                    )),
+                );
+                backoff.failed(&e).await;
+            }
+        }
+    }
+}
+
+async fn tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Watch {
+    fn take(&mut self, event: Event, have_services: &mut bool, have_checks: &mut bool) {
+        match event {
+            Event::Services { tags, index, reset } => {
+                *have_services = true;
+                if reset {
+                    info!("Consul's service index went backwards (a restore or a new cluster): reading the whole catalog again");
+                    self.pending.full = true;
+                }
+                let changed = self.state.take_service_list(tags);
+                debug!(services = changed.len(), index, "service list moved");
+                self.pending.read.extend(changed);
+                self.pending.explain = Some(index);
+            }
+            Event::Checks(checks) => {
+                *have_checks = true;
+                let affected = self.state.take_failing_checks(checks);
+                self.pending.touched.extend(affected);
+            }
+        }
+    }
+
+    /// Does the pending work; on success returns the views that changed.
+    ///
+    /// The service list names the services that appeared, left or changed tags: those are read.
+    /// The change that moved the list's index to `explain` must then be among them (a read
+    /// returns its service's own index). When it is not, Consul's summary names the services
+    /// that gained or lost instances, and those are read; when even that does not explain it,
+    /// an instance changed in place and the whole catalog is compared. Several changes that
+    /// Consul folded into one answer can still hide one behind a later one; the periodic full
+    /// read catches those.
+    async fn work(&mut self) -> Result<Update, berth_consul::Error> {
+        if self.pending.full {
+            self.read_and_compare().await?;
+        }
+        if !self.pending.read.is_empty() {
+            self.read_services().await?;
+        }
+        if let Some(index) = self.pending.explain {
+            if !self.pending.explained(index) {
+                self.summarize().await;
+                if !self.pending.compare && !self.pending.read.is_empty() {
+                    self.read_services().await?;
+                }
+            }
+            if !self.pending.explained(index) {
+                debug!(
+                    index,
+                    "no service read explains the service list's move: comparing the whole catalog"
+                );
+                self.pending.compare = true;
+            }
+        }
+        if self.pending.compare {
+            self.read_and_compare().await?;
+        }
+        self.pending.explain = None;
+        self.pending.read_at.clear();
+        let touched = std::mem::take(&mut self.pending.touched);
+        self.status.set_services(self.state.len());
+        Ok(Update {
+            changed: self.state.refresh_views(&touched),
+        })
+    }
+
+    /// Asks Consul's summary which services gained or lost instances, and queues them for
+    /// reading; when the summary is not available, queues a full comparison instead.
+    async fn summarize(&mut self) {
+        self.status.request(Request::UiServices);
+        match self.client.service_summaries().await {
+            Ok(summaries) => {
+                let differing = self.state.differing_counts(&summaries);
+                self.pending.read.extend(differing);
+            }
+            Err(e) => {
+                debug!("Consul's service summary is not available ({e}); reading the whole catalog to find what changed");
+                self.pending.compare = true;
+            }
+        }
+    }
+
+    /// Reads every instance and takes what differs; the other pending reads are then moot.
+    async fn read_and_compare(&mut self) -> Result<(), berth_consul::Error> {
+        let mut full = self.read_everything().await?;
+        let differing = self.state.differing_instances(&full);
+        if self.pending.compare && !self.pending.full && !differing.is_empty() {
+            info!(services = differing.len(), "a full read found changed services");
+        }
+        for name in &differing {
+            self.state
+                .set_instances(name, full.remove(name).unwrap_or_default());
+        }
+        if self.pending.full {
+            self.pending.touched.extend(self.state.all_names());
+        }
+        self.pending.touched.extend(differing);
+        self.pending.full = false;
+        self.pending.compare = false;
+        self.pending.explain = None;
+        self.pending.read.clear();
+        Ok(())
+    }
+
+    /// Reads the services in `pending.read`; each one read is recorded and leaves the set, so a
+    /// retry after a failure reads only what is left.
+    async fn read_services(&mut self) -> Result<(), berth_consul::Error> {
+        let names: Vec<String> = self.pending.read.iter().cloned().collect();
+        let client = &self.client;
+        let status = &self.status;
+        let results: Vec<(String, Read)> = stream::iter(names)
+            .map(|name| async move {
+                status.request(Request::CatalogService);
+                let result = client.catalog_service(&name).await;
+                (name, result)
+            })
+            .buffer_unordered(self.options.read_concurrency.max(1))
+            .collect()
+            .await;
+        let mut first_error = None;
+        let mut read = 0;
+        for (name, result) in results {
+            match result {
+                Ok(answer) => {
+                    read += 1;
+                    self.pending.read_at.insert(answer.index);
+                    self.state.set_instances(&name, answer.value);
+                    self.pending.read.remove(&name);
+                    self.pending.touched.insert(name);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.status.service_reads(read);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every instance of the catalog, node by node, grouped by service and sorted.
+    async fn read_everything(&self) -> Result<BTreeMap<String, Vec<Instance>>, berth_consul::Error> {
+        self.status.request(Request::CatalogNodes);
+        let nodes = self.client.catalog_nodes().await?.value;
+        let client = &self.client;
+        let status = &self.status;
+        let answers: Vec<Read> = stream::iter(nodes)
+            .map(|node| async move {
+                status.request(Request::CatalogNode);
+                client.catalog_node(&node.node).await
+            })
+            .buffer_unordered(self.options.read_concurrency.max(1))
+            .collect()
+            .await;
+        let mut services: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+        for answer in answers {
+            for instance in answer?.value {
+                services
+                    .entry(instance.service.clone())
+                    .or_default()
+                    .push(instance);
+            }
+        }
+        for instances in services.values_mut() {
+            instances.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
+        }
+        self.status.full_read();
+        Ok(services)
+    }
+}
+
+async fn follow_services(client: Client, status: Arc<WatchStatus>, events: mpsc::Sender<Event>) {
+    let what = format!("the service list from Consul at {}", client.address());
+    follow(
+        "services",
+        what,
+        &client,
+        &status,
+        &events,
+        |index| {
+            status.request(Request::CatalogServices);
+            client.catalog_services(index, BLOCKING_WAIT)
+        },
+        |tags, index, reset| Event::Services { tags, index, reset },
+    )
+    .await
+}
+
+async fn follow_checks(client: Client, status: Arc<WatchStatus>, events: mpsc::Sender<Event>) {
+    let what = format!("the failing health checks from Consul at {}", client.address());
+    follow(
+        "checks",
+        what,
+        &client,
+        &status,
+        &events,
+        |index| {
+            status.request(Request::HealthChecks);
+            client.failing_checks(index, BLOCKING_WAIT)
+        },
+        |checks, _index, _reset| Event::Checks(checks),
+    )
+    .await
+}
+
+/// Runs one blocking query for ever, sending an event each time its index moves, following
+/// Consul's index rules (see [`next_index`]): an index that goes backwards is reported as a
+/// reset and the query starts over. An answer whose index did not move sends nothing and
+/// re-arms the query. After an error the query is asked again without an index once the
+/// backoff has passed, so the first answer after an outage comes at once (and says whether
+/// anything moved meanwhile) instead of blocking for a whole wait.
+async fn follow<T, Q, Fut>(
+    part: &'static str,
+    what: String,
+    client: &Client,
+    status: &WatchStatus,
+    events: &mpsc::Sender<Event>,
+    query: Q,
+    event: impl Fn(T, u64, bool) -> Event,
+) where
+    Q: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<Indexed<T>, berth_consul::Error>>,
+{
+    // The index of the last answer handed on (0: none yet), and the one to ask with.
+    let (mut seen, mut ask) = (0, 0);
+    let mut backoff = Backoff::new(what.clone());
+    loop {
+        let (asked, asked_with) = (tokio::time::Instant::now(), ask);
+        let result = query(ask).await;
+        status.set_consul(client.address());
+        match result {
+            Ok(answer) => {
+                backoff.succeeded();
+                status.set_waiting(part, None);
+                let reset = answer.index < seen;
+                let moved = seen == 0 || answer.index != seen;
+                ask = next_index(seen, answer.index);
+                seen = ask;
+                if moved {
+                    if events
+                        .send(event(answer.value, answer.index, reset))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                } else if asked_with != 0 && asked.elapsed() < BLOCKING_WAIT / 2 {
+                    // Consul answered a blocking query early without a change; never spin on it.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Err(e) => {
+                status.set_waiting(part, Some(format!("{what}: {e}")));
+                ask = 0;
+                backoff.failed(&e).await;
+            }
+        }
+    }
+}
+
+/// Capped exponential backoff with full jitter, which also keeps the logs readable: one warning
+/// when a streak of failures starts, one info line when it ends.
+pub(crate) struct Backoff {
+    what: String,
+    failures: u32,
+}
+
+impl Backoff {
+    pub(crate) fn new(what: String) -> Backoff {
+        Backoff { what, failures: 0 }
+    }
+
+    pub(crate) async fn failed(&mut self, error: &(dyn std::fmt::Display + Sync)) {
+        self.failures += 1;
+        let cap = Duration::from_millis(100 * 2u64.pow(self.failures.min(7))).min(Duration::from_secs(10));
+        let delay = cap.mul_f64(0.5 + fastrand::f64() / 2.0);
+        if self.failures == 1 || self.failures.is_multiple_of(20) {
+            warn!(attempt = self.failures, retry_in = ?delay, "waiting for {}: {error}", self.what);
+        } else {
+            debug!(attempt = self.failures, retry_in = ?delay, "waiting for {}: {error}", self.what);
+        }
+        tokio::time::sleep(delay).await;
+    }
+
+    pub(crate) fn succeeded(&mut self) {
+        if self.failures > 0 {
+            info!(after_attempts = self.failures, "got {} again", self.what);
+            self.failures = 0;
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! What the watch knows of the catalog, and which services an answer from Consul changed.
+//!
+//! Pure: answers from Consul go in, the names of the services to re-read or to recompute come
+//! out. The rules:
+//!
+//! - The service list (`/v1/catalog/services`) names the services that appeared, left, or whose
+//!   tags changed; those are re-read.
+//! - A list whose index moved while no name or tag changed means an instance was added, removed
+//!   or re-registered without changing the tags: [`State::differing_counts`] finds it from
+//!   Consul's per-service summary, and failing that a full read compares every instance.
+//! - The failing checks (`/v1/health/state/any` without the passing ones) name the instances
+//!   whose health changed: their services are recomputed, not re-read (the instances did not
+//!   change). A node check concerns every service with an instance on that node.
+//!
+//! Health is computed here too: an instance is healthy when none of its checks, nor its node's,
+//! is failing with a status the operator does not accept.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use berth_consul::catalog::{FailingCheck, Instance, ServiceSummary};
+
+/// The health of one instance, from its checks and its node's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Health {
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl Health {
+    fn of_status(status: &str) -> Health {
+        match status {
+            "passing" => Health::Passing,
+            "warning" => Health::Warning,
+            // critical, maintenance, and anything Consul may add: not healthy.
+            _ => Health::Critical,
+        }
+    }
+}
+
+/// One instance as the compiler sees it: where it is and whether it may receive traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ViewInstance {
+    pub instance: Instance,
+    pub health: Health,
+}
+
+/// One service as the compiler sees it. Instances are sorted by (node, id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceView {
+    pub name: String,
+    pub instances: Vec<ViewInstance>,
+}
+
+/// The catalog as last read.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// Every service's instances, sorted by (node, id).
+    services: BTreeMap<String, Vec<Instance>>,
+    /// The last service list: names and the union of their tags.
+    tags: BTreeMap<String, Vec<String>>,
+    /// Every check that is not passing.
+    failing: BTreeSet<FailingCheck>,
+    /// Which services have instances on each node (for node checks).
+    by_node: BTreeMap<String, BTreeSet<String>>,
+    /// The views last handed to the compiler.
+    views: BTreeMap<String, Arc<ServiceView>>,
+}
+
+impl State {
+    /// Number of services known.
+    pub(crate) fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    /// Takes a new service list; returns the services that appeared, left or changed tags. An
+    /// empty answer with a moved index means the change is not visible in the list.
+    pub(crate) fn take_service_list(&mut self, tags: BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+        let mut changed = BTreeSet::new();
+        for (name, new) in &tags {
+            if self.tags.get(name) != Some(new) {
+                changed.insert(name.clone());
+            }
+        }
+        for name in self.tags.keys() {
+            if !tags.contains_key(name) {
+                changed.insert(name.clone());
+            }
+        }
+        // A service in the list that was never read (its read failed, or the list raced ahead
+        // of a full read) is read too.
+        for name in tags.keys() {
+            if !self.services.contains_key(name) {
+                changed.insert(name.clone());
+            }
+        }
+        self.tags = tags;
+        changed
+    }
+
+    /// Takes a new list of failing checks; returns the services whose health may have changed.
+    pub(crate) fn take_failing_checks(&mut self, checks: Vec<FailingCheck>) -> BTreeSet<String> {
+        let new: BTreeSet<FailingCheck> = checks.into_iter().collect();
+        let mut affected = BTreeSet::new();
+        for check in self.failing.symmetric_difference(&new) {
+            if check.service_id.is_empty() {
+                if let Some(services) = self.by_node.get(&check.node) {
+                    affected.extend(services.iter().cloned());
+                }
+            } else if !check.service_name.is_empty() {
+                affected.insert(check.service_name.clone());
+            }
+        }
+        self.failing = new;
+        affected
+    }
+
+    /// The services whose instance count or nodes differ from Consul's summary.
+    pub(crate) fn differing_counts(&self, summaries: &[ServiceSummary]) -> BTreeSet<String> {
+        let mut differing = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        for summary in summaries {
+            seen.insert(summary.name.as_str());
+            let ours: Vec<&str> = self
+                .services
+                .get(&summary.name)
+                .map(|instances| instances.iter().map(|i| i.node.as_str()).collect())
+                .unwrap_or_default();
+            // Instances are sorted by node first, so their nodes are in order.
+            if ours.len() != summary.instance_count || ours != summary.nodes {
+                differing.insert(summary.name.clone());
+            }
+        }
+        for name in self.services.keys() {
+            if !seen.contains(name.as_str()) {
+                differing.insert(name.clone());
+            }
+        }
+        differing
+    }
+
+    /// The services whose instances differ from `full` (a read of every instance); services
+    /// missing from `full` are included.
+    pub(crate) fn differing_instances(&self, full: &BTreeMap<String, Vec<Instance>>) -> BTreeSet<String> {
+        let mut differing: BTreeSet<String> = full
+            .iter()
+            .filter(|(name, instances)| self.services.get(*name) != Some(*instances))
+            .map(|(name, _)| name.clone())
+            .collect();
+        differing.extend(self.services.keys().filter(|n| !full.contains_key(*n)).cloned());
+        differing
+    }
+
+    /// Records what a read found for `service` (no instances: the service is gone).
+    pub(crate) fn set_instances(&mut self, service: &str, mut instances: Vec<Instance>) {
+        instances.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
+        if let Some(old) = self.services.get(service) {
+            for instance in old {
+                if let Some(on_node) = self.by_node.get_mut(&instance.node) {
+                    on_node.remove(service);
+                    if on_node.is_empty() {
+                        self.by_node.remove(&instance.node);
+                    }
+                }
+            }
+        }
+        if instances.is_empty() {
+            self.services.remove(service);
+            return;
+        }
+        for instance in &instances {
+            self.by_node
+                .entry(instance.node.clone())
+                .or_default()
+                .insert(service.to_string());
+        }
+        self.services.insert(service.to_string(), instances);
+    }
+
+    /// Recomputes the views of `services`; returns those that changed since last handed out
+    /// (`None` for a service that is gone).
+    pub(crate) fn refresh_views<'a>(
+        &mut self,
+        services: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeMap<String, Option<Arc<ServiceView>>> {
+        let mut changed = BTreeMap::new();
+        for name in services {
+            match self.view_of(name) {
+                None => {
+                    if self.views.remove(name).is_some() {
+                        changed.insert(name.clone(), None);
+                    }
+                }
+                Some(view) => {
+                    if self.views.get(name).map(|v| v.as_ref()) != Some(&view) {
+                        let view = Arc::new(view);
+                        self.views.insert(name.clone(), view.clone());
+                        changed.insert(name.clone(), Some(view));
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// Every service known, for a full refresh of the views.
+    pub(crate) fn all_names(&self) -> BTreeSet<String> {
+        self.services.keys().chain(self.views.keys()).cloned().collect()
+    }
+
+    fn view_of(&self, service: &str) -> Option<ServiceView> {
+        let instances = self.services.get(service)?;
+        Some(ServiceView {
+            name: service.to_string(),
+            instances: instances
+                .iter()
+                .map(|instance| ViewInstance {
+                    health: self.health_of(instance),
+                    instance: instance.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    fn health_of(&self, instance: &Instance) -> Health {
+        // Failing checks are ordered by node first: look at this node's only.
+        self.failing
+            .iter()
+            .skip_while(|c| c.node < instance.node)
+            .take_while(|c| c.node == instance.node)
+            .filter(|c| c.service_id.is_empty() || c.service_id == instance.id)
+            .map(|c| Health::of_status(&c.status))
+            .max()
+            .unwrap_or(Health::Passing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(service: &str, node: &str, id: &str, port: u16) -> Instance {
+        Instance {
+            node: node.into(),
+            node_address: "127.0.0.1".into(),
+            id: id.into(),
+            service: service.into(),
+            tags: vec!["t".into()],
+            address: String::new(),
+            port,
+            meta: Default::default(),
+            modify_index: 1,
+        }
+    }
+
+    fn check(node: &str, id: &str, service_id: &str, service: &str, status: &str) -> FailingCheck {
+        FailingCheck {
+            node: node.into(),
+            check_id: id.into(),
+            status: status.into(),
+            service_id: service_id.into(),
+            service_name: service.into(),
+        }
+    }
+
+    fn tags(list: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        list.iter()
+            .map(|(n, t)| (n.to_string(), t.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    }
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn seeded() -> State {
+        let mut state = State::default();
+        state.take_service_list(tags(&[("web", &["t"]), ("api", &["t"])]));
+        state.set_instances(
+            "web",
+            vec![instance("web", "n2", "w2", 2), instance("web", "n1", "w1", 1)],
+        );
+        state.set_instances("api", vec![instance("api", "n1", "a1", 3)]);
+        state.refresh_views(&names(&["web", "api"]));
+        state
+    }
+
+    #[test]
+    fn the_service_list_names_what_appeared_left_or_changed_tags() {
+        let mut state = seeded();
+        let changed = state.take_service_list(tags(&[("web", &["t", "u"]), ("new", &[])]));
+        assert_eq!(changed, names(&["web", "api", "new"]));
+        // The same list again changes nothing, even though "new" has not been read yet... except
+        // that an unread service is always asked for.
+        assert_eq!(
+            state.take_service_list(tags(&[("web", &["t", "u"]), ("new", &[])])),
+            names(&["new"])
+        );
+    }
+
+    #[test]
+    fn an_unchanged_list_attributes_nothing() {
+        let mut state = seeded();
+        assert!(state
+            .take_service_list(tags(&[("web", &["t"]), ("api", &["t"])]))
+            .is_empty());
+    }
+
+    #[test]
+    fn failing_checks_name_their_service_and_node_checks_every_service_on_the_node() {
+        let mut state = seeded();
+        let affected = state.take_failing_checks(vec![check("n2", "service:w2", "w2", "web", "critical")]);
+        assert_eq!(affected, names(&["web"]));
+        let affected = state.take_failing_checks(vec![
+            check("n2", "service:w2", "w2", "web", "critical"),
+            check("n1", "serfHealth", "", "", "critical"),
+        ]);
+        assert_eq!(affected, names(&["web", "api"]));
+        // Recovering is a change too.
+        assert_eq!(state.take_failing_checks(vec![]), names(&["web", "api"]));
+    }
+
+    #[test]
+    fn health_follows_the_instance_and_node_checks() {
+        let mut state = seeded();
+        state.take_failing_checks(vec![
+            check("n2", "service:w2", "w2", "web", "warning"),
+            check("n1", "other", "a1", "api", "critical"),
+        ]);
+        let views = state.refresh_views(&names(&["web", "api"]));
+        let web = views["web"].as_ref().expect("web view");
+        let health: Vec<(&str, Health)> = web
+            .instances
+            .iter()
+            .map(|v| (v.instance.id.as_str(), v.health))
+            .collect();
+        assert_eq!(health, vec![("w1", Health::Passing), ("w2", Health::Warning)]);
+        let api = views["api"].as_ref().expect("api view");
+        assert_eq!(api.instances[0].health, Health::Critical);
+    }
+
+    #[test]
+    fn views_are_handed_out_only_when_they_change() {
+        let mut state = seeded();
+        assert!(state.refresh_views(&names(&["web", "api"])).is_empty());
+        state.set_instances("web", vec![instance("web", "n1", "w1", 9)]);
+        let changed = state.refresh_views(&names(&["web", "api"]));
+        assert_eq!(changed.keys().cloned().collect::<BTreeSet<_>>(), names(&["web"]));
+        state.set_instances("web", vec![]);
+        let changed = state.refresh_views(&names(&["web"]));
+        assert_eq!(changed.get("web"), Some(&None));
+    }
+
+    #[test]
+    fn summaries_find_added_and_moved_instances() {
+        let state = seeded();
+        let summary = |name: &str, nodes: &[&str]| ServiceSummary {
+            name: name.into(),
+            instance_count: nodes.len(),
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+        };
+        assert!(state
+            .differing_counts(&[summary("web", &["n1", "n2"]), summary("api", &["n1"])])
+            .is_empty());
+        assert_eq!(
+            state.differing_counts(&[summary("web", &["n1", "n2", "n2"]), summary("api", &["n3"])]),
+            names(&["web", "api"])
+        );
+        assert_eq!(
+            state.differing_counts(&[summary("web", &["n1", "n2"])]),
+            names(&["api"])
+        );
+    }
+
+    #[test]
+    fn a_full_read_finds_instances_changed_in_place() {
+        let state = seeded();
+        let mut full = BTreeMap::new();
+        full.insert(
+            "web".to_string(),
+            vec![instance("web", "n1", "w1", 1), instance("web", "n2", "w2", 2)],
+        );
+        full.insert("api".to_string(), vec![instance("api", "n1", "a1", 4)]);
+        assert_eq!(state.differing_instances(&full), names(&["api"]));
+        full.remove("api");
+        assert_eq!(state.differing_instances(&full), names(&["api"]));
+    }
+}

@@ -1,0 +1,126 @@
+//! What the watch is doing, for the admin API: synced or waiting (and for what), and counters of
+//! the requests it made to Consul and the services it re-read and recompiled.
+//!
+//! Written by the watch and the compiler, read by `/api/watch` and `/healthz`. Counters are
+//! cumulative since start.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+/// The kinds of request the watch makes to Consul.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Request {
+    CatalogServices,
+    HealthChecks,
+    CatalogService,
+    UiServices,
+    CatalogNodes,
+    CatalogNode,
+}
+
+const REQUESTS: [(Request, &str); 6] = [
+    (Request::CatalogServices, "catalog_services"),
+    (Request::HealthChecks, "health_checks"),
+    (Request::CatalogService, "catalog_service"),
+    (Request::UiServices, "ui_services"),
+    (Request::CatalogNodes, "catalog_nodes"),
+    (Request::CatalogNode, "catalog_node"),
+];
+
+#[derive(Debug, Default)]
+pub(crate) struct WatchStatus {
+    synced: AtomicBool,
+    /// What each part of the watch waits for, by part (service list, checks, reads).
+    waiting_for: Mutex<BTreeMap<&'static str, String>>,
+    consul: Mutex<String>,
+    services: AtomicUsize,
+    requests: [AtomicU64; 6],
+    service_reads: AtomicU64,
+    compiled_services: AtomicU64,
+    full_reads: AtomicU64,
+}
+
+impl WatchStatus {
+    pub(crate) fn request(&self, kind: Request) {
+        self.requests[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn service_reads(&self, n: usize) {
+        self.service_reads.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn compiled_services(&self, n: usize) {
+        self.compiled_services.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn full_read(&self) {
+        self.full_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_services(&self, n: usize) {
+        self.services.store(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_consul(&self, address: &str) {
+        if let Ok(mut consul) = self.consul.lock() {
+            address.clone_into(&mut consul);
+        }
+    }
+
+    /// The watch has read the whole catalog once.
+    pub(crate) fn synced(&self) {
+        self.synced.store(true, Ordering::Relaxed);
+    }
+
+    /// `part` of the watch cannot make progress until `what` answers (`None`: it no longer
+    /// waits). The last catalog stays published meanwhile.
+    pub(crate) fn set_waiting(&self, part: &'static str, what: Option<String>) {
+        if let Ok(mut waiting) = self.waiting_for.lock() {
+            match what {
+                Some(what) => waiting.insert(part, what),
+                None => waiting.remove(part),
+            };
+        }
+    }
+
+    /// Why the catalog is not (yet, or no longer) current; `None` when it is.
+    pub(crate) fn waiting_for(&self) -> Option<String> {
+        let waiting = self.waiting_for.lock().ok()?;
+        (!waiting.is_empty()).then(|| waiting.values().cloned().collect::<Vec<_>>().join("; "))
+    }
+
+    pub(crate) fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn to_json(&self) -> Value {
+        let waiting_for = self.waiting_for();
+        let state = if self.is_synced() && waiting_for.is_none() {
+            "synced"
+        } else {
+            "waiting"
+        };
+        let requests: serde_json::Map<String, Value> = REQUESTS
+            .iter()
+            .map(|(kind, name)| {
+                (
+                    name.to_string(),
+                    json!(self.requests[*kind as usize].load(Ordering::Relaxed)),
+                )
+            })
+            .collect();
+        json!({
+            "state": state,
+            "waiting_for": waiting_for,
+            "consul": self.consul.lock().map(|c| c.clone()).unwrap_or_default(),
+            "services": self.services.load(Ordering::Relaxed),
+            "requests": requests,
+            "service_reads": self.service_reads.load(Ordering::Relaxed),
+            "compiled_services": self.compiled_services.load(Ordering::Relaxed),
+            "full_reads": self.full_reads.load(Ordering::Relaxed),
+        })
+    }
+}
