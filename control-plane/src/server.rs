@@ -232,18 +232,24 @@ impl Session {
         };
         match message.kind {
             Some(Kind::Ack(ack)) => {
-                debug!(stream = self.id, node = %status.node_id, version = %ack.version, nonce = %ack.nonce, "ACK");
-                status.acked_version = Some(ack.version);
+                // Only the answer to the last push says what the proxy routes by now: an ACK of
+                // an earlier push was overtaken by a newer version already on its way.
+                if ack.nonce != self.nonce.to_string() {
+                    debug!(stream = self.id, node = %status.node_id, nonce = %clip(&ack.nonce), last = self.nonce, "ignoring the ACK of an earlier push");
+                    return;
+                }
+                debug!(stream = self.id, node = %status.node_id, version = %clip(&ack.version), nonce = %ack.nonce, "ACK");
+                status.acked_version = Some(clip(&ack.version).to_string());
             }
             Some(Kind::Nack(nack)) => {
                 warn!(
-                    stream = self.id, node = %status.node_id, version = %nack.version, nonce = %nack.nonce,
-                    "proxy rejected snapshot: {}", nack.error
+                    stream = self.id, node = %status.node_id, version = %clip(&nack.version), nonce = %clip(&nack.nonce),
+                    "proxy rejected snapshot: {}", clip(&nack.error)
                 );
                 status.last_nack = Some(NackRecord {
-                    version: nack.version,
-                    nonce: nack.nonce,
-                    error: nack.error,
+                    version: clip(&nack.version).to_string(),
+                    nonce: clip(&nack.nonce).to_string(),
+                    error: clip(&nack.error).to_string(),
                     at: SystemTime::now(),
                 });
             }
@@ -252,5 +258,13 @@ impl Session {
             }
             None => warn!(stream = self.id, node = %status.node_id, "ignoring an empty message"),
         }
+    }
+}
+
+/// At most 1024 bytes of a text a proxy sent, for the log and the admin API.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(1024) {
+        Some((end, _)) => &text[..end],
+        None => text,
     }
 }

@@ -5,10 +5,13 @@
 //! Not for: binding sockets (see `listener` and `admin`) or anything that happens after start.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use thiserror::Error;
+
+use crate::proxy::middleware::IpRanges;
 
 /// The flags, as clap parses them. Validation that needs more than one value lives in
 /// [`Cli::into_config`].
@@ -16,11 +19,11 @@ use thiserror::Error;
 #[command(
     name = "berth-proxy",
     version,
-    about = "Berth's data plane: an HTTP reverse proxy that routes requests to containers by Host.",
-    long_about = "Berth's data plane: an HTTP reverse proxy that routes requests to containers by Host.\n\n\
+    about = "Berth's data plane: an HTTP reverse proxy that routes requests to containers as Traefik would.",
+    long_about = "Berth's data plane: an HTTP reverse proxy that routes requests to containers as Traefik would.\n\n\
         berth-proxy holds no configuration of its own. It connects to berth-control (the control plane), \
-        receives the complete routing state as snapshots, and forwards each request to a backend of the \
-        route matching the request's Host and path. When the control plane is unreachable it keeps routing \
+        receives the complete routing state as snapshots (routes with matchers and middlewares, clusters of \
+        endpoints), and forwards each request to a backend of the first route whose matcher takes it. When the control plane is unreachable it keeps routing \
         by the last snapshot it received and reconnects in the background.\n\n\
         Every flag can also be set with an environment variable, shown as [env: ...] below. \
         Log verbosity is set with RUST_LOG (default: info), for example RUST_LOG=berth_proxy=debug.",
@@ -103,6 +106,38 @@ pub(crate) struct Cli {
         value_parser = parse_duration
     )]
     pub drain_timeout: Duration,
+
+    /// PEM file of CA certificates to trust, besides the system's, when connecting to backends of
+    /// clusters with scheme https. Repeat the flag (or separate with commas) for several files.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_BACKEND_CA",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    pub backend_ca: Vec<PathBuf>,
+
+    /// Do not verify the certificates of https backends (Traefik's
+    /// serversTransport.insecureSkipVerify), for backends with self-signed certificates. The
+    /// connection is still encrypted, but anyone on the path could pose as the backend.
+    #[arg(long, env = "BERTH_PROXY_BACKEND_INSECURE_SKIP_VERIFY")]
+    pub backend_insecure_skip_verify: bool,
+
+    /// Clients whose X-Forwarded-* headers are believed: IP addresses or CIDR ranges, comma-separated
+    /// or repeated (Traefik's entryPoints.<name>.forwardedHeaders.trustedIPs, here for every
+    /// entrypoint). From a peer in these ranges, typically a load balancer in front of the proxy, the
+    /// incoming X-Forwarded-For is kept and the peer appended to it, and the other X-Forwarded-*
+    /// headers and X-Real-Ip are kept where set. From any other client they are all dropped and set
+    /// anew, so X-Forwarded-For holds only the peer's address. This is also what ipAllowList and
+    /// rateLimit read with ipStrategy.depth or ipStrategy.excludedIPs. Default: trust no one.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_TRUSTED_IPS",
+        value_name = "CIDR[,CIDR...]",
+        value_delimiter = ',',
+        value_parser = parse_trusted_ip
+    )]
+    pub trusted_ips: Vec<String>,
 }
 
 /// The validated configuration the rest of the binary runs on.
@@ -115,6 +150,10 @@ pub(crate) struct Config {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub drain_timeout: Duration,
+    pub backend_ca: Vec<PathBuf>,
+    pub backend_insecure_skip_verify: bool,
+    /// Peers whose forwarded headers are kept (`--trusted-ips`); empty: no one.
+    pub trusted_ips: IpRanges,
 }
 
 /// One `--entrypoint NAME=ADDRESS`.
@@ -157,6 +196,8 @@ pub(crate) enum ConfigError {
     NoEntrypoint,
     #[error("--node-id: must not be empty")]
     EmptyNodeId,
+    #[error("--trusted-ips: {0}")]
+    TrustedIps(String),
 }
 
 impl Cli {
@@ -195,23 +236,16 @@ impl Cli {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             drain_timeout: self.drain_timeout,
+            backend_ca: self.backend_ca,
+            backend_insecure_skip_verify: self.backend_insecure_skip_verify,
+            trusted_ips: IpRanges::parse(&self.trusted_ips).map_err(ConfigError::TrustedIps)?,
         })
     }
 }
 
-/// This machine's host name: the kernel's, else `$HOSTNAME`, else a fixed fallback.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            std::env::var("HOSTNAME")
-                .ok()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "berth-proxy".to_owned())
+/// This machine's host name (the kernel's, else `$HOSTNAME`).
+pub(crate) fn host_name() -> String {
+    berth_support::host_name("berth-proxy")
 }
 
 /// Parses `NAME=ADDRESS`.
@@ -245,6 +279,13 @@ pub(crate) fn parse_entrypoint(s: &str) -> Result<EntrypointSpec, String> {
         name: name.to_owned(),
         addr,
     })
+}
+
+/// Checks one `--trusted-ips` item: an IP address or a CIDR range (as Traefik's `trustedIPs`).
+pub(crate) fn parse_trusted_ip(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    IpRanges::parse(&[s.to_owned()])?;
+    Ok(s.to_owned())
 }
 
 /// Parses a control-plane URL: `http://host:port`, optionally with a trailing `/`.
@@ -453,6 +494,60 @@ mod tests {
             text.contains("--request-timeout") && text.contains("soon"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn backend_tls_flags() {
+        let cfg = parse(&[]).expect("parses").into_config().expect("valid");
+        assert!(cfg.backend_ca.is_empty() && !cfg.backend_insecure_skip_verify);
+        let cfg = parse(&[
+            "--backend-ca",
+            "/a.pem,/b.pem",
+            "--backend-ca",
+            "/c.pem",
+            "--backend-insecure-skip-verify",
+        ])
+        .expect("parses")
+        .into_config()
+        .expect("valid");
+        assert_eq!(
+            cfg.backend_ca,
+            [
+                PathBuf::from("/a.pem"),
+                PathBuf::from("/b.pem"),
+                PathBuf::from("/c.pem")
+            ]
+        );
+        assert!(cfg.backend_insecure_skip_verify);
+    }
+
+    #[test]
+    fn trusted_ips() {
+        let cfg = parse(&[]).expect("parses").into_config().expect("valid");
+        assert!(
+            !cfg.trusted_ips.contains("127.0.0.1".parse().unwrap()),
+            "trust no one by default"
+        );
+        let cfg = parse(&[
+            "--trusted-ips",
+            "10.0.0.0/8, 192.0.2.7",
+            "--trusted-ips",
+            "2001:db8::/32",
+        ])
+        .expect("parses")
+        .into_config()
+        .expect("valid");
+        for ip in ["10.1.2.3", "192.0.2.7", "2001:db8::1", "::ffff:10.0.0.1"] {
+            assert!(cfg.trusted_ips.contains(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!cfg.trusted_ips.contains("192.0.2.8".parse().unwrap()));
+        let text = error_text(&["--trusted-ips", "10.0.0.0/8,10.0.0.0/33"]);
+        assert!(
+            text.contains("--trusted-ips") && text.contains("10.0.0.0/33"),
+            "{text}"
+        );
+        let text = error_text(&["--trusted-ips", "lb.example"]);
+        assert!(text.contains("neither an IP address nor a CIDR range"), "{text}");
     }
 
     #[test]

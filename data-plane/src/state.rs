@@ -84,7 +84,7 @@ impl State {
                         );
                         Ok(())
                     }
-                    Err(errors) => Err(errors.to_string()),
+                    Err(rejected) => Err(rejected.to_string()),
                 }
             }
             Some(route_update::Body::UpToDate(_)) => {
@@ -126,29 +126,17 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::v1::{Cluster, Endpoint, Route, Snapshot, UpToDate};
+    use crate::table::testing::{cluster, endpoint, host, route, snapshot, update};
+    use berth_proto::v1::UpToDate;
 
-    fn snapshot(address: &str) -> Snapshot {
-        Snapshot {
-            routes: vec![Route {
-                name: "web".into(),
-                hosts: vec!["web.example".into()],
-                cluster: "web".into(),
-                ..Default::default()
-            }],
-            clusters: vec![Cluster {
-                name: "web".into(),
-                endpoints: vec![Endpoint {
-                    address: address.into(),
-                    port: 80,
-                    weight: 1,
-                    id: "web-1".into(),
-                }],
-            }],
-        }
+    fn web(address: &str) -> berth_proto::v1::Snapshot {
+        snapshot(
+            vec![route("web", host("web.example"), "web")],
+            vec![cluster("web", vec![endpoint(address, 80, 1)])],
+        )
     }
 
-    fn update(version: &str, nonce: &str, body: route_update::Body) -> RouteUpdate {
+    fn raw(version: &str, nonce: &str, body: route_update::Body) -> RouteUpdate {
         RouteUpdate {
             version: version.into(),
             nonce: nonce.into(),
@@ -160,11 +148,7 @@ mod tests {
     fn ack_swaps_nack_keeps() {
         let state = State::new("n".into(), vec!["http".into()]);
         assert_eq!(state.version(), "");
-        let reply = state.apply(&update(
-            "v1",
-            "1",
-            route_update::Body::Snapshot(snapshot("127.0.0.1")),
-        ));
+        let reply = state.apply(&update("v1", "1", web("127.0.0.1")));
         assert_eq!(
             reply.kind,
             Some(proxy_message::Kind::Ack(Ack {
@@ -174,31 +158,35 @@ mod tests {
         );
         assert_eq!(state.version(), "v1");
 
-        let reply = state.apply(&update(
-            "v2",
-            "2",
-            route_update::Body::Snapshot(snapshot("bad address")),
-        ));
+        let reply = state.apply(&update("v2", "2", web("bad address")));
         match reply.kind {
             Some(proxy_message::Kind::Nack(nack)) => {
                 assert_eq!((nack.version.as_str(), nack.nonce.as_str()), ("v2", "2"));
-                assert!(
-                    nack.error.contains(r#"cluster "web", endpoint "web-1""#),
-                    "{}",
-                    nack.error
-                );
+                assert!(nack.error.contains("\"web\""), "{}", nack.error);
+                assert!(nack.error.contains("bad address"), "{}", nack.error);
             }
             other => panic!("expected a NACK, got {other:?}"),
         }
         assert_eq!(state.version(), "v1", "the previous table stays");
 
-        let reply = state.apply(&update("v1", "3", route_update::Body::UpToDate(UpToDate {})));
+        let mut unknown = web("127.0.0.1");
+        unknown.routes[0].requires.push("matcher/telepathy".into());
+        let reply = state.apply(&update("v3", "3", unknown));
+        match reply.kind {
+            Some(proxy_message::Kind::Nack(nack)) => {
+                assert!(nack.error.contains("matcher/telepathy"), "{}", nack.error)
+            }
+            other => panic!("expected a NACK, got {other:?}"),
+        }
+        assert_eq!(state.version(), "v1");
+
+        let reply = state.apply(&raw("v1", "4", route_update::Body::UpToDate(UpToDate {})));
         assert!(matches!(reply.kind, Some(proxy_message::Kind::Ack(_))));
-        let reply = state.apply(&update("v9", "4", route_update::Body::UpToDate(UpToDate {})));
+        let reply = state.apply(&raw("v9", "5", route_update::Body::UpToDate(UpToDate {})));
         assert!(matches!(reply.kind, Some(proxy_message::Kind::Nack(_))));
         let reply = state.apply(&RouteUpdate {
-            version: "v3".into(),
-            nonce: "5".into(),
+            version: "v4".into(),
+            nonce: "6".into(),
             body: None,
         });
         assert!(matches!(reply.kind, Some(proxy_message::Kind::Nack(_))));

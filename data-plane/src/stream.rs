@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use berth_proto::v1::route_discovery_client::RouteDiscoveryClient;
 use berth_proto::v1::{proxy_message, Hello, ProxyMessage};
+use berth_support::backoff::Backoff;
+use berth_support::error_chain;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
-use crate::backoff::Backoff;
 use crate::config::ControlPlaneUrl;
 use crate::state::State;
 
@@ -160,19 +161,4 @@ impl StreamClient {
             }
         }
     }
-}
-
-/// An error and all its sources, `: `-separated (tonic's transport errors say little on their own).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.ends_with(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }

@@ -1,10 +1,18 @@
 //! End-to-end tests of the real `berth-proxy` binary against an in-process control plane and
-//! in-process backends, all on 127.0.0.1.
+//! in-process backends, all on 127.0.0.1: routing by every kind of matcher and by priority, every
+//! middleware, sticky cookies, HTTPS backends, and the stream protocol (ACK, NACK, failover).
 
 mod support;
 
 use std::time::Duration;
 
+use base64::Engine;
+use berth_proto::v1::middleware::Kind as M;
+use berth_proto::v1::{
+    AddPrefix, BasicAuth, HeaderValue as Header, Headers, HostHeader, InFlightReq, IpAllowList, RateLimit,
+    RedirectRegex, RedirectScheme, ReplacePath, ReplacePathRegex, SourceCriterion, StickyCookie, StripPrefix,
+    StripPrefixRegex,
+};
 use http::StatusCode;
 use support::*;
 
@@ -43,7 +51,8 @@ async fn routes_requests_by_host() {
         "nonce-1",
         vec![
             route("web", &["web.example"], "", "web"),
-            route("web-api", &["web.example"], "/api", "api"),
+            // Traefik's default priority is the rule's length: the longer rule goes first.
+            prioritized(route("web-api", &["web.example"], "/api", "api"), 10),
         ],
         vec![
             cluster("web", web.iter().map(|b| endpoint(b.addr)).collect()),
@@ -105,7 +114,16 @@ async fn routes_requests_by_host() {
     assert_eq!(seen["host"], "Web.Example:8080");
     assert_eq!(seen["x-forwarded-host"], "Web.Example:8080");
     assert_eq!(seen["x-forwarded-proto"], "http");
-    assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(
+        seen["x-forwarded-for"], "127.0.0.1",
+        "an untrusted client's X-Forwarded-For is replaced"
+    );
+    assert_eq!(seen["x-forwarded-port"], "8080");
+    assert_eq!(seen["x-real-ip"], "127.0.0.1");
+    assert!(
+        seen["x-forwarded-server"].as_str().is_some_and(|s| !s.is_empty()),
+        "{seen}"
+    );
     assert_eq!(seen["x-keep"], "2");
     assert!(seen.get("x-drop-me").is_none(), "{seen}");
     assert_eq!(headers["x-backend"], "api");
@@ -129,11 +147,15 @@ async fn routes_requests_by_host() {
     assert_eq!(snapshot["control_plane"], cp.url());
     let routes = snapshot["routes"].as_array().expect("routes");
     assert_eq!(routes.len(), 2);
-    assert_eq!(routes[1]["name"], "web-api");
-    assert_eq!(routes[1]["hosts"], serde_json::json!(["web.example"]));
-    assert_eq!(routes[1]["path_prefix"], "/api");
-    assert_eq!(routes[1]["cluster"], "api");
-    assert_eq!(routes[1]["endpoints"], serde_json::json!([api.addr.to_string()]));
+    assert_eq!(routes[0]["name"], "web-api", "listed in the order they are tried");
+    assert_eq!(routes[0]["rule"], "Host(`web.example`) && PathPrefix(`/api`)");
+    assert_eq!(routes[0]["priority"], 10);
+    assert_eq!(routes[0]["cluster"], "api");
+    assert_eq!(routes[0]["endpoints"], serde_json::json!([api.addr.to_string()]));
+    assert_eq!(routes[1]["rule"], "Host(`web.example`)");
+    let clusters = snapshot["clusters"].as_array().expect("clusters");
+    assert_eq!(clusters[0]["name"], "api");
+    assert_eq!(clusters[0]["scheme"], "http");
 }
 
 /// 503 for an empty cluster, 502 for a refused connection, 504 for a silent backend and for one
@@ -230,11 +252,7 @@ async fn nack_keeps_the_previous_table() {
     ));
     let nack = cp.expect_nack().await;
     assert_eq!((nack.version.as_str(), nack.nonce.as_str()), ("v2", "n2"));
-    assert!(
-        nack.error.contains(r#"cluster "app", endpoint "app-2""#),
-        "{}",
-        nack.error
-    );
+    assert!(nack.error.contains(r#"cluster "app""#), "{}", nack.error);
     assert!(nack.error.contains("not a host!"), "{}", nack.error);
 
     let (status, _, body) = must_get(addr, "app.example", "/").await;
@@ -259,10 +277,55 @@ async fn nack_keeps_the_previous_table() {
         vec![],
     ));
     let nack = cp.expect_nack().await;
-    assert_eq!(
-        nack.error,
-        r#"route "app" refers to cluster "ghost", which is not in the snapshot"#
+    assert!(
+        nack.error.starts_with(r#"route "app""#) && nack.error.contains("ghost"),
+        "{}",
+        nack.error
     );
+
+    // A feature this proxy does not know: NACK naming route and feature, never a route served
+    // without it.
+    let mut future = update(
+        "v5",
+        "n5",
+        vec![route("app", &["app.example"], "", "app")],
+        vec![cluster("app", vec![endpoint(one.addr)])],
+    );
+    if let Some(berth_proto::v1::route_update::Body::Snapshot(s)) = &mut future.body {
+        s.routes[0]
+            .requires
+            .push("middleware/oauth_from_the_future".into());
+    }
+    cp.push(future);
+    let nack = cp.expect_nack().await;
+    assert_eq!(nack.nonce, "n5");
+    assert!(nack.error.contains(r#"route "app""#), "{}", nack.error);
+    assert!(
+        nack.error.contains("middleware/oauth_from_the_future"),
+        "{}",
+        nack.error
+    );
+
+    // A middleware kind this proxy does not know arrives without a kind: NACK as well.
+    let mut unknown = chain(route("app", &["app.example"], "", "app"), vec![]);
+    unknown.middlewares.push(berth_proto::v1::Middleware {
+        name: "sso@consulcatalog".into(),
+        kind: None,
+    });
+    cp.push(update(
+        "v6",
+        "n6",
+        vec![unknown],
+        vec![cluster("app", vec![endpoint(one.addr)])],
+    ));
+    let nack = cp.expect_nack().await;
+    assert_eq!(nack.nonce, "n6");
+    assert!(nack.error.contains(r#"route "app""#), "{}", nack.error);
+
+    let (status, _, body) = must_get(addr, "app.example", "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(echo(&body)["backend"], "two", "v3 still routes");
+    assert_eq!(proxy.snapshot_json().await["version"], "v3");
 }
 
 /// Swapping the table while a request is in flight does not disturb that request.
@@ -462,6 +525,20 @@ fn bad_flags_stop_the_binary() {
 
     let (code, stderr) = run_to_exit(&["--help"]);
     assert_eq!(code, Some(0), "{stderr}");
+
+    let (code, stderr) = run_to_exit(&[
+        "--backend-ca",
+        "/nonexistent/ca.pem",
+        "--entrypoint",
+        "web=127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--backend-ca /nonexistent/ca.pem: cannot read the file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -536,4 +613,753 @@ async fn bodies_are_streamed() {
     backend.release();
     let rest = body.collect().await.expect("rest of the body").to_bytes();
     assert_eq!(&rest[..], b"second");
+}
+
+/// Starts a proxy connected to a fresh control plane, applies `routes` and `clusters`, and
+/// returns both (the control plane must outlive the test).
+async fn proxy_with(
+    routes: Vec<berth_proto::v1::Route>,
+    clusters: Vec<berth_proto::v1::Cluster>,
+    extra: &[&str],
+) -> (FakeControlPlane, ProxyProcess) {
+    let mut cp = FakeControlPlane::start().await;
+    let proxy = ProxyProcess::start(&[cp.url()], extra).await;
+    cp.expect_hello().await;
+    cp.push(update("v1", "n1", routes, clusters));
+    let ack = cp.expect_ack().await;
+    assert_eq!(ack.nonce, "n1");
+    (cp, proxy)
+}
+
+/// Which backend answered, or the status when the proxy or a middleware answered itself.
+async fn who(
+    addr: std::net::SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> String {
+    let (status, _, body) = send(addr, method, host, path, headers).await.expect("request");
+    if status == StatusCode::OK {
+        echo(&body)["backend"].as_str().unwrap_or_default().to_owned()
+    } else {
+        status.as_str().to_owned()
+    }
+}
+
+/// Method, header, query and client-address matchers; priorities across host and catch-all
+/// routes; ties broken by order, then name.
+#[tokio::test]
+async fn routes_by_every_matcher_and_priority() {
+    let names = [
+        "post", "beta", "debug", "office", "site", "loopback", "override", "older", "newer",
+    ];
+    let mut backends = Vec::new();
+    for n in names {
+        backends.push(Backend::start(n).await);
+    }
+    let clusters = backends
+        .iter()
+        .map(|b| cluster(&b.name, vec![endpoint(b.addr)]))
+        .collect();
+    let m = |extra: berth_proto::v1::Matcher| all(vec![host("m.example"), extra]);
+    let mut older = rule("older", host("t.example"), "older");
+    older.order = 2;
+    let mut newer = rule("a-newer", host("t.example"), "newer");
+    newer.order = 5;
+    let routes = vec![
+        prioritized(rule("post", m(method("POST")), "post"), 50),
+        prioritized(rule("beta", m(header("X-Beta", "1")), "beta"), 40),
+        prioritized(rule("debug", m(query("debug", "true")), "debug"), 30),
+        prioritized(rule("office", m(client_ip(&["10.0.0.0/8"])), "office"), 20),
+        prioritized(rule("site", host("m.example"), "site"), 10),
+        rule(
+            "loopback",
+            all(vec![host("ip.example"), client_ip(&["127.0.0.0/8", "::1"])]),
+            "loopback",
+        ),
+        // A catch-all of higher priority takes a path on every host, m.example included.
+        prioritized(rule("override", prefix("/override"), "override"), 100),
+        older,
+        newer,
+    ];
+    let (_cp, proxy) = proxy_with(routes, clusters, &[]).await;
+    let addr = proxy.http_addr();
+
+    assert_eq!(who(addr, "POST", "m.example", "/", &[]).await, "post");
+    assert_eq!(
+        who(addr, "GET", "m.example", "/", &[("x-beta", "1")]).await,
+        "beta"
+    );
+    assert_eq!(who(addr, "GET", "m.example", "/?debug=true", &[]).await, "debug");
+    assert_eq!(
+        who(addr, "GET", "m.example", "/?a=1;debug=true", &[]).await,
+        "debug"
+    );
+    assert_eq!(who(addr, "GET", "m.example", "/?debug=false", &[]).await, "site");
+    assert_eq!(who(addr, "GET", "M.Example:80", "/", &[]).await, "site");
+    assert_eq!(who(addr, "GET", "ip.example", "/", &[]).await, "loopback");
+    assert_eq!(
+        who(addr, "POST", "m.example", "/override/x", &[]).await,
+        "override"
+    );
+    assert_eq!(
+        who(addr, "GET", "elsewhere.example", "/override", &[]).await,
+        "override"
+    );
+    assert_eq!(
+        who(addr, "GET", "t.example", "/", &[]).await,
+        "older",
+        "lower order wins a tie"
+    );
+
+    let (status, headers, body) = must_get(addr, "elsewhere.example", "/").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers["x-berth-error"], "no-route");
+    assert!(body.contains("no route matches GET \"/\""), "{body}");
+}
+
+/// strip_prefix, strip_prefix_regex, add_prefix, replace_path, replace_path_regex and a chain of
+/// two, as the backend sees them; a stripped path that sanitizing would change is a 400.
+#[tokio::test]
+async fn path_middlewares_rewrite_what_the_backend_sees() {
+    let backend = Backend::start("b").await;
+    let at = |name: &str, path: &str, middlewares: Vec<(&str, M)>| {
+        chain(
+            rule(name, all(vec![host("p.example"), prefix(path)]), "b"),
+            middlewares,
+        )
+    };
+    let routes = vec![
+        at(
+            "strip",
+            "/strip",
+            vec![(
+                "strip",
+                M::StripPrefix(StripPrefix {
+                    prefixes: vec!["/strip".into()],
+                    force_slash: false,
+                }),
+            )],
+        ),
+        at(
+            "sre",
+            "/sre",
+            vec![(
+                "sre",
+                M::StripPrefixRegex(StripPrefixRegex {
+                    regexps: vec!["/sre/[0-9]+".into()],
+                }),
+            )],
+        ),
+        at(
+            "add",
+            "/add",
+            vec![(
+                "add",
+                M::AddPrefix(AddPrefix {
+                    prefix: "/api".into(),
+                }),
+            )],
+        ),
+        at(
+            "replace",
+            "/replace",
+            vec![(
+                "replace",
+                M::ReplacePath(ReplacePath {
+                    path: "/fixed".into(),
+                }),
+            )],
+        ),
+        at(
+            "rre",
+            "/rre",
+            vec![(
+                "rre",
+                M::ReplacePathRegex(ReplacePathRegex {
+                    regexp: "^/rre/(.*)".into(),
+                    replacement: "/new/$1".into(),
+                }),
+            )],
+        ),
+        at(
+            "chain",
+            "/chain",
+            vec![
+                (
+                    "strip",
+                    M::StripPrefix(StripPrefix {
+                        prefixes: vec!["/chain".into()],
+                        force_slash: false,
+                    }),
+                ),
+                ("add", M::AddPrefix(AddPrefix { prefix: "/v2".into() })),
+            ],
+        ),
+    ];
+    let (_cp, proxy) = proxy_with(routes, vec![cluster("b", vec![endpoint(backend.addr)])], &[]).await;
+    let addr = proxy.http_addr();
+    let seen = |path: &'static str| async move {
+        let (status, _, body) = must_get(addr, "p.example", path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        echo(&body)
+    };
+
+    let e = seen("/strip/x?q=1").await;
+    assert_eq!(
+        (e["path"].as_str(), e["query"].as_str()),
+        (Some("/x"), Some("q=1"))
+    );
+    assert_eq!(e["headers"]["x-forwarded-prefix"], "/strip");
+    let e = seen("/strip").await;
+    assert_eq!(e["path"], "/", "an empty rest goes out as /");
+    let e = seen("/sre/123/y").await;
+    assert_eq!(e["path"], "/y");
+    assert_eq!(e["headers"]["x-forwarded-prefix"], "/sre/123");
+    let e = seen("/add/z").await;
+    assert_eq!(e["path"], "/api/add/z");
+    let e = seen("/replace/me?k=v").await;
+    assert_eq!(
+        (e["path"].as_str(), e["query"].as_str()),
+        (Some("/fixed"), Some("k=v"))
+    );
+    assert_eq!(e["headers"]["x-replaced-path"], "/replace/me");
+    let e = seen("/rre/a/b").await;
+    assert_eq!(e["path"], "/new/a/b");
+    assert_eq!(e["headers"]["x-replaced-path"], "/rre/a/b");
+    let e = seen("/chain/items").await;
+    assert_eq!(e["path"], "/v2/items");
+    // The entrypoint sanitizes paths before routing, as Traefik's does.
+    let e = seen("/strip//a/./b/../c").await;
+    assert_eq!(e["path"], "/a/c");
+    let e = seen("/strip/%7euser/a%2fb").await;
+    assert_eq!(e["path"], "/~user/a%2Fb");
+
+    let (status, headers, body) = must_get(addr, "p.example", "/strip./x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(body, "Bad Request\n");
+}
+
+/// headers: request headers set and removed, Host replaced, X-Forwarded-For suppressed; response
+/// headers set and removed, on backend answers and on the proxy's own errors alike.
+#[tokio::test]
+async fn headers_middleware() {
+    let backend = Backend::start("b").await;
+    let header = |name: &str, value: &str| Header {
+        name: name.into(),
+        value: value.into(),
+    };
+    let headers =
+        |request: Vec<Header>, response: Vec<Header>| ("hdr", M::Headers(Headers { request, response }));
+    let routes = vec![
+        chain(
+            rule("h", host("h.example"), "b"),
+            vec![headers(
+                vec![
+                    header("X-Custom", "one"),
+                    header("X-Remove", ""),
+                    header("Host", "backend.example"),
+                ],
+                vec![header("X-Frame-Options", "DENY"), header("Server", "")],
+            )],
+        ),
+        chain(
+            rule("noxff", host("noxff.example"), "b"),
+            vec![headers(vec![header("X-Forwarded-For", "")], vec![])],
+        ),
+        chain(
+            rule("down", host("down.example"), "empty"),
+            vec![headers(vec![], vec![header("X-Frame-Options", "DENY")])],
+        ),
+    ];
+    let clusters = vec![
+        cluster("b", vec![endpoint(backend.addr)]),
+        cluster("empty", vec![]),
+    ];
+    let (_cp, proxy) = proxy_with(routes, clusters, &[]).await;
+    let addr = proxy.http_addr();
+
+    let (status, response, body) = get(addr, "h.example", "/", &[("x-remove", "1"), ("x-custom", "zero")])
+        .await
+        .expect("request");
+    assert_eq!(status, StatusCode::OK);
+    let seen = &echo(&body)["headers"];
+    assert_eq!(seen["x-custom"], "one");
+    assert!(seen.get("x-remove").is_none(), "{seen}");
+    assert_eq!(seen["host"], "backend.example");
+    assert_eq!(
+        seen["x-forwarded-host"], "h.example",
+        "set on entry, before the middleware"
+    );
+    assert_eq!(response["x-frame-options"], "DENY");
+    assert!(!response.contains_key("server"), "{response:?}");
+
+    let (_, _, body) = get(addr, "noxff.example", "/", &[("x-forwarded-for", "1.2.3.4")])
+        .await
+        .expect("request");
+    assert!(echo(&body)["headers"].get("x-forwarded-for").is_none(), "{body}");
+
+    let (status, response, _) = must_get(addr, "down.example", "/").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response["x-frame-options"], "DENY");
+}
+
+/// redirect_scheme and redirect_regex: status by method and permanence, Location, body.
+#[tokio::test]
+async fn redirects() {
+    let backend = Backend::start("b").await;
+    let routes = vec![
+        chain(
+            rule("to-https", host("r.example"), "b"),
+            vec![(
+                "https",
+                M::RedirectScheme(RedirectScheme {
+                    scheme: "https".into(),
+                    port: String::new(),
+                    permanent: false,
+                }),
+            )],
+        ),
+        chain(
+            rule("to-8443", host("r2.example"), "b"),
+            vec![(
+                "https",
+                M::RedirectScheme(RedirectScheme {
+                    scheme: "https".into(),
+                    port: "8443".into(),
+                    permanent: true,
+                }),
+            )],
+        ),
+        chain(
+            rule("moved", host("old.example"), "b"),
+            vec![(
+                "moved",
+                M::RedirectRegex(RedirectRegex {
+                    regexp: r"^http://old\.example/(.*)".into(),
+                    replacement: "http://new.example/${1}".into(),
+                    permanent: false,
+                }),
+            )],
+        ),
+    ];
+    let (_cp, proxy) = proxy_with(routes, vec![cluster("b", vec![endpoint(backend.addr)])], &[]).await;
+    let addr = proxy.http_addr();
+
+    let (status, headers, body) = must_get(addr, "r.example:8080", "/path?q=1").await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(headers["location"], "https://r.example/path?q=1");
+    assert!(!headers.contains_key("content-type"));
+    assert_eq!(body, "Found");
+    let (status, _, _) = send(addr, "POST", "r.example", "/", &[]).await.expect("request");
+    assert_eq!(status, StatusCode::TEMPORARY_REDIRECT);
+    let (status, headers, body) = must_get(addr, "r2.example", "/x").await;
+    assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(headers["location"], "https://r2.example:8443/x");
+    assert_eq!(body, "Moved Permanently");
+    let (status, _, _) = send(addr, "PUT", "r2.example", "/x", &[]).await.expect("request");
+    assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
+    let (status, headers, _) = must_get(addr, "old.example", "/a/b?c=d").await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(headers["location"], "http://new.example/a/b?c=d");
+}
+
+fn basic(credentials: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
+
+/// basic_auth: Traefik's challenge, apr1 / SHA-1 / bcrypt users, header_field, remove_header.
+#[tokio::test]
+async fn basic_auth() {
+    let backend = Backend::start("b").await;
+    let bcrypt_hash = bcrypt::hash("s3cret", 4).expect("hash");
+    let users = vec![
+        "test:$apr1$H6uskkkW$IgXLP6ewTrSuBkTrqE8wj/".to_string(),
+        "other:{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=".to_string(),
+        format!("bob:{bcrypt_hash}"),
+    ];
+    let routes = vec![
+        chain(
+            rule("kept", host("a.example"), "b"),
+            vec![(
+                "auth",
+                M::BasicAuth(BasicAuth {
+                    users: users.clone(),
+                    realm: String::new(),
+                    remove_header: false,
+                    header_field: String::new(),
+                }),
+            )],
+        ),
+        chain(
+            rule("removed", host("b.example"), "b"),
+            vec![(
+                "auth",
+                M::BasicAuth(BasicAuth {
+                    users,
+                    realm: "staff".into(),
+                    remove_header: true,
+                    header_field: "X-User".into(),
+                }),
+            )],
+        ),
+    ];
+    let (_cp, proxy) = proxy_with(routes, vec![cluster("b", vec![endpoint(backend.addr)])], &[]).await;
+    let addr = proxy.http_addr();
+
+    let (status, headers, body) = must_get(addr, "a.example", "/").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Basic realm=\"traefik\"");
+    assert_eq!(headers["content-type"], "text/plain");
+    assert_eq!(body, "401 Unauthorized\n");
+    for wrong in ["test:nope", "nobody:test", "bob:test"] {
+        let auth = basic(wrong);
+        let (status, _, _) = get(addr, "a.example", "/", &[("authorization", &auth)])
+            .await
+            .expect("request");
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong}");
+    }
+    for good in ["test:test", "other:test", "bob:s3cret"] {
+        let auth = basic(good);
+        let (status, _, body) = get(addr, "a.example", "/", &[("authorization", &auth)])
+            .await
+            .expect("request");
+        assert_eq!(status, StatusCode::OK, "{good}");
+        assert_eq!(echo(&body)["headers"]["authorization"], auth.as_str());
+    }
+    let (status, headers, _) = must_get(addr, "b.example", "/").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Basic realm=\"staff\"");
+    let auth = basic("bob:s3cret");
+    let (status, _, body) = get(addr, "b.example", "/", &[("authorization", &auth)])
+        .await
+        .expect("request");
+    assert_eq!(status, StatusCode::OK);
+    let seen = &echo(&body)["headers"];
+    assert_eq!(seen["x-user"], "bob");
+    assert!(seen.get("authorization").is_none(), "{seen}");
+}
+
+/// rate_limit refuses past the burst with Traefik's 429; in_flight_req refuses a second request
+/// while the first is in flight, and admits again once it is done.
+#[tokio::test]
+async fn rate_limit_and_in_flight_req() {
+    let backend = Backend::start("b").await;
+    let routes = vec![
+        chain(
+            rule("rate", host("rate.example"), "b"),
+            vec![(
+                "rl",
+                M::RateLimit(RateLimit {
+                    average: 1,
+                    period_ms: 60_000,
+                    burst: 2,
+                    source: None,
+                }),
+            )],
+        ),
+        chain(
+            rule("flight", host("flight.example"), "b"),
+            vec![(
+                "if",
+                M::InFlightReq(InFlightReq {
+                    amount: 1,
+                    source: None,
+                }),
+            )],
+        ),
+    ];
+    let (_cp, proxy) = proxy_with(routes, vec![cluster("b", vec![endpoint(backend.addr)])], &[]).await;
+    let addr = proxy.http_addr();
+
+    assert_eq!(must_get(addr, "rate.example", "/").await.0, StatusCode::OK);
+    assert_eq!(must_get(addr, "rate.example", "/").await.0, StatusCode::OK);
+    let (status, headers, body) = must_get(addr, "rate.example", "/").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().expect("seconds");
+    assert!((50..=60).contains(&retry), "one token a minute: {retry}");
+    assert!(
+        headers["x-retry-in"].to_str().unwrap().ends_with('s'),
+        "{headers:?}"
+    );
+    assert_eq!(body, "Too Many Requests");
+
+    let held = tokio::spawn(async move { must_get(addr, "flight.example", "/hold").await });
+    eventually("the first request to be in flight", || async {
+        (backend.held() == 1).then_some(())
+    })
+    .await;
+    let (status, headers, body) = must_get(addr, "flight.example", "/").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(!headers.contains_key("content-type"));
+    assert_eq!(body, "max connections reached: 1");
+    backend.release();
+    assert_eq!(held.await.expect("task").0, StatusCode::OK);
+    eventually("the slot to be given back", || async {
+        (must_get(addr, "flight.example", "/").await.0 == StatusCode::OK).then_some(())
+    })
+    .await;
+}
+
+/// ip_allow_list by peer address and by X-Forwarded-For depth, with the default and a custom
+/// rejection status.
+#[tokio::test]
+async fn ip_allow_list() {
+    let backend = Backend::start("b").await;
+    let allow = |ranges: &[&str], reject_status: u32, source: Option<SourceCriterion>| {
+        (
+            "allow",
+            M::IpAllowList(IpAllowList {
+                ranges: ranges.iter().map(|r| r.to_string()).collect(),
+                reject_status,
+                source,
+            }),
+        )
+    };
+    let depth = Some(SourceCriterion {
+        depth: 1,
+        ..Default::default()
+    });
+    let routes = vec![
+        chain(
+            rule("private", host("private.example"), "b"),
+            vec![allow(&["10.0.0.0/8"], 0, None)],
+        ),
+        chain(
+            rule("local", host("local.example"), "b"),
+            vec![allow(&["127.0.0.1"], 0, None)],
+        ),
+        chain(
+            rule("proxied", host("proxied.example"), "b"),
+            vec![allow(&["203.0.113.0/24"], 404, depth)],
+        ),
+    ];
+    // The depth strategy reads X-Forwarded-For only as a trusted peer sent it.
+    let (_cp, proxy) = proxy_with(
+        routes,
+        vec![cluster("b", vec![endpoint(backend.addr)])],
+        &["--trusted-ips", "127.0.0.1"],
+    )
+    .await;
+    let addr = proxy.http_addr();
+
+    let (status, headers, body) = must_get(addr, "private.example", "/").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!headers.contains_key("content-type"));
+    assert_eq!(body, "Forbidden");
+    assert_eq!(must_get(addr, "local.example", "/").await.0, StatusCode::OK);
+    let ok = get(
+        addr,
+        "proxied.example",
+        "/",
+        &[("x-forwarded-for", "198.51.100.1, 203.0.113.5")],
+    )
+    .await
+    .expect("request");
+    assert_eq!(ok.0, StatusCode::OK);
+    let (status, _, body) = get(
+        addr,
+        "proxied.example",
+        "/",
+        &[("x-forwarded-for", "203.0.113.5, 198.51.100.1")],
+    )
+    .await
+    .expect("request");
+    assert_eq!((status, body.as_str()), (StatusCode::NOT_FOUND, "Not Found"));
+}
+
+/// --trusted-ips: a forged X-Forwarded-For (and the other forwarded headers) from an untrusted
+/// client is replaced, from a trusted one kept and appended to; middlewares reading
+/// X-Forwarded-For by depth see it as the backend will, before the peer is appended.
+#[tokio::test]
+async fn forwarded_headers_are_trusted_only_from_trusted_ips() {
+    let backend = Backend::start("b").await;
+    let depth = SourceCriterion {
+        depth: 1,
+        ..Default::default()
+    };
+    let routes = vec![
+        rule("open", host("open.example"), "b"),
+        chain(
+            rule("proxied", host("proxied.example"), "b"),
+            vec![(
+                "allow",
+                M::IpAllowList(IpAllowList {
+                    ranges: vec!["203.0.113.0/24".into()],
+                    reject_status: 0,
+                    source: Some(depth),
+                }),
+            )],
+        ),
+    ];
+    // 127.0.0.2 stands for a load balancer in front of the proxy; 127.0.0.1 for anyone else.
+    let (_cp, proxy) = proxy_with(
+        routes,
+        vec![cluster("b", vec![endpoint(backend.addr)])],
+        &["--trusted-ips", "10.0.0.0/8,127.0.0.2"],
+    )
+    .await;
+    let addr = proxy.http_addr();
+    let forged = [
+        ("x-forwarded-for", "203.0.113.5"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-real-ip", "203.0.113.5"),
+    ];
+    let untrusted = Some("127.0.0.1".parse().expect("address"));
+    let trusted = Some("127.0.0.2".parse().expect("address"));
+
+    let (status, _, body) = send_from(untrusted, addr, "GET", "open.example", "/", &forged)
+        .await
+        .expect("request");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = &echo(&body)["headers"];
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-host"], "open.example");
+    assert_eq!(seen["x-real-ip"], "127.0.0.1");
+    let (status, _, _) = send_from(untrusted, addr, "GET", "proxied.example", "/", &forged)
+        .await
+        .expect("request");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "depth 1 finds no address in a header the proxy dropped"
+    );
+
+    let (status, _, body) = send_from(trusted, addr, "GET", "open.example", "/", &forged)
+        .await
+        .expect("request");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = &echo(&body)["headers"];
+    assert_eq!(seen["x-forwarded-for"], "203.0.113.5, 127.0.0.2");
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["x-forwarded-host"], "evil.example");
+    assert_eq!(seen["x-real-ip"], "203.0.113.5");
+    let (status, _, body) = send_from(trusted, addr, "GET", "proxied.example", "/", &forged)
+        .await
+        .expect("request");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "depth 1 is the client's last address: {body}"
+    );
+}
+
+/// The value of the `lb` cookie in a response's Set-Cookie headers.
+fn sticky_value(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("lb="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// Sticky cookies: set on the first response (before the backend's own cookies), honoured
+/// afterwards without being set again, and replaced when their endpoint is gone.
+#[tokio::test]
+async fn sticky_cookies() {
+    let backends = [
+        Backend::start("s1").await,
+        Backend::start("s2").await,
+        Backend::start("s3").await,
+    ];
+    let mut sticky = cluster("s", backends.iter().map(|b| endpoint(b.addr)).collect());
+    sticky.sticky = Some(StickyCookie {
+        name: "lb".into(),
+        http_only: true,
+        same_site: "lax".into(),
+        ..Default::default()
+    });
+    let (mut cp, proxy) =
+        proxy_with(vec![rule("s", host("s.example"), "s")], vec![sticky.clone()], &[]).await;
+    let addr = proxy.http_addr();
+
+    let (status, headers, body) = must_get(addr, "s.example", "/").await;
+    assert_eq!(status, StatusCode::OK);
+    let first = echo(&body)["backend"].as_str().unwrap_or_default().to_owned();
+    let cookies: Vec<_> = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    assert!(
+        cookies[0].starts_with("lb=") && cookies[0].ends_with("; Path=/; HttpOnly; SameSite=Lax"),
+        "{cookies:?}"
+    );
+    assert_eq!(cookies[1], "app=1");
+    let value = sticky_value(&headers).expect("sticky cookie");
+    assert_eq!(value.len(), 16);
+
+    let cookie = format!("other=1; lb={value}");
+    for _ in 0..6 {
+        let (_, headers, body) = get(addr, "s.example", "/", &[("cookie", &cookie)])
+            .await
+            .expect("request");
+        assert_eq!(echo(&body)["backend"], first.as_str());
+        assert_eq!(sticky_value(&headers), None, "no new cookie while it holds");
+    }
+
+    // The endpoint goes away: the cookie is replaced by one naming a current endpoint.
+    let gone = backends
+        .iter()
+        .position(|b| b.name == first)
+        .expect("known backend");
+    sticky.endpoints.remove(gone);
+    cp.push(update(
+        "v2",
+        "n2",
+        vec![rule("s", host("s.example"), "s")],
+        vec![sticky],
+    ));
+    assert_eq!(cp.expect_ack().await.nonce, "n2");
+    let (_, headers, body) = get(addr, "s.example", "/", &[("cookie", &cookie)])
+        .await
+        .expect("request");
+    let second = echo(&body)["backend"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(second, first);
+    let replaced = sticky_value(&headers).expect("a new cookie");
+    assert_ne!(replaced, value);
+    let cookie = format!("lb={replaced}");
+    let (_, _, body) = get(addr, "s.example", "/", &[("cookie", &cookie)])
+        .await
+        .expect("request");
+    assert_eq!(echo(&body)["backend"], second.as_str());
+}
+
+/// HTTPS backends: verified against --backend-ca, the endpoint's address as Host when the
+/// cluster says so; without the CA the handshake fails and the client gets a 502 saying why.
+#[tokio::test]
+async fn https_backends() {
+    let (backend, ca) = Backend::start_tls("tls").await;
+    let mut secure = cluster("tls", vec![endpoint(backend.addr)]);
+    secure.scheme = "https".into();
+    secure.host_header = HostHeader::Endpoint as i32;
+    let ca = ca.to_string_lossy().into_owned();
+    let (_cp, proxy) = proxy_with(
+        vec![rule("tls", host("tls.example"), "tls")],
+        vec![secure.clone()],
+        &["--backend-ca", &ca],
+    )
+    .await;
+    let (status, _, body) = must_get(proxy.http_addr(), "tls.example", "/x").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = echo(&body);
+    assert_eq!(seen["backend"], "tls");
+    assert_eq!(seen["headers"]["host"], backend.addr.to_string());
+    assert_eq!(seen["headers"]["x-forwarded-host"], "tls.example");
+
+    let (_cp2, untrusting) =
+        proxy_with(vec![rule("tls", host("tls.example"), "tls")], vec![secure], &[]).await;
+    let (status, headers, body) = must_get(untrusting.http_addr(), "tls.example", "/x").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(headers["x-berth-error"], "backend-unreachable");
+    assert!(body.to_lowercase().contains("certificate"), "{body}");
 }

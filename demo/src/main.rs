@@ -4,7 +4,17 @@
 //! instance served a request: `web_go instance go-1 served GET / (host go.traefix.example.localhost)`.
 //! It also echoes request headers as `x-seen-<name>` response headers when asked with
 //! `?echo=1`, for tests that check what a proxy forwarded, and `GET /slow?ms=N` answers after N
-//! milliseconds, for tests that need a request in flight. `GET /health` answers `ok`.
+//! milliseconds, for tests that need a request in flight (`GET /slow/in-flight` says how many
+//! such requests are waiting now, so a test can wait until one arrived). `GET /health` answers
+//! `ok`.
+//!
+//! Echo mode (`--echo`, or `DEMO_ECHO=1`) is for tests that compare what two proxies forwarded
+//! (the parity tests against Traefik): every answer (but `/health`) is a JSON document of the
+//! request exactly as it arrived: `{"service", "name", "method", "path", "query", "headers"}`,
+//! with the path and query as sent on the wire (not decoded; `query` is null when the target has
+//! no `?`) and every header as a `[name, value]` pair in arrival order. Each echo answer also
+//! carries the response header `x-demo-service: <service>`, so a test can see a proxy remove a
+//! header the backend set.
 //!
 //! Configuration is by flags or environment (so a container can set it with `-e`):
 //! `--listen ADDR` / `DEMO_LISTEN` (default `0.0.0.0:9090`), `--name NAME` / `DEMO_NAME`
@@ -19,7 +29,7 @@
 use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,24 +45,30 @@ use tokio::net::TcpListener;
 
 const HELP: &str = "berth-demo: a tiny HTTP backend that answers with its own name.
 
-Usage: berth-demo [--listen ADDR] [--name NAME] [--service SERVICE]
+Usage: berth-demo [--listen ADDR] [--name NAME] [--service SERVICE] [--echo]
        berth-demo --probe [URL]
 
   --listen ADDR      address to listen on (env DEMO_LISTEN, default 0.0.0.0:9090)
   --name NAME        instance name in every answer (env DEMO_NAME, default: the host name)
   --service SERVICE  service name in every answer (env DEMO_SERVICE, default: demo)
+  --echo             answer every request (but /health) with a JSON echo of it: service, name,
+                     method, path, query and headers as received (env DEMO_ECHO=1)
 
   --probe [URL]      health probe: exit 0 if GET URL answers 2xx within 2s, else 1 (default URL:
                      http://127.0.0.1:<port of --listen / DEMO_LISTEN>/health)
 
 Endpoints: GET /health -> ok (503 after GET /health/fail, ok again after GET /health/ok);
-GET /slow?ms=N answers after N ms; any path with ?echo=1 returns the request headers as
+GET /slow?ms=N answers after N ms (GET /slow/in-flight: how many are waiting); any path with ?echo=1 returns the request headers as
 x-seen-<name> response headers.";
 
 struct Identity {
     service: String,
     name: String,
     healthy: AtomicBool,
+    /// Answer with a JSON echo of the request (`--echo`).
+    echo: bool,
+    /// `/slow` requests being answered now (`GET /slow/in-flight`).
+    slow_in_flight: AtomicUsize,
 }
 
 fn main() -> Result<()> {
@@ -60,8 +76,13 @@ fn main() -> Result<()> {
     let mut name = std::env::var("DEMO_NAME").ok();
     let mut service = std::env::var("DEMO_SERVICE").unwrap_or_else(|_| "demo".into());
     let mut probe: Option<Option<String>> = None;
+    let mut echo = std::env::var("DEMO_ECHO").is_ok_and(|v| v == "1" || v == "true");
     let mut args = std::env::args().skip(1).peekable();
     while let Some(arg) = args.next() {
+        if arg == "--echo" {
+            echo = true;
+            continue;
+        }
         if arg == "--probe" {
             // `--probe` alone, or followed by a URL.
             let url = args.next_if(|next| next.starts_with("http://"));
@@ -111,6 +132,8 @@ fn main() -> Result<()> {
         service,
         name,
         healthy: AtomicBool::new(true),
+        echo,
+        slow_in_flight: AtomicUsize::new(0),
     });
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -233,6 +256,10 @@ async fn answer(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Fu
             id.healthy.store(true, Ordering::Relaxed);
             return Ok(Response::new(Full::new(Bytes::from_static(b"health now ok\n"))));
         }
+        "/slow/in-flight" => {
+            let count = id.slow_in_flight.load(Ordering::SeqCst);
+            return Ok(Response::new(Full::new(Bytes::from(format!("{count}\n")))));
+        }
         _ => {}
     }
     if req.uri().path() == "/slow" {
@@ -242,7 +269,11 @@ async fn answer(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Fu
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(1000)
             .min(60_000);
+        let _waiting = InFlight::enter(&id.slow_in_flight);
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if id.echo {
+        return Ok(echo(&req, &id));
     }
     let host = req
         .headers()
@@ -268,4 +299,44 @@ async fn answer(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Fu
     Ok(builder
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
+
+/// Counts one request in a gauge while it lives (also when the client goes away mid-way and the
+/// request's future is dropped).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a AtomicUsize) -> InFlight<'a> {
+        gauge.fetch_add(1, Ordering::SeqCst);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The echo-mode answer: the request as it arrived, as JSON (see the module doc).
+fn echo(req: &Request<Incoming>, id: &Identity) -> Response<Full<Bytes>> {
+    let headers: Vec<serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| serde_json::json!([k.as_str(), String::from_utf8_lossy(v.as_bytes())]))
+        .collect();
+    let body = serde_json::json!({
+        "service": id.service,
+        "name": id.name,
+        "method": req.method().as_str(),
+        "path": req.uri().path(),
+        "query": req.uri().query(),
+        "headers": headers,
+    });
+    Response::builder()
+        .header("x-demo-instance", id.name.as_str())
+        .header("x-demo-service", id.service.as_str())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }

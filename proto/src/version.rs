@@ -7,8 +7,8 @@
 //! order, and it can be undone: changing one service subtracts its old items' digests and adds the
 //! new ones, so a change costs the size of the change, never a re-hash of the whole catalog.
 //!
-//! Canonical means: hosts and entrypoints sorted and de-duplicated, endpoints sorted by (address,
-//! port, id). [`canonicalize_route`] and [`canonicalize_cluster`] put an item in that form.
+//! Canonical means: entrypoints and required features sorted and de-duplicated, endpoints sorted
+//! by (address, port, id). A matcher's and a middleware chain's order mean something and are kept. [`canonicalize_route`] and [`canonicalize_cluster`] put an item in that form.
 
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -17,14 +17,16 @@ use crate::v1::{Cluster, Route};
 
 /// Puts a route in canonical order, in place. Idempotent.
 pub fn canonicalize_route(route: &mut Route) {
-    route.hosts.sort();
-    route.hosts.dedup();
     route.entrypoints.sort();
     route.entrypoints.dedup();
+    route.requires.sort();
+    route.requires.dedup();
 }
 
 /// Puts a cluster in canonical order, in place. Idempotent.
 pub fn canonicalize_cluster(cluster: &mut Cluster) {
+    cluster.requires.sort();
+    cluster.requires.dedup();
     cluster.endpoints.sort_by(|a, b| {
         (a.address.as_str(), a.port, a.id.as_str()).cmp(&(b.address.as_str(), b.port, b.id.as_str()))
     });
@@ -89,10 +91,10 @@ mod tests {
         }
     }
 
-    fn route(name: &str, hosts: &[&str]) -> Route {
+    fn route(name: &str, entrypoints: &[&str]) -> Route {
         let mut route = Route {
             name: name.into(),
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            entrypoints: entrypoints.iter().map(|h| h.to_string()).collect(),
             cluster: name.into(),
             ..Default::default()
         };
@@ -104,6 +106,7 @@ mod tests {
         let mut cluster = Cluster {
             name: name.into(),
             endpoints,
+            ..Default::default()
         };
         canonicalize_cluster(&mut cluster);
         cluster
@@ -140,7 +143,7 @@ mod tests {
 
     #[test]
     fn content_changes_the_version_and_removal_undoes_addition() {
-        let routes = [route("a", &["a.example"])];
+        let routes = [route("a", &["web"])];
         let one = [cluster("a", vec![endpoint("127.0.0.1", 1)])];
         let mut other = one.clone();
         other[0].endpoints[0].weight = 2;

@@ -9,6 +9,9 @@
 //!   handle) when dropped, and its log printed if the test is failing.
 //! - [`ControlPlane`], [`Proxy`], [`Backend`]: the Berth binaries and the demo backend, with their
 //!   ports chosen free and helpers to query them.
+//! - [`traefik::Traefik`]: the real Traefik (Consul Catalog provider) on the same Consul, and
+//!   [`parity`]: the machinery that sends the same requests to Traefik and Berth and compares what
+//!   clients and backends saw (the `parity_*` tests).
 //! - [`wait_until`]: the only way tests wait: poll a condition until a deadline. [`Sampler`]
 //!   records a value in the background (a route count, `proc::tcp_connections_to`) to check what
 //!   held *throughout* a disruption.
@@ -22,7 +25,9 @@ pub mod consul_cluster;
 pub mod consul_tls;
 pub mod docker;
 pub mod http;
+pub mod parity;
 pub mod proc;
+pub mod traefik;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -34,10 +39,20 @@ pub use proc::Proc;
 
 pub use anyhow::{anyhow, bail, Context, Result};
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it).
+/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it), and never handed out
+/// before by this test process: the OS may offer a port again as soon as its probe socket
+/// closes, and two parts of one test (Consul's HTTP and Serf ports, say) must not get the same.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The root of the workspace.
@@ -276,6 +291,35 @@ impl Proxy {
         })
     }
 
+    /// Starts berth-proxy subscribed to `control_planes` with one entrypoint per `(name,
+    /// address)`; [`Proxy::http_addr`] is the first one's address.
+    pub fn start_with_entrypoints(
+        node_id: &str,
+        control_planes: &str,
+        entrypoints: &[(&str, &str)],
+    ) -> Result<Proxy> {
+        let Some((_, first)) = entrypoints.first() else {
+            bail!("berth-proxy needs at least one entrypoint")
+        };
+        let admin_addr = format!("127.0.0.1:{}", free_port());
+        let specs: Vec<String> = entrypoints
+            .iter()
+            .map(|(name, addr)| format!("{name}={addr}"))
+            .collect();
+        let mut args = vec!["--control-plane", control_planes];
+        for spec in &specs {
+            args.extend(["--entrypoint", spec.as_str()]);
+        }
+        args.extend(["--admin-addr", &admin_addr, "--node-id", node_id]);
+        let proc = Proc::spawn(node_id, &bin("berth-proxy"), &args, &[])?;
+        Ok(Proxy {
+            proc,
+            http_addr: first.to_string(),
+            admin_addr,
+            node_id: node_id.to_string(),
+        })
+    }
+
     pub async fn snapshot(&self) -> Result<serde_json::Value> {
         http::get_json(&format!("http://{}/api/snapshot", self.admin_addr)).await
     }
@@ -312,26 +356,48 @@ pub struct Backend {
 impl Backend {
     /// Starts a demo backend named `name` for `service`, and waits until it answers.
     pub async fn start(service: &str, name: &str) -> Result<Backend> {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let proc = Proc::spawn(
-            name,
-            &bin("berth-demo"),
-            &["--listen", &listen, "--name", name, "--service", service],
-            &[],
-        )?;
-        let url = format!("http://{listen}/health");
-        wait_until(
-            &format!("backend {name} to answer"),
-            Duration::from_secs(10),
-            || async { Ok((http::status(&url).await.ok() == Some(200)).then_some(())) },
-        )
-        .await?;
-        Ok(Backend {
-            proc,
-            port,
-            name: name.to_string(),
-        })
+        Self::start_with(service, name, &[]).await
+    }
+
+    /// Like [`Backend::start`] in echo mode: every answer is a JSON echo of the request as the
+    /// backend received it (see berth-demo's `--echo`), for tests that compare what proxies
+    /// forwarded.
+    pub async fn start_echo(service: &str, name: &str) -> Result<Backend> {
+        Self::start_with(service, name, &["--echo"]).await
+    }
+
+    /// Starts the backend on a free port; when another process took that port in the moment
+    /// between choosing and binding it (berth-demo says it cannot listen), tries another, up to
+    /// three times.
+    async fn start_with(service: &str, name: &str, extra: &[&str]) -> Result<Backend> {
+        for _ in 0..3 {
+            let port = free_port();
+            let listen = format!("127.0.0.1:{port}");
+            let mut args = vec!["--listen", &listen, "--name", name, "--service", service];
+            args.extend_from_slice(extra);
+            let proc = Proc::spawn(name, &bin("berth-demo"), &args, &[])?;
+            let url = format!("http://{listen}/health");
+            let listening = wait_until(
+                &format!("backend {name} to answer"),
+                Duration::from_secs(10),
+                || async {
+                    if http::status(&url).await.ok() == Some(200) {
+                        return Ok(Some(true));
+                    }
+                    Ok(proc.logs().contains("cannot listen").then_some(false))
+                },
+            )
+            .await
+            .with_context(|| proc.logs())?;
+            if listening {
+                return Ok(Backend {
+                    proc,
+                    port,
+                    name: name.to_string(),
+                });
+            }
+        }
+        bail!("backend {name}: three free ports in a row were taken before it could listen")
     }
 }
 

@@ -34,9 +34,10 @@ use std::time::Duration;
 
 use berth_consul::catalog::Instance;
 use berth_consul::{next_index, Client, Indexed};
+use berth_support::backoff::Retry;
 use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use state::State;
 pub(crate) use state::{Health, ServiceView};
@@ -151,7 +152,7 @@ async fn run(client: Client, options: Options, status: Arc<WatchStatus>, out: mp
         synced: false,
     };
     let (mut have_services, mut have_checks) = (false, false);
-    let mut backoff = Backoff::new("the catalog reads from Consul".into());
+    let mut backoff = Retry::new("the catalog reads from Consul".into());
     loop {
         // Wait for news unless work is left over from a failed attempt (then retry at once: the
         // backoff already waited).
@@ -439,7 +440,7 @@ async fn follow<T, Q, Fut>(
 {
     // The index of the last answer handed on (0: none yet), and the one to ask with.
     let (mut seen, mut ask) = (0, 0);
-    let mut backoff = Backoff::new(what.clone());
+    let mut backoff = Retry::new(what.clone());
     loop {
         let (asked, asked_with) = (tokio::time::Instant::now(), ask);
         let result = query(ask).await;
@@ -470,38 +471,6 @@ async fn follow<T, Q, Fut>(
                 ask = 0;
                 backoff.failed(&e).await;
             }
-        }
-    }
-}
-
-/// Capped exponential backoff with full jitter, which also keeps the logs readable: one warning
-/// when a streak of failures starts, one info line when it ends.
-pub(crate) struct Backoff {
-    what: String,
-    failures: u32,
-}
-
-impl Backoff {
-    pub(crate) fn new(what: String) -> Backoff {
-        Backoff { what, failures: 0 }
-    }
-
-    pub(crate) async fn failed(&mut self, error: &(dyn std::fmt::Display + Sync)) {
-        self.failures += 1;
-        let cap = Duration::from_millis(100 * 2u64.pow(self.failures.min(7))).min(Duration::from_secs(10));
-        let delay = cap.mul_f64(0.5 + fastrand::f64() / 2.0);
-        if self.failures == 1 || self.failures.is_multiple_of(20) {
-            warn!(attempt = self.failures, retry_in = ?delay, "waiting for {}: {error}", self.what);
-        } else {
-            debug!(attempt = self.failures, retry_in = ?delay, "waiting for {}: {error}", self.what);
-        }
-        tokio::time::sleep(delay).await;
-    }
-
-    pub(crate) fn succeeded(&mut self) {
-        if self.failures > 0 {
-            info!(after_attempts = self.failures, "got {} again", self.what);
-            self.failures = 0;
         }
     }
 }

@@ -250,6 +250,7 @@ mod tests {
             address: String::new(),
             port,
             meta: Default::default(),
+            create_index: 1,
             modify_index: 1,
         }
     }

@@ -1,9 +1,10 @@
-//! Step 4, forward: send the request to the backend and wait for its response headers.
+//! Phase 5, forward: send the request to the backend and wait for its response headers.
 //!
-//! For: the pooled HTTP/1.1 client (hyper-util legacy `Client` over `HttpConnector`), the connect
-//! and response-header timeouts, and telling the client *why* a backend failed (refused → 502,
-//! timed out → 504). Request and response bodies stream through; nothing is buffered.
-//! Not for: deciding where to send (see `route`, `endpoint`) or header changes (see `headers`).
+//! For: the pooled HTTP/1.1 client (hyper-util legacy `Client`; plain TCP for `http` clusters,
+//! rustls for `https` ones, one pool), the connect and response-header timeouts, and telling the
+//! client *why* a backend failed (refused → 502, timed out → 504, TLS failure → 502 naming it).
+//! Request and response bodies stream through; nothing is buffered.
+//! Not for: deciding where to send (see `route`, `endpoint`) or header changes (see `forwarded`).
 
 use std::io;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -22,21 +24,30 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
     connect_timeout: Duration,
     request_timeout: Duration,
 }
 
 impl Forwarder {
-    pub(crate) fn new(connect_timeout: Duration, request_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        tls: rustls::ClientConfig,
+    ) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(connect_timeout));
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            // `headers::rewrite_request` always sets Host to what the client sent.
+            // `forwarded::request` always sets Host.
             .set_host(false)
             .build(connector);
         Self {
@@ -65,9 +76,8 @@ impl Forwarder {
 
     fn classify(&self, error: &hyper_util::client::legacy::Error, endpoint: &Authority) -> ProxyError {
         let endpoint = endpoint.clone();
-        let io_kind = io_error_kind(error);
         if error.is_connect() {
-            match io_kind {
+            match io_error_kind(error) {
                 Some(io::ErrorKind::TimedOut) => ProxyError::ConnectTimeout {
                     endpoint,
                     timeout: self.connect_timeout,

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use berth_proto::v1::route_discovery_server::{RouteDiscovery, RouteDiscoveryServer};
 use berth_proto::v1::{
-    proxy_message, route_update, Ack, Cluster, Endpoint, Hello, Nack, ProxyMessage, Route, RouteUpdate,
-    Snapshot, UpToDate,
+    header_matcher, host_matcher, matcher, middleware, path_matcher, proxy_message, query_matcher,
+    route_update, Ack, ClientIpMatcher, Cluster, Endpoint, HeaderMatcher, Hello, HostMatcher, Matcher,
+    MatcherList, Middleware, Nack, PathMatcher, ProxyMessage, QueryMatcher, Route, RouteUpdate, Snapshot,
+    UpToDate,
 };
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -68,21 +70,118 @@ pub fn cluster(name: &str, endpoints: Vec<Endpoint>) -> Cluster {
     Cluster {
         name: name.into(),
         endpoints,
+        ..Default::default()
     }
 }
 
+fn matcher(kind: matcher::Kind) -> Matcher {
+    Matcher { kind: Some(kind) }
+}
+
+pub fn host(h: &str) -> Matcher {
+    matcher(matcher::Kind::Host(HostMatcher {
+        kind: Some(host_matcher::Kind::Exact(h.into())),
+    }))
+}
+
+pub fn prefix(p: &str) -> Matcher {
+    matcher(matcher::Kind::Path(PathMatcher {
+        kind: Some(path_matcher::Kind::Prefix(p.into())),
+    }))
+}
+
+pub fn method(m: &str) -> Matcher {
+    matcher(matcher::Kind::Method(m.into()))
+}
+
+pub fn header(name: &str, value: &str) -> Matcher {
+    matcher(matcher::Kind::Header(HeaderMatcher {
+        name: name.into(),
+        value: Some(header_matcher::Value::Exact(value.into())),
+    }))
+}
+
+pub fn query(name: &str, value: &str) -> Matcher {
+    matcher(matcher::Kind::Query(QueryMatcher {
+        name: name.into(),
+        value: Some(query_matcher::Value::Exact(value.into())),
+    }))
+}
+
+pub fn client_ip(ranges: &[&str]) -> Matcher {
+    matcher(matcher::Kind::ClientIp(ClientIpMatcher {
+        ranges: ranges.iter().map(|r| r.to_string()).collect(),
+    }))
+}
+
+pub fn all(matchers: Vec<Matcher>) -> Matcher {
+    matcher(matcher::Kind::All(MatcherList { matchers }))
+}
+
+pub fn any(matchers: Vec<Matcher>) -> Matcher {
+    matcher(matcher::Kind::Any(MatcherList { matchers }))
+}
+
+/// A route taking requests for any of `hosts` whose path starts with `path_prefix` (as the first
+/// route model did).
 pub fn route(name: &str, hosts: &[&str], path_prefix: &str, cluster: &str) -> Route {
+    let hosts = any(hosts.iter().map(|h| host(h)).collect());
+    let m = if path_prefix.is_empty() {
+        hosts
+    } else {
+        all(vec![hosts, prefix(path_prefix)])
+    };
+    rule(name, m, cluster)
+}
+
+/// A route with this matcher.
+pub fn rule(name: &str, matcher: Matcher, cluster: &str) -> Route {
     Route {
         name: name.into(),
-        hosts: hosts.iter().map(|h| h.to_string()).collect(),
-        path_prefix: path_prefix.into(),
-        entrypoints: vec![],
+        matcher: Some(matcher),
         cluster: cluster.into(),
         service: name.into(),
+        ..Default::default()
     }
 }
 
-pub fn update(version: &str, nonce: &str, routes: Vec<Route>, clusters: Vec<Cluster>) -> RouteUpdate {
+/// `route` with a priority.
+pub fn prioritized(mut route: Route, priority: i64) -> Route {
+    route.priority = priority;
+    route
+}
+
+/// `route` with a middleware chain.
+pub fn chain(mut route: Route, middlewares: Vec<(&str, middleware::Kind)>) -> Route {
+    route.middlewares = middlewares
+        .into_iter()
+        .map(|(name, kind)| Middleware {
+            name: name.into(),
+            kind: Some(kind),
+        })
+        .collect();
+    route
+}
+
+/// An update carrying these routes and clusters, every `requires` filled with what it uses.
+pub fn update(version: &str, nonce: &str, mut routes: Vec<Route>, mut clusters: Vec<Cluster>) -> RouteUpdate {
+    for r in &mut routes {
+        r.requires = berth_model::required_features(r)
+            .into_iter()
+            .map(String::from)
+            .collect();
+    }
+    for c in &mut clusters {
+        c.requires = berth_model::cluster_required_features(c)
+            .into_iter()
+            .map(String::from)
+            .collect();
+    }
+    raw_update(version, nonce, routes, clusters)
+}
+
+/// An update carrying these routes and clusters as they are.
+pub fn raw_update(version: &str, nonce: &str, routes: Vec<Route>, clusters: Vec<Cluster>) -> RouteUpdate {
     RouteUpdate {
         version: version.into(),
         nonce: nonce.into(),
@@ -260,9 +359,11 @@ impl Drop for FakeControlPlane {
 // ---------------------------------------------------------------------------------------------
 // Backends
 
-/// An HTTP/1.1 backend that answers with JSON describing the request it got:
-/// `{"backend": name, "path": ..., "headers": {name: value, ...}}` (repeated headers joined with
-/// `\n`). Requests to `/hold...` wait until [`Backend::release`] is called.
+/// An HTTP/1.1 backend (or HTTPS: [`Backend::start_tls`]) that answers with JSON describing the
+/// request it got: `{"backend": name, "method": ..., "path": ..., "query": ..., "headers": {name:
+/// value, ...}, "body": ...}` (repeated headers joined with `\n`), with the response headers
+/// `x-backend: <name>`, `server: echo` and `set-cookie: app=1`. Requests to `/hold...` wait
+/// until [`Backend::release`] is called.
 pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
@@ -273,6 +374,44 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, None).await
+    }
+
+    /// A backend speaking HTTPS with a certificate for 127.0.0.1 issued by a fresh CA; returns
+    /// it and the CA's PEM file (for `--backend-ca`).
+    pub async fn start_tls(name: &str) -> (Self, std::path::PathBuf) {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("certificate");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("server config");
+        let dir = std::env::temp_dir().join(format!(
+            "berth-proxy-test-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).expect("write CA");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        (Self::start_with(name, Some(acceptor)).await, ca_file)
+    }
+
+    async fn start_with(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
         let addr = listener.local_addr().expect("local addr");
         let held = Arc::new(AtomicUsize::new(0));
@@ -283,57 +422,27 @@ impl Backend {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (name, held, gate) = (name_c.clone(), held_c.clone(), gate_c.clone());
+                let (name, held, gate, tls) = (name_c.clone(), held_c.clone(), gate_c.clone(), tls.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (name, held, gate) = (name.clone(), held.clone(), gate.clone());
-                        async move {
-                            if req.uri().path() == "/stream" {
-                                return Ok::<_, hyper::Error>(streaming_response(gate));
-                            }
-                            if req.uri().path().starts_with("/hold") {
-                                held.fetch_add(1, Ordering::SeqCst);
-                                if let Ok(permit) = gate.acquire().await {
-                                    permit.forget();
-                                }
-                            }
-                            let mut headers = serde_json::Map::new();
-                            for key in req.headers().keys() {
-                                let values: Vec<_> = req
-                                    .headers()
-                                    .get_all(key)
-                                    .iter()
-                                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                                    .collect();
-                                headers.insert(key.to_string(), values.join("\n").into());
-                            }
-                            let path = req.uri().path().to_owned();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let json = serde_json::json!({
-                                "backend": name,
-                                "path": path,
-                                "headers": headers,
-                                "body": String::from_utf8_lossy(&body),
-                            });
-                            Ok::<_, hyper::Error>(
-                                Response::builder()
-                                    .header("content-type", "application/json")
-                                    .header("connection", "x-backend-hop")
-                                    .header("x-backend-hop", "must not reach the client")
-                                    .header("x-backend", name.as_str())
-                                    .body(Full::new(Bytes::from(json.to_string())).boxed())
-                                    .expect("response"),
-                            )
-                        }
+                        async move { Ok::<_, hyper::Error>(echo_response(&name, &held, &gate, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    match tls {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        None => {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });
@@ -361,6 +470,62 @@ impl Drop for Backend {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// The backend's answer: JSON describing the request (see [`Backend`]).
+async fn echo_response(
+    name: &str,
+    held: &AtomicUsize,
+    gate: &Arc<Semaphore>,
+    req: Request<Incoming>,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    if req.uri().path() == "/stream" {
+        return streaming_response(gate.clone());
+    }
+    if req.uri().path().starts_with("/hold") {
+        held.fetch_add(1, Ordering::SeqCst);
+        if let Ok(permit) = gate.acquire().await {
+            permit.forget();
+        }
+    }
+    let mut headers = serde_json::Map::new();
+    for key in req.headers().keys() {
+        let values: Vec<_> = req
+            .headers()
+            .get_all(key)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        headers.insert(key.to_string(), values.join("\n").into());
+    }
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
+    let method = req.method().to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let json = serde_json::json!({
+        "backend": name,
+        "method": method,
+        "path": path,
+        "query": query,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("connection", "x-backend-hop")
+        .header("x-backend-hop", "must not reach the client")
+        .header("x-backend", name)
+        .header("server", "echo")
+        .header("set-cookie", "app=1")
+        .body(Full::new(Bytes::from(json.to_string())).boxed())
+        .expect("response")
 }
 
 /// `/stream`: sends "first" at once, then "second" once released, then ends.
@@ -612,8 +777,37 @@ pub async fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<(StatusCode, Headers, String), hyper_util::client::legacy::Error> {
-    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut builder = Request::get(format!("http://{addr}{path}")).header("host", host);
+    send(addr, "GET", host, path, headers).await
+}
+
+/// One HTTP/1.1 request `method path` to `addr` with the given Host header and headers.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(StatusCode, Headers, String), hyper_util::client::legacy::Error> {
+    send_from(None, addr, method, host, path, headers).await
+}
+
+/// Like [`send`], from the local address `local` (any of 127.0.0.0/8 reaches the proxy), so the
+/// proxy sees a peer other than 127.0.0.1.
+pub async fn send_from(
+    local: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(StatusCode, Headers, String), hyper_util::client::legacy::Error> {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(local);
+    let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("host", host);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }

@@ -1,0 +1,88 @@
+//! The body of a response the proxy sends to a client.
+//!
+//! For: one type for both kinds of response body — the backend's, streamed through untouched, and
+//! a short text the proxy or a middleware wrote itself — plus what must live exactly as long as
+//! the response is being sent (an `in_flight_req` slot is given back only when the body is done,
+//! as Traefik counts a request in flight until its handler returns).
+//! Not for: buffering or changing bodies; nothing here reads the bytes.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Frame, Incoming, SizeHint};
+
+use super::middleware::InFlightSlot;
+
+/// A response body; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct Body {
+    inner: Inner,
+    /// Released (dropped) with the body.
+    holds: Vec<InFlightSlot>,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Backend(Incoming),
+    Text(Full<Bytes>),
+}
+
+impl Body {
+    /// The backend's body, streamed through.
+    pub(crate) fn backend(body: Incoming) -> Self {
+        Self {
+            inner: Inner::Backend(body),
+            holds: Vec::new(),
+        }
+    }
+
+    /// A body the proxy writes itself.
+    pub(crate) fn text(text: impl Into<Bytes>) -> Self {
+        Self {
+            inner: Inner::Text(Full::new(text.into())),
+            holds: Vec::new(),
+        }
+    }
+
+    /// Keeps `holds` until this body is dropped (sent or abandoned).
+    pub(crate) fn hold(&mut self, holds: Vec<InFlightSlot>) {
+        if self.holds.is_empty() {
+            self.holds = holds;
+        } else {
+            self.holds.extend(holds);
+        }
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().inner {
+            Inner::Backend(body) => Pin::new(body).poll_frame(cx),
+            Inner::Text(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|result| result.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Backend(body) => body.is_end_stream(),
+            Inner::Text(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Backend(body) => body.size_hint(),
+            Inner::Text(body) => body.size_hint(),
+        }
+    }
+}

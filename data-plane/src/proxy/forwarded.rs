@@ -1,0 +1,301 @@
+//! The request as the backend gets it, and the response as the client gets it.
+//!
+//! For: the last touches before forwarding — hop-by-hop headers removed (those `Connection`
+//! names and the standard set, `Proxy-Authorization` included, as Go's reverse proxy does) except
+//! `TE: trailers`, which Go's reverse proxy sends on when the client's `TE` lists `trailers`;
+//! `Content-Length: 0` for a request known to have no body, as Go's HTTP client writes it (for
+//! every method but GET and HEAD, which then carry none); the peer appended to `X-Forwarded-For` (unless a `headers` middleware asked for none), `Host` set
+//! (the client's, or the endpoint's address for a cluster that does not pass it), the URI pointed
+//! at the endpoint over HTTP/1.1 with the path the middlewares left — and on the way back the
+//! backend's hop-by-hop headers removed and the sticky cookie put first among `Set-Cookie`s.
+//! Not for: the forwarded headers set on entry (see `accept`) or sending (see `forward`).
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+use http::request::Parts;
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri, Version};
+
+use super::context::{ForwardedFor, RequestContext};
+use super::ProxyError;
+use crate::table::{Cluster, Endpoint, HostHeader};
+
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Makes the client's request head ready for `endpoint` of `cluster`.
+pub(crate) fn request(
+    ctx: &RequestContext,
+    head: &mut Parts,
+    empty_body: bool,
+    cluster: &Cluster,
+    endpoint: &Endpoint,
+) -> Result<(), ProxyError> {
+    let trailers = accepts_trailers(&head.headers);
+    strip_hop_by_hop(&mut head.headers);
+    if trailers {
+        head.headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    if empty_body {
+        if head.method == Method::GET || head.method == Method::HEAD {
+            head.headers.remove(CONTENT_LENGTH);
+        } else {
+            head.headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+    }
+    if ctx.forwarded_for == ForwardedFor::Append {
+        append_forwarded_for(&mut head.headers, ctx.client_ip);
+    }
+    let host = match cluster.host_header {
+        HostHeader::Pass => ctx.host.clone(),
+        HostHeader::Endpoint => endpoint.host.clone(),
+    };
+    head.headers.insert(HOST, host);
+    head.uri = backend_uri(ctx, cluster.scheme.as_str(), &endpoint.authority)?;
+    head.version = Version::HTTP_11;
+    Ok(())
+}
+
+/// Makes the backend's response ready for the client.
+pub(crate) fn response<B>(ctx: &RequestContext, response: &mut Response<B>) {
+    strip_hop_by_hop(response.headers_mut());
+    set_cookie(ctx, response.headers_mut());
+}
+
+/// Puts the sticky cookie, if any, first among the `Set-Cookie`s (Traefik writes it before the
+/// backend's headers are copied).
+pub(crate) fn set_cookie(ctx: &RequestContext, headers: &mut HeaderMap) {
+    let Some(cookie) = &ctx.set_cookie else {
+        return;
+    };
+    let backend: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
+    // `insert` replaces every value.
+    headers.insert(SET_COOKIE, cookie.clone());
+    for value in backend {
+        headers.append(SET_COOKIE, value);
+    }
+}
+
+/// Whether the client's `TE` lists `trailers` (Go's `HeaderValuesContainsToken`: comma-separated
+/// tokens, spaces trimmed, case ignored).
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
+}
+
+/// Removes the headers that describe one connection rather than the message: those named by
+/// `Connection`, and the standard hop-by-hop set.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case("close")
+                    || token.eq_ignore_ascii_case("keep-alive")
+                {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    named.push(name);
+                }
+            }
+        }
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(CONNECTION);
+    }
+    for name in [
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Appends the client's address to `X-Forwarded-For` (one line, as the accept phase left it).
+fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
+    let mut value = String::new();
+    if let Some(existing) = headers.get(&X_FORWARDED_FOR) {
+        value.push_str(&String::from_utf8_lossy(existing.as_bytes()));
+        value.push_str(", ");
+    }
+    let _ = write!(value, "{client}");
+    if let Ok(value) = HeaderValue::try_from(value) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+/// `<scheme>://<endpoint><path?query>`.
+fn backend_uri(ctx: &RequestContext, scheme: &str, endpoint: &Authority) -> Result<Uri, ProxyError> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(if scheme == "https" {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    });
+    parts.authority = Some(endpoint.clone());
+    parts.path_and_query = Some(
+        ctx.forward_path_and_query()
+            .map_err(|e| ProxyError::BadRequest(e.to_string()))?,
+    );
+    Uri::from_parts(parts).map_err(|e| ProxyError::BadRequest(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::middleware::testing::head;
+    use berth_proto::v1::{Cluster as P, Endpoint as E, HostHeader as H};
+
+    fn cluster(scheme: &str, host_header: H) -> Cluster {
+        Cluster::build(
+            &P {
+                name: "c".into(),
+                endpoints: vec![E {
+                    address: "10.0.0.7".into(),
+                    port: 8080,
+                    weight: 1,
+                    id: "e".into(),
+                }],
+                scheme: scheme.into(),
+                host_header: host_header as i32,
+                ..Default::default()
+            },
+            None,
+        )
+        .expect("cluster")
+    }
+
+    #[test]
+    fn request_for_the_backend() {
+        let mut ctx = RequestContext::for_test("GET", "/a/b?c=d;e", "Go.Example:8080", "192.0.2.9:1");
+        let mut head = head("GET", "/a/b?c=d;e");
+        for (n, v) in [
+            ("x-forwarded-for", "1.1.1.1, 2.2.2.2"),
+            ("connection", "keep-alive, X-Secret"),
+            ("x-secret", "s"),
+            ("proxy-authorization", "Basic x"),
+            ("te", "trailers"),
+            ("x-kept", "yes"),
+        ] {
+            head.headers
+                .insert(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        let c = cluster("", H::Pass);
+        request(&ctx, &mut head, false, &c, &c.endpoints[0]).expect("rewrites");
+        assert_eq!(head.uri, "http://10.0.0.7:8080/a/b?c=d&e");
+        assert_eq!(head.version, Version::HTTP_11);
+        assert_eq!(head.headers[HOST], "Go.Example:8080");
+        assert_eq!(head.headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 192.0.2.9");
+        assert_eq!(head.headers["x-kept"], "yes");
+        assert_eq!(
+            head.headers[TE], "trailers",
+            "Go's reverse proxy keeps TE: trailers"
+        );
+        for gone in ["connection", "x-secret", "proxy-authorization"] {
+            assert!(!head.headers.contains_key(gone), "{gone}");
+        }
+
+        ctx.forwarded_for = ForwardedFor::Omit;
+        let mut head = crate::proxy::middleware::testing::head("GET", "/");
+        let c = cluster("https", H::Endpoint);
+        request(&ctx, &mut head, false, &c, &c.endpoints[0]).expect("rewrites");
+        assert_eq!(head.uri, "https://10.0.0.7:8080/a/b?c=d&e");
+        assert_eq!(head.headers[HOST], "10.0.0.7:8080");
+        assert!(!head.headers.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn te_is_kept_only_as_trailers() {
+        let ctx = RequestContext::for_test("GET", "/", "h", "10.0.0.1:1");
+        let c = cluster("", H::Pass);
+        for (te, kept) in [
+            (Some("trailers"), true),
+            (Some("gzip, Trailers"), true),
+            (Some("gzip"), false),
+            (Some("trailers;q=1"), false),
+            (None, false),
+        ] {
+            let mut head = head("GET", "/");
+            if let Some(te) = te {
+                head.headers.insert(TE, HeaderValue::from_static(te));
+            }
+            request(&ctx, &mut head, false, &c, &c.endpoints[0]).expect("rewrites");
+            assert_eq!(
+                head.headers.get(TE).map(|v| v.to_str().unwrap()),
+                kept.then_some("trailers"),
+                "{te:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn content_length_of_an_empty_body_as_go() {
+        let ctx = RequestContext::for_test("GET", "/", "h", "10.0.0.1:1");
+        let c = cluster("", H::Pass);
+        for (method, sent, empty, expect) in [
+            ("POST", None, true, Some("0")),
+            ("POST", Some("0"), true, Some("0")),
+            ("PUT", None, true, Some("0")),
+            ("DELETE", None, true, Some("0")),
+            ("GET", Some("0"), true, None),
+            ("HEAD", None, true, None),
+            ("POST", Some("5"), false, Some("5")),
+            ("POST", None, false, None),
+        ] {
+            let mut head = head(method, "/");
+            if let Some(sent) = sent {
+                head.headers
+                    .insert(CONTENT_LENGTH, HeaderValue::from_static(sent));
+            }
+            request(&ctx, &mut head, empty, &c, &c.endpoints[0]).expect("rewrites");
+            assert_eq!(
+                head.headers.get(CONTENT_LENGTH).map(|v| v.to_str().unwrap()),
+                expect,
+                "{method} {sent:?} empty={empty}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_for_the_client() {
+        let mut ctx = RequestContext::for_test("GET", "/", "h", "10.0.0.1:1");
+        ctx.set_cookie = Some(HeaderValue::from_static("lb=abc; Path=/"));
+        let mut response = Response::builder()
+            .header(CONNECTION, "close, x-hop")
+            .header("x-hop", "1")
+            .header(TRANSFER_ENCODING, "chunked")
+            .header(SET_COOKIE, "app=1")
+            .header("content-type", "text/plain")
+            .body(())
+            .unwrap();
+        super::response(&ctx, &mut response);
+        let h = response.headers();
+        assert!(
+            !h.contains_key("x-hop") && !h.contains_key(CONNECTION) && !h.contains_key(TRANSFER_ENCODING)
+        );
+        assert_eq!(
+            h.get_all(SET_COOKIE).iter().collect::<Vec<_>>(),
+            ["lb=abc; Path=/", "app=1"]
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! A route's middleware chain: what happens to a request between matching and forwarding, and to
+//! the response on its way back.
+//!
+//! For: compiling each middleware of a snapshot (one module per kind, each following Traefik's
+//! middleware of the same name and saying where in its docs), and running a chain: the request
+//! half in chain order, where any middleware may answer the request itself (a redirect, a 401, a
+//! 429); the response half in reverse order, over whatever response comes back — the backend's,
+//! a proxy error, or the answer of a later middleware — as Traefik's response modifiers see it.
+//! Not for: matching (see `table`) or anything after the chain (see `proxy`).
+
+mod add_prefix;
+mod basic_auth;
+mod headers;
+mod htpasswd;
+mod in_flight_req;
+mod ip_allow_list;
+mod rate_limit;
+mod redirect;
+mod redirect_regex;
+mod redirect_scheme;
+mod replace_path;
+mod replace_path_regex;
+mod reply;
+mod source;
+mod strip_prefix;
+mod strip_prefix_regex;
+
+use berth_proto::v1::middleware::Kind as ProtoKind;
+use http::{request, response, Response};
+use thiserror::Error;
+
+use super::context::RequestContext;
+use super::Body;
+pub(crate) use in_flight_req::InFlightSlot;
+pub(crate) use source::IpRanges;
+
+/// What a middleware's request half decided.
+#[derive(Debug)]
+pub(crate) enum Flow {
+    /// Go on to the next middleware (or the backend).
+    Next,
+    /// Answer the client with this, now.
+    Answer(Response<Body>),
+}
+
+/// Why a middleware of a snapshot cannot be run. The text goes into a NACK.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub(crate) enum CompileError {
+    #[error("middleware {name:?} has no kind this proxy knows (a newer middleware?)")]
+    UnknownKind { name: String },
+    #[error("middleware {name:?} ({kind}): {reason}")]
+    Invalid {
+        name: String,
+        kind: &'static str,
+        reason: String,
+    },
+}
+
+/// One compiled middleware of a route's chain.
+#[derive(Debug)]
+pub(crate) struct Middleware {
+    /// As in the snapshot (for example `strip@consulcatalog`).
+    pub name: String,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    StripPrefix(strip_prefix::StripPrefix),
+    StripPrefixRegex(strip_prefix_regex::StripPrefixRegex),
+    AddPrefix(add_prefix::AddPrefix),
+    ReplacePath(replace_path::ReplacePath),
+    ReplacePathRegex(replace_path_regex::ReplacePathRegex),
+    Headers(headers::Headers),
+    RedirectScheme(redirect_scheme::RedirectScheme),
+    RedirectRegex(redirect_regex::RedirectRegex),
+    BasicAuth(basic_auth::BasicAuth),
+    RateLimit(rate_limit::RateLimit),
+    InFlightReq(in_flight_req::InFlightReq),
+    IpAllowList(ip_allow_list::IpAllowList),
+}
+
+impl Middleware {
+    /// Compiles one middleware. `previous` is the middleware at the same place of the same route
+    /// in the table being replaced: a rate limit or in-flight limit with the same settings keeps
+    /// its counters.
+    pub(crate) fn compile(
+        proto: &berth_proto::v1::Middleware,
+        previous: Option<&Middleware>,
+    ) -> Result<Self, CompileError> {
+        let Some(kind) = &proto.kind else {
+            return Err(CompileError::UnknownKind {
+                name: proto.name.clone(),
+            });
+        };
+        let compiled = match kind {
+            ProtoKind::StripPrefix(c) => strip_prefix::StripPrefix::compile(c).map(Kind::StripPrefix),
+            ProtoKind::StripPrefixRegex(c) => {
+                strip_prefix_regex::StripPrefixRegex::compile(c).map(Kind::StripPrefixRegex)
+            }
+            ProtoKind::AddPrefix(c) => add_prefix::AddPrefix::compile(c).map(Kind::AddPrefix),
+            ProtoKind::ReplacePath(c) => replace_path::ReplacePath::compile(c).map(Kind::ReplacePath),
+            ProtoKind::ReplacePathRegex(c) => {
+                replace_path_regex::ReplacePathRegex::compile(c).map(Kind::ReplacePathRegex)
+            }
+            ProtoKind::Headers(c) => headers::Headers::compile(c).map(Kind::Headers),
+            ProtoKind::RedirectScheme(c) => {
+                redirect_scheme::RedirectScheme::compile(c).map(Kind::RedirectScheme)
+            }
+            ProtoKind::RedirectRegex(c) => redirect_regex::RedirectRegex::compile(c).map(Kind::RedirectRegex),
+            ProtoKind::BasicAuth(c) => basic_auth::BasicAuth::compile(c).map(Kind::BasicAuth),
+            ProtoKind::RateLimit(c) => {
+                let previous = previous.and_then(|p| match &p.kind {
+                    Kind::RateLimit(r) => Some(r),
+                    _ => None,
+                });
+                rate_limit::RateLimit::compile(c, previous).map(Kind::RateLimit)
+            }
+            ProtoKind::InFlightReq(c) => {
+                let previous = previous.and_then(|p| match &p.kind {
+                    Kind::InFlightReq(r) => Some(r),
+                    _ => None,
+                });
+                in_flight_req::InFlightReq::compile(c, previous).map(Kind::InFlightReq)
+            }
+            ProtoKind::IpAllowList(c) => ip_allow_list::IpAllowList::compile(c).map(Kind::IpAllowList),
+        };
+        match compiled {
+            Ok(kind) => Ok(Self {
+                name: proto.name.clone(),
+                kind,
+            }),
+            Err(reason) => Err(CompileError::Invalid {
+                name: proto.name.clone(),
+                kind: kind_name(kind),
+                reason,
+            }),
+        }
+    }
+
+    /// The kind's name as in the proto (`strip_prefix`, ...), for the admin API and logs.
+    pub(crate) fn kind(&self) -> &'static str {
+        match &self.kind {
+            Kind::StripPrefix(_) => "strip_prefix",
+            Kind::StripPrefixRegex(_) => "strip_prefix_regex",
+            Kind::AddPrefix(_) => "add_prefix",
+            Kind::ReplacePath(_) => "replace_path",
+            Kind::ReplacePathRegex(_) => "replace_path_regex",
+            Kind::Headers(_) => "headers",
+            Kind::RedirectScheme(_) => "redirect_scheme",
+            Kind::RedirectRegex(_) => "redirect_regex",
+            Kind::BasicAuth(_) => "basic_auth",
+            Kind::RateLimit(_) => "rate_limit",
+            Kind::InFlightReq(_) => "in_flight_req",
+            Kind::IpAllowList(_) => "ip_allow_list",
+        }
+    }
+
+    /// The request half.
+    async fn request(&self, ctx: &mut RequestContext, head: &mut request::Parts) -> Flow {
+        match &self.kind {
+            Kind::StripPrefix(m) => m.request(ctx, head),
+            Kind::StripPrefixRegex(m) => m.request(ctx, head),
+            Kind::AddPrefix(m) => m.request(ctx, head),
+            Kind::ReplacePath(m) => m.request(ctx, head),
+            Kind::ReplacePathRegex(m) => m.request(ctx, head),
+            Kind::Headers(m) => m.request(ctx, head),
+            Kind::RedirectScheme(m) => m.request(ctx, head),
+            Kind::RedirectRegex(m) => m.request(ctx, head),
+            Kind::BasicAuth(m) => m.request(ctx, head).await,
+            Kind::RateLimit(m) => m.request(ctx, head).await,
+            Kind::InFlightReq(m) => m.request(ctx, head),
+            Kind::IpAllowList(m) => m.request(ctx, head),
+        }
+    }
+
+    /// The response half (only `headers` has one).
+    fn response(&self, head: &mut response::Parts) {
+        if let Kind::Headers(m) = &self.kind {
+            m.response(head);
+        }
+    }
+}
+
+fn kind_name(kind: &ProtoKind) -> &'static str {
+    match kind {
+        ProtoKind::StripPrefix(_) => "strip_prefix",
+        ProtoKind::StripPrefixRegex(_) => "strip_prefix_regex",
+        ProtoKind::AddPrefix(_) => "add_prefix",
+        ProtoKind::ReplacePath(_) => "replace_path",
+        ProtoKind::ReplacePathRegex(_) => "replace_path_regex",
+        ProtoKind::Headers(_) => "headers",
+        ProtoKind::RedirectScheme(_) => "redirect_scheme",
+        ProtoKind::RedirectRegex(_) => "redirect_regex",
+        ProtoKind::BasicAuth(_) => "basic_auth",
+        ProtoKind::RateLimit(_) => "rate_limit",
+        ProtoKind::InFlightReq(_) => "in_flight_req",
+        ProtoKind::IpAllowList(_) => "ip_allow_list",
+    }
+}
+
+/// Runs the request halves of `chain` in order. `Some((n, answer))` when middleware `n` answered:
+/// the response halves of the `n` before it still apply to that answer.
+pub(crate) async fn run_request(
+    chain: &[Middleware],
+    ctx: &mut RequestContext,
+    head: &mut request::Parts,
+) -> Option<(usize, Response<Body>)> {
+    for (i, middleware) in chain.iter().enumerate() {
+        if let Flow::Answer(response) = middleware.request(ctx, head).await {
+            return Some((i, response));
+        }
+    }
+    None
+}
+
+/// Runs the response halves of `chain` over `response`, last middleware first.
+pub(crate) fn run_response(chain: &[Middleware], response: Response<Body>) -> Response<Body> {
+    if !chain.iter().any(|m| matches!(m.kind, Kind::Headers(_))) {
+        return response;
+    }
+    let (mut head, body) = response.into_parts();
+    for middleware in chain.iter().rev() {
+        middleware.response(&mut head);
+    }
+    Response::from_parts(head, body)
+}
+
+/// A regexp as the route model compiles it (one dialect for validation and execution), with the
+/// reason on one line.
+fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
+    berth_model::compile_regex(pattern).map_err(|e| e.to_string())
+}
+
+/// A regexp over bytes (a decoded path may not be UTF-8); accepts exactly what
+/// [`compile_regex`] accepts.
+fn compile_bytes_regex(pattern: &str) -> Result<regex::bytes::Regex, String> {
+    compile_regex(pattern)?;
+    regex::bytes::Regex::new(pattern).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the middlewares' unit tests.
+
+    use http::request::Parts;
+    use http::Response;
+    use http_body_util::BodyExt;
+
+    use crate::proxy::Body;
+
+    /// The head of a request `method uri`.
+    pub(crate) fn head(method: &str, uri: &str) -> Parts {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .expect("test request")
+            .into_parts()
+            .0
+    }
+
+    /// A response's body as text.
+    pub(crate) async fn body_text(response: Response<Body>) -> String {
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::{HeaderValue as H, Headers, Middleware as P, StripPrefix};
+
+    fn headers(name: &str, response: &[(&str, &str)]) -> P {
+        P {
+            name: name.into(),
+            kind: Some(ProtoKind::Headers(Headers {
+                request: vec![],
+                response: response
+                    .iter()
+                    .map(|(n, v)| H {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+            })),
+        }
+    }
+
+    #[test]
+    fn unknown_kind_and_invalid_settings_name_the_middleware() {
+        let err = Middleware::compile(
+            &P {
+                name: "future@consulcatalog".into(),
+                kind: None,
+            },
+            None,
+        )
+        .expect_err("no kind");
+        assert_eq!(
+            err.to_string(),
+            r#"middleware "future@consulcatalog" has no kind this proxy knows (a newer middleware?)"#
+        );
+        let err = Middleware::compile(&headers("h", &[("bad name", "x")]), None).expect_err("bad header");
+        assert!(
+            err.to_string().starts_with(r#"middleware "h" (headers): "#),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn chain_order_and_early_answers() {
+        let strip = P {
+            name: "strip".into(),
+            kind: Some(ProtoKind::StripPrefix(StripPrefix {
+                prefixes: vec!["/api".into()],
+                force_slash: false,
+            })),
+        };
+        let deny = P {
+            name: "deny".into(),
+            kind: Some(ProtoKind::IpAllowList(berth_proto::v1::IpAllowList {
+                ranges: vec!["192.0.2.1".into()],
+                reject_status: 0,
+                source: None,
+            })),
+        };
+        let chain: Vec<Middleware> = [
+            headers("outer", &[("x-order", "outer")]),
+            strip,
+            headers("inner", &[("x-order", "inner"), ("x-inner", "yes")]),
+            deny,
+        ]
+        .iter()
+        .map(|p| Middleware::compile(p, None).expect("compiles"))
+        .collect();
+        let mut ctx = RequestContext::for_test("GET", "/api/x", "h", "10.0.0.1:1");
+        let mut head = testing::head("GET", "/api/x");
+        let (at, answer) = run_request(&chain, &mut ctx, &mut head)
+            .await
+            .expect("the allow list answers");
+        assert_eq!(at, 3);
+        assert_eq!(ctx.path(), "/x", "middlewares before it ran");
+        let response = run_response(&chain[..at], answer);
+        assert_eq!(response.status(), 403);
+        assert_eq!(
+            response.headers()["x-order"],
+            "outer",
+            "the outer middleware's response half runs last"
+        );
+        assert_eq!(response.headers()["x-inner"], "yes");
+    }
+}

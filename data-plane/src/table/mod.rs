@@ -1,0 +1,259 @@
+//! The route table: an immutable, validated index built from one snapshot.
+//!
+//! For: turning a [`Snapshot`] into what the request path reads, once per snapshot — checked by
+//! `berth_model::validate` (whose text, naming each route or cluster and the place in it, is the
+//! NACK; an unknown feature in `requires` is one of its findings, so a route is never served
+//! without a part it needs), matchers compiled, middlewares compiled, clusters built, routes put
+//! in Traefik's order (priority descending, then `order` ascending, then name) and filed per
+//! entrypoint in a host index (see `index`) — and answering "which route serves this request on
+//! this entrypoint" without locks.
+//! Not for: swapping tables (see `state`) or anything per request beyond the lookup.
+
+mod cluster;
+mod index;
+mod render;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use berth_model::{CompiledMatcher, HostKeys, RequestView};
+use berth_proto::v1::Snapshot;
+use thiserror::Error;
+
+pub(crate) use cluster::{Cluster, Endpoint, HostHeader};
+pub(crate) use index::Found;
+use index::HostIndex;
+
+use crate::proxy::middleware::{CompileError, Middleware};
+
+/// One applied snapshot, indexed for lookup. Never mutated after [`RouteTable::build`].
+#[derive(Debug)]
+pub(crate) struct RouteTable {
+    version: String,
+    /// Every route of the snapshot, in the order they are tried.
+    routes: Vec<Arc<Route>>,
+    /// Clusters by name, so the next build can keep round-robin positions.
+    clusters: HashMap<String, Arc<Cluster>>,
+    /// Indexed like the proxy's entrypoints.
+    by_entrypoint: Box<[HostIndex]>,
+}
+
+/// A validated, compiled route.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub name: String,
+    pub service: String,
+    pub origin: String,
+    pub priority: i64,
+    pub order: u64,
+    /// As in the snapshot: empty means every entrypoint.
+    pub entrypoints: Vec<String>,
+    /// The matcher in rule syntax, for operators.
+    pub rule: String,
+    /// The hosts the route is filed under in the host index (`*.suffix` for a wildcard); empty
+    /// when it is tried for every host.
+    pub hosts: Vec<String>,
+    pub matcher: CompiledMatcher,
+    pub middlewares: Box<[Middleware]>,
+    pub cluster: Arc<Cluster>,
+}
+
+/// One reason a snapshot cannot be applied, beyond what `berth_model::validate` reports.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub(crate) enum BuildError {
+    #[error("route {route:?}: {source}")]
+    Middleware { route: String, source: CompileError },
+    #[error("cluster {cluster:?}, endpoints[{index}]: {reason}")]
+    Endpoint {
+        cluster: String,
+        index: usize,
+        reason: String,
+    },
+    #[error("cluster {cluster:?}: {reason}")]
+    Cluster { cluster: String, reason: String },
+    #[error("route {route:?} has no matcher")]
+    NoMatcher { route: String },
+}
+
+/// Why a snapshot was rejected: the model's validation, or what building found. The text is sent
+/// to the control plane in the NACK.
+#[derive(Debug)]
+pub(crate) enum SnapshotRejected {
+    Invalid(berth_model::SnapshotError),
+    Unbuildable(Vec<BuildError>),
+}
+
+impl fmt::Display for SnapshotRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Invalid(e) => write!(f, "{e}"),
+            Self::Unbuildable(errors) => {
+                if errors.len() > 1 {
+                    write!(f, "{} problems: ", errors.len())?;
+                }
+                for (i, e) in errors.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SnapshotRejected {}
+
+/// The hosts a route is filed under, for operators.
+fn indexed_hosts(keys: &HostKeys) -> Vec<String> {
+    match keys {
+        HostKeys::Hosts {
+            exact,
+            wildcard,
+            regexp: false,
+        } => exact
+            .iter()
+            .cloned()
+            .chain(wildcard.iter().map(|w| format!("*.{w}")))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl RouteTable {
+    /// Validates `snapshot` and indexes it for the proxy's `entrypoints` (in the order the listeners
+    /// use). Routes limited to entrypoints this proxy does not have are kept for the admin API but
+    /// served nowhere. `previous`, if any, lends round-robin positions to unchanged clusters and
+    /// counters to unchanged rate and in-flight limits.
+    pub(crate) fn build<S: AsRef<str>>(
+        version: &str,
+        snapshot: &Snapshot,
+        entrypoints: &[S],
+        previous: Option<&RouteTable>,
+    ) -> Result<Self, SnapshotRejected> {
+        let matchers = berth_model::validate_and_compile(snapshot).map_err(SnapshotRejected::Invalid)?;
+        let mut errors = Vec::new();
+
+        let mut clusters: HashMap<String, Arc<Cluster>> = HashMap::with_capacity(snapshot.clusters.len());
+        for c in &snapshot.clusters {
+            let old = previous.and_then(|p| p.clusters.get(&c.name)).map(Arc::as_ref);
+            match Cluster::build(c, old) {
+                Ok(cluster) => {
+                    clusters.insert(c.name.clone(), Arc::new(cluster));
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+
+        let old_routes: HashMap<&str, &Route> = previous
+            .map(|p| p.routes.iter().map(|r| (r.name.as_str(), r.as_ref())).collect())
+            .unwrap_or_default();
+        let mut routes: Vec<(Arc<Route>, HostKeys)> = Vec::with_capacity(snapshot.routes.len());
+        for (r, matcher) in snapshot.routes.iter().zip(matchers) {
+            let Some(proto_matcher) = &r.matcher else {
+                errors.push(BuildError::NoMatcher {
+                    route: r.name.clone(),
+                });
+                continue;
+            };
+            let old = old_routes.get(r.name.as_str());
+            let mut middlewares = Vec::with_capacity(r.middlewares.len());
+            for (i, m) in r.middlewares.iter().enumerate() {
+                let previous = old.and_then(|o| o.middlewares.get(i));
+                match Middleware::compile(m, previous) {
+                    Ok(m) => middlewares.push(m),
+                    Err(source) => errors.push(BuildError::Middleware {
+                        route: r.name.clone(),
+                        source,
+                    }),
+                }
+            }
+            // Validation guarantees the cluster exists; a cluster that failed to build is
+            // reported above.
+            let Some(cluster) = clusters.get(&r.cluster) else {
+                continue;
+            };
+            let keys = berth_model::host_keys(proto_matcher);
+            routes.push((
+                Arc::new(Route {
+                    name: r.name.clone(),
+                    service: r.service.clone(),
+                    origin: r.origin.clone(),
+                    priority: r.priority,
+                    order: r.order,
+                    entrypoints: r.entrypoints.clone(),
+                    rule: render::render(proto_matcher),
+                    hosts: indexed_hosts(&keys),
+                    matcher,
+                    middlewares: middlewares.into_boxed_slice(),
+                    cluster: cluster.clone(),
+                }),
+                keys,
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(SnapshotRejected::Unbuildable(errors));
+        }
+
+        // Traefik's order: higher priority first; then the control plane's order (older claims
+        // first); then the name, so the result never depends on the snapshot's order.
+        routes.sort_by(|(a, _), (b, _)| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.order.cmp(&b.order))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+
+        let by_entrypoint = entrypoints
+            .iter()
+            .map(|ep| {
+                let ep = ep.as_ref();
+                HostIndex::build(
+                    routes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (r, _))| {
+                            r.entrypoints.is_empty() || r.entrypoints.iter().any(|e| e == ep)
+                        })
+                        .map(|(rank, (route, keys))| (u32::try_from(rank).unwrap_or(u32::MAX), route, keys)),
+                )
+            })
+            .collect();
+
+        Ok(Self {
+            version: version.to_owned(),
+            routes: routes.into_iter().map(|(r, _)| r).collect(),
+            clusters,
+            by_entrypoint,
+        })
+    }
+
+    pub(crate) fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Every route of the snapshot, in the order they are tried.
+    pub(crate) fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// Every cluster, by name.
+    pub(crate) fn clusters(&self) -> &HashMap<String, Arc<Cluster>> {
+        &self.clusters
+    }
+
+    /// The route serving `request` on the entrypoint with index `entrypoint`.
+    #[inline]
+    pub(crate) fn lookup(&self, entrypoint: usize, request: &RequestView<'_>) -> Found<'_> {
+        match self.by_entrypoint.get(entrypoint) {
+            Some(index) => index.lookup(request),
+            None => Found::NoRouteForHost,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Fuzzes the tag dialects with Traefik v2/v3 router, service and middleware tags (`traefik.http.<anything>`): the dialects must never panic, and never emit a
+//! route or cluster that the proxies' validation refuses (see `common/tags.rs`).
+
+#![no_main]
+
+#[path = "common/tags.rs"]
+mod tags;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    tags::run(data, "traefik.http.", &["traefik.enable=true"]);
+});

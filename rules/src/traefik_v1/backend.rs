@@ -1,0 +1,359 @@
+//! Traefik v1 backend options (`<prefix>.backend.*`) and the instance-level tags `protocol` and
+//! `weight`: what the cluster of an instance looks like (scheme, sticky cookie) and the
+//! middleware a backend adds to each of its frontends (`maxconn`, an in-flight limit).
+//!
+//! The load-balancing method is always weighted round robin: `drr` (v1's dynamic round robin,
+//! which shifts weight towards faster servers) is reported and balanced by static weights.
+//! Circuit breakers, health checks, buffering and response forwarding are reported as ignored.
+//!
+//! Not for: frontends (see `frontend`).
+
+use berth_proto::v1::{middleware::Kind, InFlightReq, Middleware, StickyCookie};
+
+use super::frontend::extractor_source;
+use crate::construct::middleware;
+use crate::labels::{Fields, Leaf, Node};
+use crate::values::{self, ValueError};
+
+/// What the instance's backend tags say.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Backend {
+    pub sticky: Option<StickyCookie>,
+    /// Added to every frontend of the backend (`maxconn`).
+    pub middlewares: Vec<Middleware>,
+}
+
+/// An option reported and not acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Note {
+    pub tag: String,
+    pub message: String,
+}
+
+/// Why an instance's backend tags cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}")]
+pub(crate) struct BackendError {
+    pub tag: Option<String>,
+    pub problem: Problem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Problem {
+    #[error("{option}: {error}")]
+    Value { option: &'static str, error: ValueError },
+    #[error("{option}: {problem}")]
+    Invalid { option: &'static str, problem: String },
+    #[error("given twice with different values ({first:?} and {second:?})")]
+    Clash { first: String, second: String },
+}
+
+fn fail<T>(leaf: Option<&Leaf>, problem: Problem) -> Result<T, BackendError> {
+    Err(BackendError {
+        tag: leaf.map(|l| l.tag.clone()),
+        problem,
+    })
+}
+
+fn flag(leaf: Option<&Leaf>, option: &'static str) -> Result<bool, BackendError> {
+    match leaf {
+        None => Ok(false),
+        Some(leaf) => values::parse_bool(&leaf.value)
+            .or_else(|error| fail(Some(leaf), Problem::Value { option, error })),
+    }
+}
+
+/// Reads `<prefix>.backend`; `backend_name` is Traefik v1's name of the backend
+/// (`backend-<service>`), from which a sticky cookie without a name gets one.
+pub(crate) fn read(node: Option<&Node>, backend_name: &str) -> Result<(Backend, Vec<Note>), BackendError> {
+    let mut backend = Backend {
+        sticky: None,
+        middlewares: Vec::new(),
+    };
+    let mut notes = Vec::new();
+    let Some(node) = node else {
+        return Ok((backend, notes));
+    };
+    if let Some((first, second)) = node.first_clash() {
+        return fail(
+            Some(second),
+            Problem::Clash {
+                first: first.value.clone(),
+                second: second.value.clone(),
+            },
+        );
+    }
+    let mut fields = Fields::new(node);
+    let _weight = fields.take("weight");
+    if let Some(lb) = fields.take("loadbalancer") {
+        let mut lb_fields = Fields::new(lb);
+        let method = lb_fields.value("method").or(lb.leaf.as_ref());
+        if let Some(leaf) = method.filter(|l| !l.value.is_empty()) {
+            match leaf.value.to_ascii_lowercase().as_str() {
+                "wrr" => {}
+                "drr" => notes.push(Note {
+                    tag: leaf.tag.clone(),
+                    message: "load-balancing method drr (dynamic round robin) is balanced by static weights (weighted round robin) in Berth".into(),
+                }),
+                _ => notes.push(Note {
+                    tag: leaf.tag.clone(),
+                    message: format!("{:?} is not a v1 load-balancing method; weighted round robin is used, as Traefik v1 falls back to it", leaf.value),
+                }),
+            }
+        }
+        let sticky = flag(lb_fields.value("sticky"), "loadbalancer.sticky")?;
+        if let Some(stickiness) = lb_fields.take("stickiness") {
+            let on = flag(stickiness.leaf.as_ref(), "loadbalancer.stickiness")?;
+            let mut s = Fields::new(stickiness);
+            let name = s.value("cookiename").map(|l| l.value.clone()).unwrap_or_default();
+            let secure = flag(s.value("secure"), "loadbalancer.stickiness.secure")?;
+            let http_only = flag(s.value("httponly"), "loadbalancer.stickiness.httpOnly")?;
+            let same_site = match s.value("samesite").map(|l| l.value.to_ascii_lowercase()) {
+                Some(v) if v == "none" || v == "lax" || v == "strict" => v,
+                _ => String::new(),
+            };
+            if let Some(unknown) = s.unknown().first().copied() {
+                return fail(
+                    unknown.leaves().first().copied(),
+                    Problem::Invalid {
+                        option: "loadbalancer.stickiness",
+                        problem: format!("has no option {:?}", unknown.name),
+                    },
+                );
+            }
+            if on {
+                backend.sticky = Some(StickyCookie {
+                    name: crate::dialect::cookie_name(&name, backend_name),
+                    secure,
+                    http_only,
+                    same_site,
+                    max_age: 0,
+                    path: "/".into(),
+                });
+            }
+        }
+        if sticky && backend.sticky.is_none() {
+            // The deprecated `sticky=true` uses a fixed cookie name.
+            backend.sticky = Some(StickyCookie {
+                name: "_TRAEFIK_BACKEND".into(),
+                path: "/".into(),
+                ..StickyCookie::default()
+            });
+        }
+        if let Some(unknown) = lb_fields.unknown().first().copied() {
+            return fail(
+                unknown.leaves().first().copied(),
+                Problem::Invalid {
+                    option: "loadbalancer",
+                    problem: format!("has no option {:?}", unknown.name),
+                },
+            );
+        }
+    }
+    if let Some(maxconn) = fields.take("maxconn") {
+        let mut m = Fields::new(maxconn);
+        let amount = m.value("amount");
+        let extractor = m.value("extractorfunc");
+        if let Some(unknown) = m.unknown().first().copied() {
+            return fail(
+                unknown.leaves().first().copied(),
+                Problem::Invalid {
+                    option: "maxconn",
+                    problem: format!("has no option {:?}", unknown.name),
+                },
+            );
+        }
+        if let Some(leaf) = amount {
+            let amount = values::parse_int(&leaf.value, 1, i128::from(i64::MAX)).or_else(|error| {
+                fail(
+                    Some(leaf),
+                    Problem::Value {
+                        option: "maxconn.amount",
+                        error,
+                    },
+                )
+            })?;
+            // Traefik v1 counts by request host unless told otherwise.
+            let source = match extractor.filter(|l| !l.value.is_empty()) {
+                None => berth_proto::v1::SourceCriterion {
+                    request_host: true,
+                    ..Default::default()
+                },
+                Some(leaf) => extractor_source(leaf, "maxconn.extractorfunc").map_err(|e| BackendError {
+                    tag: e.tag,
+                    problem: Problem::Invalid {
+                        option: "maxconn.extractorfunc",
+                        problem: e.problem.to_string(),
+                    },
+                })?,
+            };
+            backend.middlewares.push(middleware(
+                "backend.maxconn",
+                Kind::InFlightReq(InFlightReq {
+                    amount: amount as i64,
+                    source: Some(source),
+                }),
+            ));
+        }
+    }
+    for (option, message) in [
+        ("circuitbreaker", "circuit breakers are not implemented by Berth"),
+        (
+            "healthcheck",
+            "health checks are ignored: Berth routes to the instances Consul reports healthy",
+        ),
+        (
+            "buffering",
+            "buffering is not implemented by Berth; requests and responses are streamed",
+        ),
+        (
+            "responseforwarding",
+            "responseForwarding is ignored: Berth streams responses as they come",
+        ),
+    ] {
+        if let Some(n) = fields.take(option) {
+            for leaf in n.leaves() {
+                notes.push(Note {
+                    tag: leaf.tag.clone(),
+                    message: message.to_string(),
+                });
+            }
+        }
+    }
+    for unknown in fields.unknown() {
+        for leaf in unknown.leaves() {
+            notes.push(Note {
+                tag: leaf.tag.clone(),
+                message: format!("{:?} is not a Traefik v1 backend option", unknown.name),
+            });
+        }
+    }
+    Ok((backend, notes))
+}
+
+/// The instance's `weight` (or the deprecated `backend.weight`): a positive whole number,
+/// default 1.
+pub(crate) fn weight(root: &Node) -> Result<u32, BackendError> {
+    let leaf = root.child("weight").and_then(|n| n.leaf.as_ref()).or_else(|| {
+        root.child("backend")
+            .and_then(|b| b.child("weight"))
+            .and_then(|n| n.leaf.as_ref())
+    });
+    match leaf {
+        None => Ok(1),
+        Some(leaf) => values::parse_int(&leaf.value, 1, i128::from(u32::MAX))
+            .map(|w| w as u32)
+            .or_else(|error| {
+                fail(
+                    Some(leaf),
+                    Problem::Value {
+                        option: "weight",
+                        error,
+                    },
+                )
+            }),
+    }
+}
+
+/// The instance's `protocol`: "http" (default) or "https".
+pub(crate) fn protocol(root: &Node) -> Result<String, BackendError> {
+    match root.child("protocol").and_then(|n| n.leaf.as_ref()) {
+        None => Ok("http".into()),
+        Some(leaf) => match leaf.value.to_ascii_lowercase().as_str() {
+            "" | "http" => Ok("http".into()),
+            "https" => Ok("https".into()),
+            _ => fail(
+                Some(leaf),
+                Problem::Invalid {
+                    option: "protocol",
+                    problem: format!("{:?} is neither http nor https", leaf.value),
+                },
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels;
+
+    fn root(tags: &[&str]) -> Node {
+        let tags: Vec<String> = tags.iter().map(|t| format!("traefik.{t}")).collect();
+        labels::parse(&tags, "traefik").root
+    }
+
+    fn backend(tags: &[&str]) -> Result<(Backend, Vec<Note>), BackendError> {
+        let root = root(tags);
+        read(root.child("backend"), "backend-web")
+    }
+
+    #[test]
+    fn stickiness() {
+        let (b, _) = backend(&[
+            "backend.loadbalancer.stickiness=true",
+            "backend.loadbalancer.stickiness.cookieName=session",
+            "backend.loadbalancer.stickiness.secure=true",
+        ])
+        .expect("backend");
+        let cookie = b.sticky.expect("sticky");
+        assert_eq!(
+            (cookie.name.as_str(), cookie.secure, cookie.path.as_str()),
+            ("session", true, "/")
+        );
+        let (b, _) = backend(&["backend.loadbalancer.stickiness=true"]).expect("backend");
+        assert_eq!(b.sticky.map(|c| c.name), Some("_40e28".to_string()));
+        let (b, _) = backend(&["backend.loadbalancer.sticky=true"]).expect("backend");
+        assert_eq!(b.sticky.map(|c| c.name), Some("_TRAEFIK_BACKEND".to_string()));
+        let (b, _) = backend(&[
+            "backend.loadbalancer.stickiness=false",
+            "backend.loadbalancer.stickiness.cookieName=x",
+        ])
+        .expect("backend");
+        assert_eq!(b.sticky, None);
+    }
+
+    #[test]
+    fn methods_and_ignored_options() {
+        let (_, notes) = backend(&[
+            "backend.loadbalancer.method=drr",
+            "backend.circuitbreaker.expression=NetworkErrorRatio() > 0.5",
+            "backend.healthcheck.path=/health",
+        ])
+        .expect("backend");
+        assert_eq!(notes.len(), 3);
+        assert!(notes[0].message.contains("drr"));
+        let (_, notes) = backend(&["backend.loadbalancer=drr"]).expect("deprecated method");
+        assert_eq!(notes.len(), 1);
+        let (_, notes) = backend(&["backend.loadbalancer.method=wrr"]).expect("wrr");
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn maxconn() {
+        let (b, _) = backend(&[
+            "backend.maxconn.amount=10",
+            "backend.maxconn.extractorfunc=client.ip",
+        ])
+        .expect("backend");
+        assert_eq!(
+            b.middlewares[0].kind,
+            Some(Kind::InFlightReq(InFlightReq {
+                amount: 10,
+                source: Some(Default::default())
+            }))
+        );
+        assert!(backend(&["backend.maxconn.amount=0"]).is_err());
+        assert!(backend(&["backend.maxconn.amount=1", "backend.maxconn.extractorfunc=cookie"]).is_err());
+    }
+
+    #[test]
+    fn weight_and_protocol() {
+        assert_eq!(weight(&root(&[])), Ok(1));
+        assert_eq!(weight(&root(&["weight=5"])), Ok(5));
+        assert_eq!(weight(&root(&["backend.weight=7"])), Ok(7));
+        assert!(weight(&root(&["weight=0"])).is_err());
+        assert_eq!(protocol(&root(&["protocol=https"])).as_deref(), Ok("https"));
+        assert!(protocol(&root(&["protocol=h2c"])).is_err());
+    }
+}
