@@ -88,10 +88,10 @@ pub(crate) async fn follow(
             for e in compiler.errors_of(service) {
                 warn!(
                     service = %e.service,
-                    instance = e.instance.as_deref().unwrap_or("-"),
-                    router = e.router.as_deref().map(clip).unwrap_or("-"),
-                    tag = e.tag.as_deref().map(clip).unwrap_or("-"),
-                    position = e.position.map(|p| p.to_string()).as_deref().unwrap_or("-"),
+                    instance = %e.instance.as_deref().unwrap_or("-"),
+                    router = %e.router.as_deref().map(clip).unwrap_or("-"),
+                    tag = %e.tag.as_deref().map(clip).unwrap_or("-"),
+                    position = %e.position.map(|p| p.to_string()).as_deref().unwrap_or("-"),
                     "route rejected: {}",
                     clip(&e.error)
                 );

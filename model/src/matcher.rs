@@ -19,8 +19,9 @@
 //!   reserved characters (`%2F`...), which are kept in upper case. Neither Go's decoded
 //!   `URL.Path` nor the raw path: exactly what Traefik v3 compares. `prefix` is a plain byte
 //!   prefix (`/api` takes `/apis`); the regexp is unanchored.
-//! - `path.segment_prefix` (not Traefik v3; Traefik v1's and Fabio's prefix): the path equals the
-//!   prefix, or starts with it followed by '/' (or the prefix ends with '/').
+//! - `path.segment_prefix` (no dialect emits it today: Traefik v1's and Fabio's prefixes are plain
+//!   string prefixes, as in Traefik v3): the path equals the prefix, or starts with it followed
+//!   by '/' (or the prefix ends with '/').
 //! - `method`: the request method equals the value, case-sensitively (Traefik upper-cases its
 //!   rule and compares with the method as sent).
 //! - `header` (name, exact or regexp): some value of the header (each field line on its own,

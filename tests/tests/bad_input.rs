@@ -208,3 +208,72 @@ fn bad_control_plane_flags_stop_it_with_a_message_naming_flag_and_value() {
         refuses_naming("berth-control", &args, names);
     }
 }
+
+/// A malformed Traefik v3 rule rejects its router only: the error names the service, the router,
+/// the tag and the position in the rule, in the admin API and in the log, and the service's other
+/// router keeps routing.
+#[tokio::test]
+async fn a_malformed_router_rule_costs_that_router_only() -> Result<()> {
+    let consul = Consul::start().await?;
+    let backend = berth_tests::Backend::start("api", "api-1").await?;
+    let bad_rule = "traefik.http.routers.broken.rule=Host(`api.example`) && (PathPrefix(`/v2`)";
+    consul
+        .register_instance(
+            "api",
+            "api-1",
+            backend.port,
+            &[
+                "traefik.enable=true",
+                "traefik.http.routers.good.rule=Host(`api.example`)",
+                bad_rule,
+            ],
+            false,
+        )
+        .await?;
+    let cp = ControlPlane::start(&consul, &[])?;
+    let proxy = Proxy::start("proxy-v3", &cp.url())?;
+
+    let snapshot = cp
+        .wait_snapshot("the broken router reported", |s| {
+            s["errors"].as_array().is_some_and(|e| !e.is_empty())
+        })
+        .await?;
+    let errors = snapshot["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let error = &errors[0];
+    assert_eq!(error["service"], "api");
+    assert_eq!(error["router"], "broken", "{error}");
+    assert_eq!(error["tag"], bad_rule);
+    let position = error["position"].as_u64().expect("a position in the rule");
+    let rule = bad_rule.split_once('=').map(|(_, r)| r).unwrap_or_default();
+    assert!(position as usize <= rule.len(), "{error}");
+
+    let routes: Vec<&str> = snapshot["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(routes, vec!["api/good"], "the other router is kept");
+    wait_until("the good router to route", Duration::from_secs(15), || async {
+        Ok((proxy.get("api.example", "/").await?.status == 200).then_some(()))
+    })
+    .await?;
+    wait_until(
+        "the log to name the router and the position",
+        Duration::from_secs(5),
+        || async {
+            let logs = cp.proc.logs();
+            Ok(logs
+                .lines()
+                .any(|l| {
+                    l.contains("route rejected")
+                        && l.contains("router=broken")
+                        && l.contains(&format!("position={position}"))
+                })
+                .then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
+}

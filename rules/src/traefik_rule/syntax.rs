@@ -110,6 +110,8 @@ enum Kind {
 struct Token {
     kind: Kind,
     start: usize,
+    /// Only blanks follow: an implicit semicolon here is the end of the rule, not a line break.
+    at_end: bool,
 }
 
 impl Token {
@@ -168,7 +170,11 @@ impl Lexer<'_> {
     }
 
     fn push(&mut self, kind: Kind, start: usize) {
-        self.tokens.push(Token { kind, start });
+        self.tokens.push(Token {
+            kind,
+            start,
+            at_end: false,
+        });
     }
 
     fn run(&mut self) -> Result<(), RuleError> {
@@ -239,7 +245,11 @@ impl Lexer<'_> {
             }
             if ends_line && self.semicolon_follows()? {
                 let at = self.pos;
-                self.push(Kind::Semicolon, at);
+                self.tokens.push(Token {
+                    kind: Kind::Semicolon,
+                    start: at,
+                    at_end: self.src[at..].trim().is_empty(),
+                });
             }
         }
     }
@@ -415,6 +425,7 @@ impl Parser<'_> {
         self.tokens.get(self.next).cloned().unwrap_or(Token {
             kind: Kind::Eof,
             start: self.rule_len,
+            at_end: true,
         })
     }
 
@@ -428,6 +439,12 @@ impl Parser<'_> {
 
     fn unexpected(token: &Token, expected: &'static str) -> RuleError {
         let kind = match token.kind {
+            // Go ends a rule that stops after a matcher, a string or `)` with an implicit
+            // semicolon; at the very end of the rule it means the rule stopped too early.
+            Kind::Semicolon if token.at_end => RuleErrorKind::Unexpected {
+                found: "the end of the rule".into(),
+                expected,
+            },
             Kind::Semicolon => RuleErrorKind::UnexpectedNewline,
             Kind::Eof if expected == "a matcher" => RuleErrorKind::EmptyOperand,
             _ => RuleErrorKind::Unexpected {
@@ -690,6 +707,13 @@ mod tests {
         assert!(parse("m(`a`) /* c */ && n(`b`)").is_ok());
         assert!(parse("\u{FEFF}m(`a`)").is_ok());
         assert_eq!(fails("m(`a`)\n&& n(`b`)").kind, RuleErrorKind::UnexpectedNewline);
+        // An unclosed parenthesis at the very end is the rule ending early, not a line break.
+        let unclosed = fails("m(`a`) && (n(`b`)");
+        assert_eq!(unclosed.position, "m(`a`) && (n(`b`)".len());
+        assert!(
+            unclosed.to_string().contains("found the end of the rule"),
+            "{unclosed}"
+        );
         assert_eq!(
             fails("m(`a`) /* \n */ && n(`b`)").kind,
             RuleErrorKind::UnexpectedNewline
