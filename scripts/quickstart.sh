@@ -248,9 +248,9 @@ start berth-control "$bin/berth-control" --consul-addr "http://127.0.0.1:$consul
 wait_for "berth-control to be ready" 30 berth-control http_ok "http://127.0.0.1:$control_admin_port/healthz"
 
 start proxy-1 "$bin/berth-proxy" --control-plane "http://127.0.0.1:$control_grpc_port" \
-  --entrypoint "http=127.0.0.1:$proxy1_port" --admin-addr "127.0.0.1:$proxy1_admin_port" --node-id proxy-1
+  --entrypoint "http=127.0.0.1:$proxy1_port" --admin-addr "127.0.0.1:$proxy1_admin_port" --node-id proxy-1 --drain-grace 0
 start proxy-2 "$bin/berth-proxy" --control-plane "http://127.0.0.1:$control_grpc_port" \
-  --entrypoint "http=127.0.0.1:$proxy2_port" --admin-addr "127.0.0.1:$proxy2_admin_port" --node-id proxy-2
+  --entrypoint "http=127.0.0.1:$proxy2_port" --admin-addr "127.0.0.1:$proxy2_admin_port" --node-id proxy-2 --drain-grace 0
 wait_for "proxy-1 to listen on 127.0.0.1:$proxy1_port" 30 proxy-1 http_answers "http://127.0.0.1:$proxy1_port/"
 wait_for "proxy-2 to listen on 127.0.0.1:$proxy2_port" 30 proxy-2 http_answers "http://127.0.0.1:$proxy2_port/"
 

@@ -9,18 +9,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use berth_support::tls::{AcceptAnyCertificate, PemFile};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::{self, PemObject, SectionKind};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{AlertDescription, CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{AlertDescription, CertificateError, RootCertStore};
 
 use crate::config::{env, TlsConfig};
 use crate::Error;
 
 /// The crypto provider every TLS connection to Consul uses.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    berth_support::tls::provider()
 }
 
 /// The rustls configuration for `tls`. `system_roots`: trust the system's CA certificates when no
@@ -37,7 +36,7 @@ pub(crate) fn client_config(tls: &TlsConfig, system_roots: bool) -> Result<rustl
     let builder = if !tls.verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider)))
     } else {
         let mut roots = RootCertStore::empty();
         match &tls.ca_cert {
@@ -83,75 +82,18 @@ pub(crate) fn client_config(tls: &TlsConfig, system_roots: bool) -> Result<rustl
     Ok(config)
 }
 
-/// The PEM sections of a file, read whole.
-fn read_pem(setting: &'static str, path: &Path) -> Result<Vec<(SectionKind, Vec<u8>)>, Error> {
-    let file_error = |reason: String| Error::File {
+/// The PEM sections of a file, read whole; errors name `setting` and the file.
+fn read_pem(setting: &'static str, path: &Path) -> Result<PemFile, Error> {
+    PemFile::read(path).map_err(|e| Error::File {
         setting,
         path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| file_error(format!("cannot read the file: {e}")))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(file_error("the file is empty".into()));
-    }
-    let mut sections = Vec::new();
-    let mut reader: &[u8] = &bytes;
-    loop {
-        match pem::from_buf(&mut reader) {
-            Ok(Some(section)) => sections.push(section),
-            Ok(None) => break,
-            Err(e) => return Err(file_error(format!("not valid PEM: {}", describe_pem_error(&e)))),
-        }
-    }
-    if sections.is_empty() && String::from_utf8_lossy(&bytes).contains("ENCRYPTED") {
-        return Err(file_error(
-            "the key is encrypted; give an unencrypted PEM key (for example `openssl pkey -in KEY -out KEY.pem`)"
-                .into(),
-        ));
-    }
-    Ok(sections)
-}
-
-fn describe_pem_error(error: &pem::Error) -> String {
-    match error {
-        pem::Error::MissingSectionEnd { .. } => "a BEGIN line has no matching END line".into(),
-        pem::Error::IllegalSectionStart { .. } => "a malformed BEGIN line".into(),
-        pem::Error::Base64Decode(e) => format!("bad base64 inside a section ({e})"),
-        other => other.to_string(),
-    }
-}
-
-/// What else a file held, to explain a file given for the wrong setting.
-fn holds(sections: &[(SectionKind, Vec<u8>)]) -> &'static str {
-    if sections.iter().any(|(k, _)| is_key(*k)) {
-        " (it holds a private key)"
-    } else if sections.iter().any(|(k, _)| *k == SectionKind::Certificate) {
-        " (it holds a certificate)"
-    } else if sections.is_empty() {
-        " (it holds no PEM block)"
-    } else {
-        ""
-    }
-}
-
-fn is_key(kind: SectionKind) -> bool {
-    matches!(
-        kind,
-        SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey
-    )
-}
-
-fn certificates(sections: &[(SectionKind, Vec<u8>)]) -> Vec<CertificateDer<'static>> {
-    sections
-        .iter()
-        .filter(|(kind, _)| *kind == SectionKind::Certificate)
-        .map(|(_, der)| CertificateDer::from(der.clone()))
-        .collect()
+        reason: e.to_string(),
+    })
 }
 
 fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), Error> {
-    let sections = read_pem(env::CACERT, path)?;
-    let certs = certificates(&sections);
+    let pem = read_pem(env::CACERT, path)?;
+    let certs = pem.certificates();
     let file_error = |reason: String| Error::File {
         setting: env::CACERT,
         path: path.to_path_buf(),
@@ -160,7 +102,7 @@ fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), Error> {
     if certs.is_empty() {
         return Err(file_error(format!(
             "no certificate found in the file{}",
-            holds(&sections)
+            pem.holds()
         )));
     }
     for (n, cert) in certs.into_iter().enumerate() {
@@ -175,10 +117,10 @@ fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), Error> {
 }
 
 fn read_client_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let sections = read_pem(env::CLIENT_CERT, path)?;
-    let certs = certificates(&sections);
+    let pem = read_pem(env::CLIENT_CERT, path)?;
+    let certs = pem.certificates();
     if certs.is_empty() {
-        let swapped = if sections.iter().any(|(k, _)| is_key(*k)) {
+        let swapped = if pem.has_private_key() {
             format!(": are {} and {} swapped?", env::CLIENT_CERT, env::CLIENT_KEY)
         } else {
             String::new()
@@ -186,20 +128,16 @@ fn read_client_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error>
         return Err(Error::File {
             setting: env::CLIENT_CERT,
             path: path.to_path_buf(),
-            reason: format!("no certificate found in the file{}{swapped}", holds(&sections)),
+            reason: format!("no certificate found in the file{}{swapped}", pem.holds()),
         });
     }
     Ok(certs)
 }
 
 fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
-    let sections = read_pem(env::CLIENT_KEY, path)?;
-    let key = sections
-        .iter()
-        .filter(|(kind, _)| is_key(*kind))
-        .find_map(|(kind, der)| PrivateKeyDer::from_pem(*kind, der.clone()));
-    key.ok_or_else(|| {
-        let swapped = if sections.iter().any(|(k, _)| *k == SectionKind::Certificate) {
+    let pem = read_pem(env::CLIENT_KEY, path)?;
+    pem.private_key().ok_or_else(|| {
+        let swapped = if pem.has_certificate() {
             format!(": are {} and {} swapped?", env::CLIENT_CERT, env::CLIENT_KEY)
         } else {
             String::new()
@@ -210,50 +148,10 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
             reason: format!(
                 "no private key found in the file (expected a PEM PRIVATE KEY, RSA PRIVATE KEY or \
                  EC PRIVATE KEY block){}{swapped}",
-                holds(&sections)
+                pem.holds()
             ),
         }
     })
-}
-
-/// Accepts any server certificate (`verify = false`), while still checking that the server holds
-/// the key of the certificate it presents.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 const CACERT_HINT: &str = "set --consul-cacert / CONSUL_CACERT to the CA that signed Consul's certificate";

@@ -3,6 +3,7 @@
 //! - `GET /healthz`: 200 once the catalog has been read and a snapshot published, else 503;
 //!   the body says what the watch waits for, if anything (Consul unreachable after the first
 //!   read keeps 200: the last snapshot is still served).
+//! - `GET /metrics`: Prometheus text exposition (see `metrics` for what is counted).
 //! - `GET /api/watch`: how the watch of Consul is doing: synced or waiting and for what, the
 //!   requests it made, the services it re-read and recompiled.
 //! - `GET /api/snapshot`: the current version, its routes (with endpoint addresses) and the
@@ -20,6 +21,7 @@ use serde_json::{json, Value};
 
 use std::sync::Arc;
 
+use crate::metrics::Metrics;
 use crate::server::Proxies;
 use crate::store::Store;
 use crate::watch::WatchStatus;
@@ -29,11 +31,18 @@ struct AdminState {
     store: Store,
     proxies: Proxies,
     watch: Arc<WatchStatus>,
+    metrics: Arc<Metrics>,
 }
 
-pub(crate) fn router(store: Store, proxies: Proxies, watch: Arc<WatchStatus>) -> Router {
+pub(crate) fn router(
+    store: Store,
+    proxies: Proxies,
+    watch: Arc<WatchStatus>,
+    metrics: Arc<Metrics>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .route("/api/snapshot", get(snapshot))
         .route("/api/proxies", get(proxies_list))
         .route("/api/watch", get(watch_status))
@@ -41,6 +50,7 @@ pub(crate) fn router(store: Store, proxies: Proxies, watch: Arc<WatchStatus>) ->
             store,
             proxies,
             watch,
+            metrics,
         })
 }
 
@@ -62,6 +72,21 @@ async fn healthz(State(state): State<AdminState>) -> Response {
         )
             .into_response(),
     }
+}
+
+async fn metrics_text(State(state): State<AdminState>) -> Response {
+    let current = state.store.current();
+    let text = state
+        .metrics
+        .render(current.as_deref(), &state.watch, &state.proxies);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn watch_status(State(state): State<AdminState>) -> Json<Value> {

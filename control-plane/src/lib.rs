@@ -3,13 +3,18 @@
 //!
 //! Data flows one way through four modules: `watch` (Consul blocking queries) → `compile` (tags,
 //! through the dialects of `berth_rules`, → routes and clusters of the route model) → `store`
-//! (the current snapshot) → `server` (one gRPC stream per proxy). `admin` serves the operator's
-//! read-only views. The binary (`main.rs`) only calls [`main`].
+//! (the current snapshot) → `server` (one gRPC stream per proxy, each Hello bounded by `hello`).
+//! `admin` serves the operator's read-only views and `/metrics` (counted in `metrics`); `grpc_ops`
+//! adds the standard gRPC health and reflection services beside route discovery. The binary
+//! (`main.rs`) only calls [`main`].
 
 #![forbid(unsafe_code)]
 
 mod admin;
 mod compile;
+mod grpc_ops;
+mod hello;
+mod metrics;
 mod server;
 mod store;
 mod watch;
@@ -138,7 +143,8 @@ struct Args {
     )]
     consul_resync: Duration,
 
-    /// Address the route discovery gRPC server listens on; proxies connect here.
+    /// Address the route discovery gRPC server listens on; proxies connect here. It also serves
+    /// the standard gRPC health service (grpc.health.v1.Health) and server reflection.
     #[arg(
         long,
         env = "BERTH_CONTROL_GRPC_ADDR",
@@ -147,7 +153,7 @@ struct Args {
     )]
     grpc_addr: SocketAddr,
 
-    /// Address of the admin HTTP API (/healthz, /api/snapshot, /api/proxies).
+    /// Address of the admin HTTP API (/healthz, /metrics, /api/snapshot, /api/proxies).
     #[arg(
         long,
         env = "BERTH_CONTROL_ADMIN_ADDR",
@@ -257,9 +263,16 @@ async fn run(args: Args) -> Result<()> {
     };
     let updates = watch::spawn(consul, options, status.clone());
     let compiler = compile::Compiler::new(settings, args.health_statuses);
-    tokio::spawn(store::follow(updates, compiler, store.clone(), status.clone()));
+    let metrics = Arc::new(metrics::Metrics::default());
+    tokio::spawn(store::follow(
+        updates,
+        compiler,
+        store.clone(),
+        status.clone(),
+        metrics.clone(),
+    ));
 
-    let admin_app = admin::router(store.clone(), proxies.clone(), status);
+    let admin_app = admin::router(store.clone(), proxies.clone(), status, metrics.clone());
     // One stop signal for everything: SIGTERM/SIGINT ends the proxies' streams (so the gRPC
     // server's graceful shutdown does not wait for them) and both servers.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -278,10 +291,20 @@ async fn run(args: Args) -> Result<()> {
             .await
     });
 
-    let service = RouteDiscoveryServer::new(server::DiscoveryService::new(store, proxies, stop.clone()));
+    let health_service = grpc_ops::health(store.clone(), stop.clone()).await;
+    let (reflection, reflection_v1alpha) = grpc_ops::reflection()?;
+    let service = RouteDiscoveryServer::new(server::DiscoveryService::new(
+        store,
+        proxies,
+        metrics,
+        stop.clone(),
+    ));
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .add_service(service)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop))
         .await
         .context("route discovery server failed")?;

@@ -5,6 +5,9 @@
 //! new snapshot as the store publishes it, and record each Ack and Nack. Per-proxy state lives in
 //! a shared [`Proxies`] registry read by the admin API; an entry exists exactly while its stream
 //! is open. A version a proxy NACKed is not sent to it again; the next change is.
+//!
+//! A Hello over the bounds of `crate::hello` is refused before anything is registered or
+//! logged of it. Pushes, their bytes, ACKs and NACKs are counted in [`Metrics`] (atomics only).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,6 +21,7 @@ use berth_proto::v1::route_update::Body;
 use berth_proto::v1::{Hello, ProxyMessage, RouteUpdate, UpToDate};
 use dashmap::DashMap;
 use futures::Stream;
+use prost::Message as _;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -25,6 +29,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
+use crate::metrics::Metrics;
 use crate::store::{Published, Store};
 
 /// How long a new stream may take to send its Hello.
@@ -66,34 +71,30 @@ pub(crate) type Proxies = Arc<DashMap<u64, ProxyStatus>>;
 pub(crate) struct DiscoveryService {
     store: Store,
     proxies: Proxies,
+    metrics: Arc<Metrics>,
     next_stream: AtomicU64,
     /// Becomes true when the control plane stops; every stream then ends with UNAVAILABLE.
     stop: watch::Receiver<bool>,
 }
 
 impl DiscoveryService {
-    pub(crate) fn new(store: Store, proxies: Proxies, stop: watch::Receiver<bool>) -> DiscoveryService {
+    pub(crate) fn new(
+        store: Store,
+        proxies: Proxies,
+        metrics: Arc<Metrics>,
+        stop: watch::Receiver<bool>,
+    ) -> DiscoveryService {
         DiscoveryService {
             store,
             proxies,
+            metrics,
             next_stream: AtomicU64::new(1),
             stop,
         }
     }
-}
 
-type UpdateStream = Pin<Box<dyn Stream<Item = Result<RouteUpdate, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl RouteDiscovery for DiscoveryService {
-    type StreamStream = UpdateStream;
-
-    async fn stream(
-        &self,
-        request: Request<Streaming<ProxyMessage>>,
-    ) -> Result<Response<UpdateStream>, Status> {
-        let peer = request.remote_addr();
-        let mut incoming = request.into_inner();
+    /// The stream's first message, which must be a Hello within the bounds of `crate::hello`.
+    async fn hello(&self, incoming: &mut Streaming<ProxyMessage>) -> Result<Hello, Status> {
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, incoming.next()).await {
             Err(_) => {
                 return Err(Status::deadline_exceeded(
@@ -111,9 +112,28 @@ impl RouteDiscovery for DiscoveryService {
                 ))
             }
         };
-        if hello.node_id.is_empty() {
-            return Err(Status::invalid_argument("Hello.node_id is empty"));
-        }
+        crate::hello::validate(&hello).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(hello)
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<RouteUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl RouteDiscovery for DiscoveryService {
+    type StreamStream = UpdateStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<ProxyMessage>>,
+    ) -> Result<Response<UpdateStream>, Status> {
+        let peer = request.remote_addr();
+        let mut incoming = request.into_inner();
+        let hello = self.hello(&mut incoming).await.inspect_err(|status| {
+            self.metrics.hello_refused();
+            // The status names the field and its limit, never what the peer sent.
+            warn!(?peer, "stream refused: {}", status.message());
+        })?;
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         info!(stream = id, node = %hello.node_id, ?peer, version = %hello.version, "proxy connected");
         let (tx, rx) = mpsc::channel(4);
@@ -121,6 +141,7 @@ impl RouteDiscovery for DiscoveryService {
             id,
             store: self.store.clone(),
             proxies: self.proxies.clone(),
+            metrics: self.metrics.clone(),
             nonce: 0,
             tx,
             stop: self.stop.clone(),
@@ -134,6 +155,7 @@ struct Session {
     id: u64,
     store: Store,
     proxies: Proxies,
+    metrics: Arc<Metrics>,
     nonce: u64,
     tx: mpsc::Sender<Result<RouteUpdate, Status>>,
     stop: watch::Receiver<bool>,
@@ -216,10 +238,12 @@ impl Session {
             body: Some(body),
         };
         debug!(stream = self.id, %version, %nonce, up_to_date, "sending update");
+        let bytes = update.encoded_len();
         self.tx
             .send(Ok(update))
             .await
             .map_err(|_| "stream closed by the proxy".to_string())?;
+        self.metrics.pushed(!up_to_date, bytes);
         if let Some(mut status) = self.proxies.get_mut(&self.id) {
             status.sent_version = Some(version);
         }
@@ -240,8 +264,10 @@ impl Session {
                 }
                 debug!(stream = self.id, node = %status.node_id, version = %clip(&ack.version), nonce = %ack.nonce, "ACK");
                 status.acked_version = Some(clip(&ack.version).to_string());
+                self.metrics.acked();
             }
             Some(Kind::Nack(nack)) => {
+                self.metrics.nacked();
                 warn!(
                     stream = self.id, node = %status.node_id, version = %clip(&nack.version), nonce = %clip(&nack.nonce),
                     "proxy rejected snapshot: {}", clip(&nack.error)

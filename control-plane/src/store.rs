@@ -5,12 +5,13 @@
 //! many compiles happened meanwhile, so a slow proxy only ever receives the latest state.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::compile::{Compiled, Compiler};
+use crate::metrics::Metrics;
 use crate::watch::{Update, WatchStatus};
 
 /// A compiled snapshot as published, with when it was built.
@@ -44,7 +45,7 @@ impl Store {
     }
 
     /// Publishes `compiled` unless the current snapshot has the same version and errors.
-    fn publish(&self, compiled: Compiled) -> bool {
+    pub(crate) fn publish(&self, compiled: Compiled) -> bool {
         self.tx.send_if_modified(|current| {
             if current.as_ref().is_some_and(|c| {
                 c.compiled.version == compiled.version && c.compiled.errors == compiled.errors
@@ -67,14 +68,17 @@ pub(crate) async fn follow(
     mut compiler: Compiler,
     store: Store,
     status: Arc<WatchStatus>,
+    metrics: Arc<Metrics>,
 ) {
     while let Some(update) = updates.recv().await {
         let mut changed = update.changed;
         while let Ok(more) = updates.try_recv() {
             changed.extend(more.changed);
         }
+        let started = Instant::now();
         status.compiled_services(compiler.apply(&changed));
         let compiled = compiler.compiled();
+        metrics.compiled(started.elapsed());
         let (version, routes, errors) = (
             compiled.version.clone(),
             compiled.snapshot.routes.len(),

@@ -1,6 +1,8 @@
 //! The admin HTTP server: health and routing state for operators and orchestrators.
 //!
-//! For: `GET /healthz` (200 `ok` once a snapshot is applied, 503 before) and `GET /api/snapshot`
+//! For: `GET /healthz` (200 once a snapshot is applied — `ok`, or which cached snapshot it serves
+//! while no control plane has answered since start; 503 before, and while draining on shutdown;
+//! the admin address stays up until the process exits) and `GET /api/snapshot`
 //! (the applied routing state as JSON: each route with its rule rendered in Traefik v3 syntax,
 //! its middlewares and endpoints, in the order routes are tried; each cluster). Read-only.
 //! Not for: changing anything; routing changes only come from the control plane (see `stream`).
@@ -15,7 +17,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::state::State;
+use crate::state::{Health, State};
 use crate::table::{Cluster, HostHeader, Route};
 
 /// The JSON of `GET /api/snapshot`.
@@ -28,6 +30,9 @@ pub(crate) struct SnapshotView {
     connected: bool,
     /// The control plane the stream is open to, `null` when not connected.
     control_plane: Option<String>,
+    /// Whether the snapshot served was read from `--cache-dir` at start and no control plane
+    /// has answered since.
+    from_cache: bool,
     /// Every route, in the order they are tried (priority, then order, then name).
     routes: Vec<RouteView>,
     /// Every cluster, by name.
@@ -100,11 +105,30 @@ pub(crate) async fn serve(
         .await
 }
 
-async fn healthz(AxumState(state): AxumState<Arc<State>>) -> (StatusCode, &'static str) {
-    if state.table().is_some() {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no snapshot applied yet")
+async fn healthz(AxumState(state): AxumState<Arc<State>>) -> (StatusCode, String) {
+    health_answer(&state.health())
+}
+
+/// The status and body of `/healthz` in each state.
+fn health_answer(health: &Health) -> (StatusCode, String) {
+    match health {
+        Health::Serving => (StatusCode::OK, "ok".to_owned()),
+        Health::FromCache(cached) => (
+            StatusCode::OK,
+            format!(
+                "serving the cached snapshot {} from {}; no control plane yet",
+                cached.version,
+                cached.dir.display()
+            ),
+        ),
+        Health::NoSnapshot => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no snapshot applied yet".to_owned(),
+        ),
+        Health::Draining => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining: shutting down, send no new traffic here".to_owned(),
+        ),
     }
 }
 
@@ -128,6 +152,7 @@ pub(crate) fn view(state: &State) -> SnapshotView {
         node_id: state.node_id().to_owned(),
         connected: control_plane.is_some(),
         control_plane,
+        from_cache: state.cached_from().is_some(),
         routes,
         clusters,
     }
@@ -212,12 +237,34 @@ mod tests {
     }
 
     #[test]
+    fn health_answers() {
+        let (status, body) = health_answer(&Health::NoSnapshot);
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "no snapshot applied yet")
+        );
+        assert_eq!(health_answer(&Health::Serving), (StatusCode::OK, "ok".to_owned()));
+        let (status, body) = health_answer(&Health::FromCache(crate::state::CachedFrom {
+            version: "abc".into(),
+            dir: "/var/cache/berth".into(),
+        }));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            "serving the cached snapshot abc from /var/cache/berth; no control plane yet"
+        );
+        let (status, body) = health_answer(&Health::Draining);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.starts_with("draining"), "{body}");
+    }
+
+    #[test]
     fn json_shape() {
         let state = State::new("edge-1".into(), vec!["http".into()]);
         let empty = serde_json::to_value(view(&state)).expect("serializes");
         assert_eq!(
             empty,
-            serde_json::json!({"version": null, "node_id": "edge-1", "connected": false, "control_plane": null, "routes": [], "clusters": []})
+            serde_json::json!({"version": null, "node_id": "edge-1", "connected": false, "control_plane": null, "from_cache": false, "routes": [], "clusters": []})
         );
         state.set_control_plane(Some("http://127.0.0.1:18000"));
         let mut low = route("web", 1);
@@ -274,7 +321,7 @@ mod tests {
         assert_eq!(
             full,
             serde_json::json!({
-                "version": "abc", "node_id": "edge-1", "connected": true, "control_plane": "http://127.0.0.1:18000",
+                "version": "abc", "node_id": "edge-1", "connected": true, "control_plane": "http://127.0.0.1:18000", "from_cache": false,
                 "routes": [
                     {"name": "web-high", "service": "web-svc", "origin": "traefik/v3 router web@consulcatalog",
                      "rule": "Host(`web.example`)", "hosts": ["web.example"], "priority": 5, "order": 0, "entrypoints": [], "middlewares": [],

@@ -5,6 +5,7 @@
 //! Not for: binding sockets (see `listener` and `admin`) or anything that happens after start.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,10 +26,14 @@ use crate::proxy::middleware::IpRanges;
         receives the complete routing state as snapshots (routes with matchers and middlewares, clusters of \
         endpoints), and forwards each request to a backend of the first route whose matcher takes it. When the control plane is unreachable it keeps routing \
         by the last snapshot it received and reconnects in the background.\n\n\
-        Every flag can also be set with an environment variable, shown as [env: ...] below. \
-        Log verbosity is set with RUST_LOG (default: info), for example RUST_LOG=berth_proxy=debug.",
-    after_help = "Admin endpoints (on --admin-addr): GET /healthz (200 once a snapshot is applied, 503 before), \
-        GET /api/snapshot (the routing state in JSON)."
+        With --cache-dir it also keeps the last applied snapshot on disk, and a restart routes by it at once, \
+        before any control plane answers.\n\n\
+        On SIGTERM or SIGINT it drains: /healthz answers 503 for --drain-grace while requests are still \
+        served, then it stops accepting connections and lets requests in flight finish within \
+        --drain-timeout (HTTP/2 clients are told with GOAWAY), then exits. A second signal exits at once.\n\n\
+        Every flag can also be set with an environment variable, shown as [env: ...] below.",
+    after_help = "Admin endpoints (on --admin-addr): GET /healthz (200 once a snapshot is applied, saying so when \
+        it comes from the cache; 503 before, and while draining), GET /api/snapshot (the routing state in JSON)."
 )]
 pub(crate) struct Cli {
     /// Control-plane (berth-control) gRPC address(es) to fetch routes from, as http:// URLs.
@@ -96,16 +101,41 @@ pub(crate) struct Cli {
     )]
     pub request_timeout: Duration,
 
-    /// On SIGTERM or SIGINT the proxy stops accepting connections and lets requests in flight finish
-    /// for at most this long before exiting. Examples: 10s, 1m.
+    /// On SIGTERM or SIGINT, first answer 503 on /healthz for this long while still serving
+    /// requests, so that a load balancer or DNS health check in front notices and stops sending
+    /// traffic; 0 skips this step. Examples: 5s, 0.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_DRAIN_GRACE",
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = parse_duration_or_zero
+    )]
+    pub drain_grace: Duration,
+
+    /// After --drain-grace, the proxy stops accepting connections and lets requests in flight
+    /// finish for at most this long (HTTP/2 clients get a GOAWAY) before exiting. The admin
+    /// address stays up until the end. Examples: 30s, 1m.
     #[arg(
         long,
         env = "BERTH_PROXY_DRAIN_TIMEOUT",
         value_name = "DURATION",
-        default_value = "10s",
+        default_value = "30s",
         value_parser = parse_duration
     )]
     pub drain_timeout: Duration,
+
+    /// Directory where the last applied snapshot is kept (the file snapshot.bin, replaced
+    /// atomically whenever a control plane pushes a new snapshot). At start, a valid cached
+    /// snapshot is applied at once, so a proxy restarted while the control plane is down routes
+    /// without it; a corrupt file is reported and ignored. The directory is created if missing
+    /// and must be writable. Default: no cache.
+    #[arg(long, env = "BERTH_PROXY_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Number of worker threads of the async runtime. Default: one per CPU core.
+    #[arg(long, env = "BERTH_PROXY_WORKERS", value_name = "N")]
+    pub workers: Option<NonZeroUsize>,
 
     /// PEM file of CA certificates to trust, besides the system's, when connecting to backends of
     /// clusters with scheme https. Repeat the flag (or separate with commas) for several files.
@@ -138,6 +168,9 @@ pub(crate) struct Cli {
         value_parser = parse_trusted_ip
     )]
     pub trusted_ips: Vec<String>,
+
+    #[command(flatten)]
+    pub log: berth_support::logging::LogArgs,
 }
 
 /// The validated configuration the rest of the binary runs on.
@@ -149,7 +182,10 @@ pub(crate) struct Config {
     pub node_id: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    pub drain_grace: Duration,
     pub drain_timeout: Duration,
+    pub cache_dir: Option<PathBuf>,
+    pub workers: Option<NonZeroUsize>,
     pub backend_ca: Vec<PathBuf>,
     pub backend_insecure_skip_verify: bool,
     /// Peers whose forwarded headers are kept (`--trusted-ips`); empty: no one.
@@ -235,7 +271,10 @@ impl Cli {
             node_id,
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
+            drain_grace: self.drain_grace,
             drain_timeout: self.drain_timeout,
+            cache_dir: self.cache_dir,
+            workers: self.workers,
             backend_ca: self.backend_ca,
             backend_insecure_skip_verify: self.backend_insecure_skip_verify,
             trusted_ips: IpRanges::parse(&self.trusted_ips).map_err(ConfigError::TrustedIps)?,
@@ -324,9 +363,21 @@ pub(crate) fn parse_control_plane(s: &str) -> Result<ControlPlaneUrl, String> {
     Ok(ControlPlaneUrl(s.trim_end_matches('/').to_owned()))
 }
 
-/// Parses a duration such as `500ms`, `2s`, `1.5s`, `1m` or `1h`. Zero is rejected: every duration
-/// this binary takes is a timeout.
+/// Parses a duration such as `500ms`, `2s`, `1.5s`, `1m` or `1h`. Zero is rejected: a zero
+/// timeout would fail everything.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let duration = parse_duration_or_zero(s)?;
+    if duration.is_zero() {
+        return Err(format!("{s:?}: must be greater than zero"));
+    }
+    Ok(duration)
+}
+
+/// Like [`parse_duration`], for a wait that may be skipped: `0` (no unit needed) is zero.
+pub(crate) fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -344,12 +395,8 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         "" => return Err(format!("{s:?} has no unit: {help}")),
         other => return Err(format!("{s:?} has an unknown unit {other:?}: {help}")),
     };
-    let duration = Duration::try_from_secs_f64(value * seconds_per_unit)
-        .map_err(|_| format!("{s:?} is out of range: {help}"))?;
-    if duration.is_zero() {
-        return Err(format!("{s:?}: must be greater than zero"));
-    }
-    Ok(duration)
+    Duration::try_from_secs_f64(value * seconds_per_unit)
+        .map_err(|_| format!("{s:?} is out of range: {help}"))
 }
 
 #[cfg(test)]
@@ -387,7 +434,10 @@ mod tests {
         assert_eq!(cfg.admin_addr, "127.0.0.1:18081".parse().unwrap());
         assert_eq!(cfg.connect_timeout, Duration::from_secs(2));
         assert_eq!(cfg.request_timeout, Duration::from_secs(30));
-        assert_eq!(cfg.drain_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.drain_grace, Duration::from_secs(5));
+        assert_eq!(cfg.drain_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.cache_dir, None);
+        assert_eq!(cfg.workers, None);
         assert!(!cfg.node_id.is_empty());
     }
 
@@ -548,6 +598,45 @@ mod tests {
         );
         let text = error_text(&["--trusted-ips", "lb.example"]);
         assert!(text.contains("neither an IP address nor a CIDR range"), "{text}");
+    }
+
+    #[test]
+    fn lifecycle_flags() {
+        let cli = parse(&[
+            "--cache-dir",
+            "/var/cache/berth",
+            "--drain-grace",
+            "0",
+            "--drain-timeout",
+            "1m",
+            "--workers",
+            "3",
+            "--log-level",
+            "debug",
+            "--log-format",
+            "json",
+        ])
+        .expect("parses");
+        assert_eq!(cli.log.log_level, "debug");
+        assert_eq!(cli.log.log_format, berth_support::logging::LogFormat::Json);
+        let cfg = cli.into_config().expect("valid");
+        assert_eq!(cfg.cache_dir, Some(PathBuf::from("/var/cache/berth")));
+        assert_eq!(cfg.drain_grace, Duration::ZERO);
+        assert_eq!(cfg.drain_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.workers, NonZeroUsize::new(3));
+        assert_eq!(
+            parse(&["--drain-grace", "1500ms"]).expect("parses").drain_grace,
+            Duration::from_millis(1500)
+        );
+        let text = error_text(&["--workers", "0"]);
+        assert!(text.contains("--workers"), "{text}");
+        let text = error_text(&["--drain-timeout", "0"]);
+        assert!(
+            text.contains("--drain-timeout") && text.contains("greater than zero"),
+            "{text}"
+        );
+        let text = error_text(&["--drain-grace", "soon"]);
+        assert!(text.contains("--drain-grace"), "{text}");
     }
 
     #[test]

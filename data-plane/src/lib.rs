@@ -1,12 +1,14 @@
 //! berth-proxy: Berth's data plane, as a library the `berth-proxy` binary runs ([`main`]).
 //!
 //! For: wiring the parts together — parse flags, bind every socket (so a bad flag stops the binary
-//! before anything else happens), start the entrypoint listeners, the admin server and the
-//! control-plane stream client, then wait for SIGTERM/SIGINT and drain.
+//! before anything else happens), apply the cached snapshot if there is one, start the entrypoint
+//! listeners, the admin server and the control-plane stream client, then wait for SIGTERM/SIGINT
+//! and drain (see [`run`] for the steps).
 //! Not for: logic of its own; each concern lives in its module:
 //!
 //! - `config`: flags, their parsing and validation.
 //! - `state`: shared state; the only code that swaps the route table (ACK/NACK).
+//! - `cache`: the snapshot cache file (`--cache-dir`) and its background writer.
 //! - `stream`: the control-plane stream client (reconnects, backoff).
 //! - `table`: the immutable route table built from a snapshot (validated by `berth_model`), with
 //!   its host index, clusters and compiled middlewares.
@@ -21,6 +23,7 @@
 
 mod admin;
 mod balance;
+mod cache;
 mod config;
 mod listener;
 mod proxy;
@@ -28,29 +31,31 @@ mod state;
 mod stream;
 mod table;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
-use tracing_subscriber::EnvFilter;
 
+use crate::cache::SnapshotCache;
 use crate::config::{Cli, Config};
 use crate::proxy::{Proxy, ProxySettings};
 use crate::state::State;
 use crate::stream::StreamClient;
 
+/// How long the admin server may take to close once everything else is done.
+const ADMIN_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Runs the proxy with the command line's flags until it is told to stop; the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    if let Err(error) = berth_support::logging::init(&cli.log) {
+        eprintln!("berth-proxy: error: {error}");
+        return ExitCode::from(2);
+    }
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(error) => {
@@ -58,7 +63,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.workers {
+        builder.worker_threads(workers.get());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("berth-proxy: error: cannot start the async runtime: {error}");
@@ -67,7 +76,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(run(config));
     // Do not wait on leftovers such as a DNS lookup stuck in the blocking pool.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -77,6 +86,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Starts everything, then on the first SIGTERM/SIGINT shuts down in steps, each logged:
+///
+/// 1. **grace** (`--drain-grace`, skipped when 0): `/healthz` answers 503, traffic is still served,
+///    so a load balancer or DNS health check in front notices and stops sending.
+/// 2. **drain** (`--drain-timeout`): stop accepting, stop the control-plane stream, let requests in
+///    flight finish; each connection closes when idle (HTTP/2 clients get a GOAWAY).
+/// 3. **close**: the admin server, which answered throughout, stops; the process exits 0.
+///
+/// A second signal at any step exits at once.
 async fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = Signals::new().context("cannot install signal handlers")?;
 
@@ -92,7 +110,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %admin_addr, "admin listening");
 
     let names = config.entrypoints.iter().map(|e| e.name.clone()).collect();
-    let state = Arc::new(State::new(config.node_id.clone(), names));
+    let state = Arc::new(match &config.cache_dir {
+        Some(dir) => start_from_cache(State::new(config.node_id.clone(), names), dir)?,
+        None => State::new(config.node_id.clone(), names),
+    });
     let proxy = Arc::new(Proxy::new(
         state.clone(),
         ProxySettings {
@@ -103,21 +124,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
             trusted_ips: config.trusted_ips.clone(),
         },
     ));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (stop_accepting_tx, stop_accepting) = watch::channel(false);
+    let (stop_admin_tx, stop_admin) = watch::channel(false);
     let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
 
     for bound in listeners {
         tokio::spawn(listener::serve(
             bound,
             proxy.clone(),
-            shutdown_rx.clone(),
+            stop_accepting.clone(),
             drain_tx.clone(),
         ));
     }
     let admin_state = state.clone();
-    let admin_shutdown = shutdown_rx.clone();
-    tokio::spawn(async move {
-        if let Err(error) = admin::serve(admin_listener, admin_state, admin_shutdown).await {
+    let admin_task = tokio::spawn(async move {
+        if let Err(error) = admin::serve(admin_listener, admin_state, stop_admin).await {
             tracing::error!(%error, "admin server failed");
         }
     });
@@ -132,26 +153,112 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         node_id = %config.node_id,
         control_planes = %config.control_planes.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","),
-        "berth-proxy started; answering 503 until the first snapshot arrives"
+        "berth-proxy started; {}",
+        match state.cached_from() {
+            Some(cached) => format!("serving the cached snapshot {} until a control plane answers", cached.version),
+            None => "answering 503 until the first snapshot arrives".to_owned(),
+        }
     );
 
+    // 1. grace
     let name = signals.recv().await;
+    state.start_draining();
+    if config.drain_grace.is_zero() {
+        tracing::info!(signal = name, "shutting down (no --drain-grace)");
+    } else {
+        tracing::info!(
+            signal = name,
+            drain_grace = ?config.drain_grace,
+            "shutting down: /healthz answers 503 from now on; still serving requests for the grace period"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(config.drain_grace) => {}
+            name = signals.recv() => {
+                tracing::warn!(signal = name, "second signal, exiting now");
+                return Ok(());
+            }
+        }
+    }
+
+    // 2. drain
     tracing::info!(
-        signal = name,
         drain_timeout = ?config.drain_timeout,
-        "shutting down: no new connections, letting requests in flight finish"
+        "draining: no new connections; letting requests in flight finish (HTTP/2 clients get GOAWAY)"
     );
-    let _ = shutdown_tx.send(true);
+    let _ = stop_accepting_tx.send(true);
     drop(drain_tx);
     stream.abort();
     tokio::select! {
         drained = tokio::time::timeout(config.drain_timeout, drain_rx.recv()) => match drained {
-            Ok(_) => tracing::info!("all connections closed, exiting"),
-            Err(_) => tracing::warn!("drain timeout reached, exiting with requests still in flight"),
+            Ok(_) => tracing::info!("drained: all connections closed"),
+            Err(_) => tracing::warn!(
+                drain_timeout = ?config.drain_timeout,
+                "drain timeout reached, closing with requests still in flight"
+            ),
         },
-        name = signals.recv() => tracing::warn!(signal = name, "second signal, exiting now"),
+        name = signals.recv() => {
+            tracing::warn!(signal = name, "second signal, exiting now");
+            return Ok(());
+        }
+    }
+
+    // 3. close
+    tracing::info!("closing the admin address; exiting");
+    let _ = stop_admin_tx.send(true);
+    if tokio::time::timeout(ADMIN_CLOSE_TIMEOUT, admin_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the admin server did not close in time");
     }
     Ok(())
+}
+
+/// Prepares `--cache-dir` (created if missing), applies the snapshot cached there if it is good,
+/// and attaches the writer that keeps the file at the newest applied snapshot. A cache file that
+/// cannot be read or is rejected is logged (file and reason) and ignored; only a directory that
+/// cannot be created stops the binary.
+fn start_from_cache(state: State, dir: &std::path::Path) -> anyhow::Result<State> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--cache-dir {}: cannot create the directory", dir.display()))?;
+    let cache = SnapshotCache::new(dir);
+    let removed = cache.remove_stale_temporaries();
+    if removed > 0 {
+        tracing::info!(removed, dir = %dir.display(), "removed temporary files of an interrupted cache write");
+    }
+    let written = match cache.load() {
+        Ok(Some(cached)) => {
+            let version = cached.version.clone();
+            match state.apply_cached(cached, dir.to_owned()) {
+                Ok(()) => {
+                    tracing::info!(
+                        version,
+                        file = %cache.file().display(),
+                        "serving the cached snapshot until a control plane answers"
+                    );
+                    Some(version)
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        version,
+                        file = %cache.file().display(),
+                        %error,
+                        "ignoring the cached snapshot: it does not validate"
+                    );
+                    None
+                }
+            }
+        }
+        Ok(None) => {
+            tracing::info!(file = %cache.file().display(), "no cached snapshot yet");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "ignoring the snapshot cache file");
+            None
+        }
+    };
+    Ok(state.with_cache(cache::Writer::spawn(cache, written)))
 }
 
 /// SIGTERM and SIGINT, installed at start so an early signal is not lost.

@@ -2,8 +2,10 @@
 //!
 //! For: binding every `--entrypoint` at start (a bad or busy address stops the binary), one accept
 //! loop per entrypoint, one tokio task per connection (hyper-util `server::conn::auto`), and
-//! graceful shutdown: on the shutdown signal stop accepting and let each connection finish its
-//! requests in flight.
+//! graceful shutdown: on the shutdown signal (sent after `--drain-grace`, see `lib.rs`) stop
+//! accepting and let each connection finish its requests in flight — an HTTP/1.1 connection closes
+//! after its response in flight (at once if idle), an HTTP/2 client gets a GOAWAY and the
+//! connection closes once its open streams are done.
 //! Not for: what happens to a request (see `proxy`).
 
 use std::net::SocketAddr;

@@ -117,6 +117,8 @@ impl StreamClient {
         let hello = Hello {
             node_id: self.state.node_id().to_owned(),
             entrypoints: self.state.entrypoints().to_vec(),
+            // The table in use, whether pushed earlier on another stream or read from the
+            // snapshot cache at start: an unchanged control plane answers `up_to_date`.
             version: self.state.version(),
             build: concat!("berth-proxy ", env!("CARGO_PKG_VERSION")).to_owned(),
         };

@@ -7,6 +7,10 @@
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("berth.routes.v1");
+
+    /// The encoded `FileDescriptorSet` of `routes.proto`, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/berth_routes_v1_descriptor.bin"));
 }
 
 mod version;

@@ -31,6 +31,13 @@ pub(crate) struct Node {
     pub children: Vec<Node>,
 }
 
+/// An option reported and not acted on: the tag that set it and why it is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Note {
+    pub tag: String,
+    pub message: String,
+}
+
 /// The labels of one instance.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Labels {
@@ -156,6 +163,18 @@ impl Node {
         self.children.iter().find_map(Node::first_clash)
     }
 
+    /// The first leaf under this node (its own value first), the tag to blame for the whole node.
+    pub fn first_leaf(&self) -> Option<&Leaf> {
+        self.leaves().first().copied()
+    }
+
+    /// [`Node::first_clash`] as the dialects report it: the leaf given second (the one to blame)
+    /// and the first and second values.
+    pub fn clash_values(&self) -> Option<(&Leaf, String, String)> {
+        let (first, second) = self.first_clash()?;
+        Some((second, first.value.clone(), second.value.clone()))
+    }
+
     /// The subtree as `lowercase.relative.key → value`, for comparing what two instances say.
     /// Keys under `skip` (lowercase, relative) are left out.
     pub fn canonical(&self, skip: &[&str]) -> BTreeMap<String, String> {
@@ -216,6 +235,33 @@ impl<'a> Fields<'a> {
     /// answers `None` here and is reported by [`Fields::unknown`] only if never taken.
     pub fn value(&mut self, name: &str) -> Option<&'a Leaf> {
         self.take(name).and_then(|n| n.leaf.as_ref())
+    }
+
+    /// Takes each `(option, why)` child present and notes every leaf under it with `why`: options
+    /// read only to say they are ignored.
+    pub fn note_ignored(&mut self, options: &[(&str, &str)], notes: &mut Vec<Note>) {
+        for (option, why) in options {
+            if let Some(node) = self.take(option) {
+                for leaf in node.leaves() {
+                    notes.push(Note {
+                        tag: leaf.tag.clone(),
+                        message: why.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Notes every leaf under a child never taken as `"<name>" is not a <what>`.
+    pub fn note_unknown(&self, what: &str, notes: &mut Vec<Note>) {
+        for unknown in self.unknown() {
+            for leaf in unknown.leaves() {
+                notes.push(Note {
+                    tag: leaf.tag.clone(),
+                    message: format!("{:?} is not a {what}", unknown.name),
+                });
+            }
+        }
     }
 
     /// The children never taken.

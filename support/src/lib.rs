@@ -4,6 +4,8 @@
 //!   streak of failures once.
 //! - [`signals`]: waiting for SIGTERM or Ctrl-C.
 //! - [`logging`]: the `--log-level` / `--log-format` flags and the tracing set-up they drive.
+//! - [`tls`]: the *ring* provider, PEM files and the accept-any-certificate verifier that the
+//!   TLS clients (to Consul, to HTTPS backends) share.
 //! - [`host_name`], [`error_chain`], [`parse_go_bool`]: small helpers each binary used to copy.
 //!
 //! Not for: anything about Consul, snapshots or HTTP proxying.
@@ -13,6 +15,7 @@
 pub mod backoff;
 pub mod logging;
 pub mod signals;
+pub mod tls;
 
 /// This machine's host name: the kernel's, else `$HOSTNAME`, else `fallback`.
 pub fn host_name(fallback: &str) -> String {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::{free_port, wait_until, workspace_root, Proc, TempDir};
+use crate::{free_port, tool_binary, wait_until, Proc, TempDir};
 
 /// A Consul dev agent (a one-node server) listening on 127.0.0.1.
 pub struct Consul {
@@ -20,17 +20,8 @@ pub struct Consul {
 
 /// Where the consul binary is: on PATH, or where scripts/setup.sh unpacks it.
 pub fn consul_binary() -> Result<PathBuf> {
-    let local = workspace_root().join(".tools/consul/usr/bin/consul");
-    if local.exists() {
-        return Ok(local);
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join("consul");
-            if candidate.exists() {
-                return Ok(candidate);
-            }
-        }
+    if let Some(path) = tool_binary(".tools/consul/usr/bin/consul", "consul") {
+        return Ok(path);
     }
     bail!("consul not found on PATH nor in .tools/: run scripts/setup.sh consul")
 }

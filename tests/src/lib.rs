@@ -63,6 +63,19 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where an outside tool (Consul, Traefik) is: `relative_path` under the workspace root, where
+/// scripts/setup.sh unpacks it, else `name` in a directory on PATH; `None` when neither exists.
+pub fn tool_binary(relative_path: &str, name: &str) -> Option<PathBuf> {
+    let local = workspace_root().join(relative_path);
+    if local.exists() {
+        return Some(local);
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.exists())
+}
+
 /// Path of a binary of this workspace, built in the same profile as the running test.
 pub fn bin(name: &str) -> PathBuf {
     // current_exe is target/<profile>/deps/<test>-<hash>; binaries live in target/<profile>/.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{free_port, wait_until, workspace_root, Proc};
+use crate::{free_port, tool_binary, wait_until, Proc};
 
 /// The version the parity suite is written against (what `scripts/setup.sh` installs).
 pub const TRAEFIK_VERSION: &str = "3.7.15";
@@ -26,17 +26,8 @@ pub const DEFAULT_RULE: &str = "Host(`{{ normalize .Name }}`)";
 
 /// Where the traefik binary is: `.tools/traefik/traefik` (scripts/setup.sh), else on PATH.
 pub fn traefik_binary() -> Result<PathBuf> {
-    let local = workspace_root().join(".tools/traefik/traefik");
-    if local.exists() {
-        return Ok(local);
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join("traefik");
-            if candidate.exists() {
-                return Ok(candidate);
-            }
-        }
+    if let Some(path) = tool_binary(".tools/traefik/traefik", "traefik") {
+        return Ok(path);
     }
     bail!("traefik not found in .tools/ nor on PATH: run scripts/setup.sh traefik")
 }

@@ -41,8 +41,8 @@ use tracing::{debug, info};
 
 use state::State;
 pub(crate) use state::{Health, ServiceView};
-use status::Request;
 pub(crate) use status::WatchStatus;
+use status::{Part, Request};
 
 /// One read of a service's (or a node's) instances.
 type Read = Result<Indexed<Vec<Instance>>, berth_consul::Error>;
@@ -192,6 +192,7 @@ async fn run(client: Client, options: Options, status: Arc<WatchStatus>, out: mp
                 }
             }
             Err(e) => {
+                watch.status.error(Part::Reads);
                 watch.status.set_waiting(
                     "reads",
                     Some(format!(
@@ -289,6 +290,7 @@ impl Watch {
                 self.pending.read.extend(differing);
             }
             Err(e) => {
+                self.status.error(Part::Summary);
                 debug!("Consul's service summary is not available ({e}); reading the whole catalog to find what changed");
                 self.pending.compare = true;
             }
@@ -389,7 +391,7 @@ impl Watch {
 async fn follow_services(client: Client, status: Arc<WatchStatus>, events: mpsc::Sender<Event>) {
     let what = format!("the service list from Consul at {}", client.address());
     follow(
-        "services",
+        ("services", Part::Services),
         what,
         &client,
         &status,
@@ -406,7 +408,7 @@ async fn follow_services(client: Client, status: Arc<WatchStatus>, events: mpsc:
 async fn follow_checks(client: Client, status: Arc<WatchStatus>, events: mpsc::Sender<Event>) {
     let what = format!("the failing health checks from Consul at {}", client.address());
     follow(
-        "checks",
+        ("checks", Part::Checks),
         what,
         &client,
         &status,
@@ -427,7 +429,7 @@ async fn follow_checks(client: Client, status: Arc<WatchStatus>, events: mpsc::S
 /// backoff has passed, so the first answer after an outage comes at once (and says whether
 /// anything moved meanwhile) instead of blocking for a whole wait.
 async fn follow<T, Q, Fut>(
-    part: &'static str,
+    part: (&'static str, Part),
     what: String,
     client: &Client,
     status: &WatchStatus,
@@ -448,7 +450,7 @@ async fn follow<T, Q, Fut>(
         match result {
             Ok(answer) => {
                 backoff.succeeded();
-                status.set_waiting(part, None);
+                status.set_waiting(part.0, None);
                 let reset = answer.index < seen;
                 let moved = seen == 0 || answer.index != seen;
                 ask = next_index(seen, answer.index);
@@ -467,7 +469,8 @@ async fn follow<T, Q, Fut>(
                 }
             }
             Err(e) => {
-                status.set_waiting(part, Some(format!("{what}: {e}")));
+                status.error(part.1);
+                status.set_waiting(part.0, Some(format!("{what}: {e}")));
                 ask = 0;
                 backoff.failed(&e).await;
             }

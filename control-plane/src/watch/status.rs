@@ -30,6 +30,26 @@ const REQUESTS: [(Request, &str); 6] = [
     (Request::CatalogNode, "catalog_node"),
 ];
 
+/// The parts of the watch whose Consul requests can fail.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Part {
+    /// The blocking query of the service list.
+    Services,
+    /// The blocking query of the failing checks.
+    Checks,
+    /// The reads of services and nodes.
+    Reads,
+    /// Consul's service summary (used to find what changed).
+    Summary,
+}
+
+const PARTS: [(Part, &str); 4] = [
+    (Part::Services, "services"),
+    (Part::Checks, "checks"),
+    (Part::Reads, "reads"),
+    (Part::Summary, "summary"),
+];
+
 #[derive(Debug, Default)]
 pub(crate) struct WatchStatus {
     synced: AtomicBool,
@@ -38,6 +58,7 @@ pub(crate) struct WatchStatus {
     consul: Mutex<String>,
     services: AtomicUsize,
     requests: [AtomicU64; 6],
+    errors: [AtomicU64; 4],
     service_reads: AtomicU64,
     compiled_services: AtomicU64,
     full_reads: AtomicU64,
@@ -46,6 +67,42 @@ pub(crate) struct WatchStatus {
 impl WatchStatus {
     pub(crate) fn request(&self, kind: Request) {
         self.requests[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request of `part` failed.
+    pub(crate) fn error(&self, part: Part) {
+        self.errors[part as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The requests made so far, by kind.
+    pub(crate) fn requests(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REQUESTS
+            .iter()
+            .map(|(kind, name)| (*name, self.requests[*kind as usize].load(Ordering::Relaxed)))
+    }
+
+    /// The requests that failed so far, by part of the watch.
+    pub(crate) fn errors(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        PARTS
+            .iter()
+            .map(|(part, name)| (*name, self.errors[*part as usize].load(Ordering::Relaxed)))
+    }
+
+    /// Services in the catalog as last read.
+    pub(crate) fn services(&self) -> usize {
+        self.services.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn service_reads_total(&self) -> u64 {
+        self.service_reads.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn compiled_services_total(&self) -> u64 {
+        self.compiled_services.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn full_reads_total(&self) -> u64 {
+        self.full_reads.load(Ordering::Relaxed)
     }
 
     pub(crate) fn service_reads(&self, n: usize) {

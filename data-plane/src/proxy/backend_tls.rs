@@ -10,11 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use berth_support::tls::{AcceptAnyCertificate, PemFile, PemFileError};
+use rustls::RootCertStore;
 use thiserror::Error;
 
 /// Why the backend TLS settings cannot be used.
@@ -31,14 +28,14 @@ pub(crate) fn client_config(
     ca_files: &[PathBuf],
     skip_verify: bool,
 ) -> Result<rustls::ClientConfig, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = berth_support::tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     // ALPN is left to hyper-rustls, which sets it from the HTTP versions it speaks (http/1.1).
     let config = if skip_verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(provider)))
             .with_no_client_auth()
     } else {
         let mut roots = RootCertStore::empty();
@@ -58,10 +55,12 @@ fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), TlsError> {
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(format!("not valid PEM: {e}")))?;
+    let certs = match PemFile::read(path) {
+        Ok(pem) => pem.certificates(),
+        // A blank file, or text without PEM sections, holds no certificate.
+        Err(PemFileError::Empty | PemFileError::Encrypted) => Vec::new(),
+        Err(e) => return Err(fail(e.to_string())),
+    };
     if certs.is_empty() {
         return Err(fail("no certificate found in the file".into()));
     }
@@ -71,46 +70,6 @@ fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), TlsError> {
             .map_err(|e| fail(format!("a certificate cannot be used as a CA: {e}")))?;
     }
     Ok(())
-}
-
-/// Accepts any certificate, still checking handshake signatures (so the peer holds the key of the
-/// certificate it shows).
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

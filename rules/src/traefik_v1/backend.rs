@@ -23,12 +23,7 @@ pub(crate) struct Backend {
     pub middlewares: Vec<Middleware>,
 }
 
-/// An option reported and not acted on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Note {
-    pub tag: String,
-    pub message: String,
-}
+pub(crate) use crate::labels::Note;
 
 /// Why an instance's backend tags cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,14 +69,8 @@ pub(crate) fn read(node: Option<&Node>, backend_name: &str) -> Result<(Backend, 
     let Some(node) = node else {
         return Ok((backend, notes));
     };
-    if let Some((first, second)) = node.first_clash() {
-        return fail(
-            Some(second),
-            Problem::Clash {
-                first: first.value.clone(),
-                second: second.value.clone(),
-            },
-        );
+    if let Some((leaf, first, second)) = node.clash_values() {
+        return fail(Some(leaf), Problem::Clash { first, second });
     }
     let mut fields = Fields::new(node);
     let _weight = fields.take("weight");
@@ -114,7 +103,7 @@ pub(crate) fn read(node: Option<&Node>, backend_name: &str) -> Result<(Backend, 
             };
             if let Some(unknown) = s.unknown().first().copied() {
                 return fail(
-                    unknown.leaves().first().copied(),
+                    unknown.first_leaf(),
                     Problem::Invalid {
                         option: "loadbalancer.stickiness",
                         problem: format!("has no option {:?}", unknown.name),
@@ -142,7 +131,7 @@ pub(crate) fn read(node: Option<&Node>, backend_name: &str) -> Result<(Backend, 
         }
         if let Some(unknown) = lb_fields.unknown().first().copied() {
             return fail(
-                unknown.leaves().first().copied(),
+                unknown.first_leaf(),
                 Problem::Invalid {
                     option: "loadbalancer",
                     problem: format!("has no option {:?}", unknown.name),
@@ -156,7 +145,7 @@ pub(crate) fn read(node: Option<&Node>, backend_name: &str) -> Result<(Backend, 
         let extractor = m.value("extractorfunc");
         if let Some(unknown) = m.unknown().first().copied() {
             return fail(
-                unknown.leaves().first().copied(),
+                unknown.first_leaf(),
                 Problem::Invalid {
                     option: "maxconn",
                     problem: format!("has no option {:?}", unknown.name),
@@ -196,38 +185,25 @@ pub(crate) fn read(node: Option<&Node>, backend_name: &str) -> Result<(Backend, 
             ));
         }
     }
-    for (option, message) in [
-        ("circuitbreaker", "circuit breakers are not implemented by Berth"),
-        (
-            "healthcheck",
-            "health checks are ignored: Berth routes to the instances Consul reports healthy",
-        ),
-        (
-            "buffering",
-            "buffering is not implemented by Berth; requests and responses are streamed",
-        ),
-        (
-            "responseforwarding",
-            "responseForwarding is ignored: Berth streams responses as they come",
-        ),
-    ] {
-        if let Some(n) = fields.take(option) {
-            for leaf in n.leaves() {
-                notes.push(Note {
-                    tag: leaf.tag.clone(),
-                    message: message.to_string(),
-                });
-            }
-        }
-    }
-    for unknown in fields.unknown() {
-        for leaf in unknown.leaves() {
-            notes.push(Note {
-                tag: leaf.tag.clone(),
-                message: format!("{:?} is not a Traefik v1 backend option", unknown.name),
-            });
-        }
-    }
+    fields.note_ignored(
+        &[
+            ("circuitbreaker", "circuit breakers are not implemented by Berth"),
+            (
+                "healthcheck",
+                "health checks are ignored: Berth routes to the instances Consul reports healthy",
+            ),
+            (
+                "buffering",
+                "buffering is not implemented by Berth; requests and responses are streamed",
+            ),
+            (
+                "responseforwarding",
+                "responseForwarding is ignored: Berth streams responses as they come",
+            ),
+        ],
+        &mut notes,
+    );
+    fields.note_unknown("Traefik v1 backend option", &mut notes);
     Ok((backend, notes))
 }
 

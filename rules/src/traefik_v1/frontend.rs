@@ -33,12 +33,7 @@ pub(crate) struct Frontend {
     pub pass_host_header: bool,
 }
 
-/// An option reported and not acted on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Note {
-    pub tag: String,
-    pub message: String,
-}
+pub(crate) use crate::labels::Note;
 
 /// Why a frontend cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,10 +78,6 @@ fn fail<T>(leaf: Option<&Leaf>, problem: Problem) -> Result<T, FrontendError> {
     })
 }
 
-fn first_leaf(node: &Node) -> Option<&Leaf> {
-    node.leaves().first().copied()
-}
-
 fn bool_of(leaf: &Leaf, option: &'static str) -> Result<bool, FrontendError> {
     values::parse_bool(&leaf.value).or_else(|error| fail(Some(leaf), Problem::Value { option, error }))
 }
@@ -100,14 +91,8 @@ pub(crate) fn read(
 ) -> Result<(Frontend, Vec<Note>), FrontendError> {
     let empty = Node::default();
     let node = node.unwrap_or(&empty);
-    if let Some((first, second)) = node.first_clash() {
-        return fail(
-            Some(second),
-            Problem::Clash {
-                first: first.value.clone(),
-                second: second.value.clone(),
-            },
-        );
+    if let Some((leaf, first, second)) = node.clash_values() {
+        return fail(Some(leaf), Problem::Clash { first, second });
     }
     let mut fields = Fields::new(node);
     let mut notes = Vec::new();
@@ -185,37 +170,24 @@ pub(crate) fn read(
     middlewares.extend(rate_limit(fields.take("ratelimit"), &mut notes)?);
     middlewares.extend(backend.iter().cloned());
 
-    for (option, message) in [
-        (
-            "errors",
-            "error pages are not implemented by Berth; the backend's own error responses are passed on",
-        ),
-        (
-            "passtlscert",
-            "Berth terminates no TLS, so there is no client certificate to pass",
-        ),
-        (
-            "passtlsclientcert",
-            "Berth terminates no TLS, so there is no client certificate to pass",
-        ),
-    ] {
-        if let Some(n) = fields.take(option) {
-            for leaf in n.leaves() {
-                notes.push(Note {
-                    tag: leaf.tag.clone(),
-                    message: message.to_string(),
-                });
-            }
-        }
-    }
-    for unknown in fields.unknown() {
-        for leaf in unknown.leaves() {
-            notes.push(Note {
-                tag: leaf.tag.clone(),
-                message: format!("{:?} is not a Traefik v1 frontend option", unknown.name),
-            });
-        }
-    }
+    fields.note_ignored(
+        &[
+            (
+                "errors",
+                "error pages are not implemented by Berth; the backend's own error responses are passed on",
+            ),
+            (
+                "passtlscert",
+                "Berth terminates no TLS, so there is no client certificate to pass",
+            ),
+            (
+                "passtlsclientcert",
+                "Berth terminates no TLS, so there is no client certificate to pass",
+            ),
+        ],
+        &mut notes,
+    );
+    fields.note_unknown("Traefik v1 frontend option", &mut notes);
     Ok((
         Frontend {
             matcher: parsed.matcher,
@@ -248,7 +220,7 @@ fn white_list(node: Option<&Node>, deprecated: Option<&Leaf>) -> Result<Option<M
         }
         if let Some(unknown) = fields.unknown().first().copied() {
             return fail(
-                first_leaf(unknown),
+                unknown.first_leaf(),
                 Problem::NotImplemented {
                     option: format!("whiteList.{}", unknown.name),
                 },
@@ -298,7 +270,7 @@ fn redirect(node: Option<&Node>) -> Result<Option<Middleware>, FrontendError> {
     };
     if let Some(unknown) = fields.unknown().first().copied() {
         return fail(
-            first_leaf(unknown),
+            unknown.first_leaf(),
             Problem::NotImplemented {
                 option: format!("redirect.{}", unknown.name),
             },
@@ -408,7 +380,7 @@ fn headers(node: Option<&Node>) -> Result<Option<Middleware>, FrontendError> {
     };
     if let Some(unknown) = fields.unknown().first().copied() {
         return fail(
-            first_leaf(unknown),
+            unknown.first_leaf(),
             Problem::NotImplemented {
                 option: format!("headers.{}", unknown.name),
             },
@@ -444,7 +416,7 @@ fn auth(node: Option<&Node>, notes: &mut Vec<Note>) -> Result<Option<Middleware>
     for kind in ["digest", "forward"] {
         if let Some(n) = fields.take(kind) {
             return fail(
-                first_leaf(n),
+                n.first_leaf(),
                 Problem::NotImplemented {
                     option: format!("auth.{kind}"),
                 },
@@ -454,7 +426,7 @@ fn auth(node: Option<&Node>, notes: &mut Vec<Note>) -> Result<Option<Middleware>
     let basic = fields.take("basic");
     if let Some(unknown) = fields.unknown().first().copied() {
         return fail(
-            first_leaf(unknown),
+            unknown.first_leaf(),
             Problem::NotImplemented {
                 option: format!("auth.{}", unknown.name),
             },
@@ -490,7 +462,7 @@ fn auth(node: Option<&Node>, notes: &mut Vec<Note>) -> Result<Option<Middleware>
     }
     if let Some(unknown) = fields.unknown().first().copied() {
         return fail(
-            first_leaf(unknown),
+            unknown.first_leaf(),
             Problem::NotImplemented {
                 option: format!("auth.basic.{}", unknown.name),
             },
@@ -514,7 +486,7 @@ fn auth(node: Option<&Node>, notes: &mut Vec<Note>) -> Result<Option<Middleware>
     if users.is_empty() {
         // Traefik v1 answers 401 to everyone; an empty user list is refused by the route model.
         return fail(
-            first_leaf(basic),
+            basic.first_leaf(),
             Problem::Invalid {
                 option: "auth.basic",
                 problem: "no users (Traefik v1 would let nobody in)".into(),
@@ -541,7 +513,7 @@ fn rate_limit(node: Option<&Node>, notes: &mut Vec<Note>) -> Result<Vec<Middlewa
     let sets = fields.take("rateset");
     if let Some(unknown) = fields.unknown().first().copied() {
         return fail(
-            first_leaf(unknown),
+            unknown.first_leaf(),
             Problem::Invalid {
                 option: "rateLimit",
                 problem: format!("has no option {:?}", unknown.name),
@@ -598,7 +570,7 @@ fn rate_limit(node: Option<&Node>, notes: &mut Vec<Note>) -> Result<Vec<Middlewa
         };
         if let Some(unknown) = fields.unknown().first().copied() {
             return fail(
-                first_leaf(unknown),
+                unknown.first_leaf(),
                 Problem::Invalid {
                     option: "rateLimit.rateSet",
                     problem: format!("has no option {:?}", unknown.name),
@@ -607,7 +579,7 @@ fn rate_limit(node: Option<&Node>, notes: &mut Vec<Note>) -> Result<Vec<Middlewa
         }
         let Some(average) = average else {
             return fail(
-                first_leaf(set),
+                set.first_leaf(),
                 Problem::Invalid {
                     option: "rateLimit.rateSet",
                     problem: format!("set {:?} has no average", set.name),

@@ -102,14 +102,8 @@ const NOT_IMPLEMENTED: &[&str] = &[
 
 /// Reads the middleware `name` (its label node, whose children are kinds).
 pub(crate) fn define(name: &str, node: &Node, qualified: &str) -> Result<Definition> {
-    if let Some((first, second)) = node.first_clash() {
-        return fail(
-            Some(second),
-            Problem::Clash {
-                first: first.value.clone(),
-                second: second.value.clone(),
-            },
-        );
+    if let Some((leaf, first, second)) = node.clash_values() {
+        return fail(Some(leaf), Problem::Clash { first, second });
     }
     let kinds: Vec<&Node> = node.children.iter().collect();
     let kind = match kinds.as_slice() {
@@ -125,7 +119,7 @@ pub(crate) fn define(name: &str, node: &Node, qualified: &str) -> Result<Definit
         many => {
             let names: Vec<&str> = many.iter().map(|k| k.name.as_str()).collect();
             return fail(
-                many.get(1).and_then(|k| k.leaves().first().copied()),
+                many.get(1).and_then(|k| k.first_leaf()),
                 Problem::SeveralKinds {
                     name: name.to_string(),
                     kinds: names.join(", "),
@@ -134,7 +128,7 @@ pub(crate) fn define(name: &str, node: &Node, qualified: &str) -> Result<Definit
         }
     };
     let lower = kind.name.to_ascii_lowercase();
-    let first_leaf = kind.leaves().first().copied();
+    let first_leaf = kind.first_leaf();
     let make = |k: Kind| Ok(Definition::One(Some(middleware(qualified, k))));
     match lower.as_str() {
         "stripprefix" => make(strip_prefix(kind)?),
@@ -272,7 +266,7 @@ impl<'a> Options<'a> {
                     option: node.name.clone(),
                 }
             };
-            return fail(node.leaves().first().copied(), problem);
+            return fail(node.first_leaf(), problem);
         }
         Ok(())
     }
@@ -391,7 +385,7 @@ fn headers(node: &Node) -> Result<Kind> {
         for entry in &map.children {
             let Some(leaf) = &entry.leaf else {
                 return fail(
-                    entry.leaves().first().copied(),
+                    entry.first_leaf(),
                     Problem::Invalid {
                         kind: "headers",
                         option,
@@ -422,7 +416,7 @@ fn headers(node: &Node) -> Result<Kind> {
     };
     let request = read("customrequestheaders")?;
     let response = read("customresponseheaders")?;
-    let leaf = node.leaves().first().copied();
+    let leaf = node.first_leaf();
     o.finish(HEADERS_NOT_IMPLEMENTED)?;
     if request.is_empty() && response.is_empty() {
         return fail(
@@ -511,7 +505,7 @@ fn basic_auth(node: &Node) -> Result<Kind> {
     o.finish(&["usersfile"])?;
     if users.is_empty() {
         return fail(
-            users_leaf.or(node.leaves().first().copied()),
+            users_leaf.or(node.first_leaf()),
             Problem::Missing {
                 kind: "basicAuth",
                 option: "users",
@@ -543,7 +537,7 @@ fn source_criterion(kind: &'static str, node: Option<&Node>) -> Result<Option<So
     };
     let request_host = o.bool("requesthost")?.unwrap_or(false);
     o.finish(&[])?;
-    let leaf = node.leaves().first().copied();
+    let leaf = node.first_leaf();
     if strategy.is_some() && !request_header.is_empty() {
         return fail(
             leaf,
@@ -666,7 +660,7 @@ fn in_flight_req(node: &Node) -> Result<Kind> {
     let amount = match o.leaf("amount") {
         None => {
             return fail(
-                node.leaves().first().copied(),
+                node.first_leaf(),
                 Problem::Missing {
                     kind: "inFlightReq",
                     option: "amount",
@@ -725,7 +719,7 @@ fn ip_allow_list(node: &Node, kind: &'static str, has_reject_status: bool) -> Re
     o.finish(&[])?;
     if ranges.is_empty() {
         return fail(
-            ranges_leaf.or(node.leaves().first().copied()),
+            ranges_leaf.or(node.first_leaf()),
             Problem::Missing {
                 kind,
                 option: "sourceRange",

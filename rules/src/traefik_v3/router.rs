@@ -31,11 +31,7 @@ pub(crate) struct Router {
 }
 
 /// What a router's labels say besides the router: options ignored on purpose.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Note {
-    pub tag: String,
-    pub message: String,
-}
+pub(crate) use crate::labels::Note;
 
 /// Why a router cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,14 +95,8 @@ pub(crate) fn read(
 ) -> Result<(Router, Vec<Note>), RouterError> {
     let empty = Node::default();
     let node = node.unwrap_or(&empty);
-    if let Some((first, second)) = node.first_clash() {
-        return fail(
-            Some(second),
-            Problem::Clash {
-                first: first.value.clone(),
-                second: second.value.clone(),
-            },
-        );
+    if let Some((leaf, first, second)) = node.clash_values() {
+        return fail(Some(leaf), Problem::Clash { first, second });
     }
     let mut fields = Fields::new(node);
     let mut notes = Vec::new();
@@ -202,7 +192,7 @@ pub(crate) fn read(
             None => true,
         };
         if enabled {
-            return fail(tls.leaves().first().copied(), Problem::Tls);
+            return fail(tls.first_leaf(), Problem::Tls);
         }
     }
     if let Some(observability) = fields.take("observability") {
@@ -214,10 +204,7 @@ pub(crate) fn read(
         }
     }
     if let Some(unknown) = fields.unknown().first().copied() {
-        return fail(
-            unknown.leaves().first().copied(),
-            Problem::UnknownOption(unknown.name.clone()),
-        );
+        return fail(unknown.first_leaf(), Problem::UnknownOption(unknown.name.clone()));
     }
     Ok((
         Router {

@@ -33,12 +33,7 @@ pub(crate) struct Server {
     pub weight: u32,
 }
 
-/// An option reported and not acted on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Note {
-    pub tag: String,
-    pub message: String,
-}
+pub(crate) use crate::labels::Note;
 
 /// Why a service cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,10 +72,6 @@ fn fail<T>(service: &str, leaf: Option<&Leaf>, problem: Problem) -> Result<T, Se
     })
 }
 
-fn first_leaf(node: &Node) -> Option<&Leaf> {
-    node.leaves().first().copied()
-}
-
 /// Reads the shared options of service `name` (its node is absent for Traefik's default
 /// service, which has the defaults).
 pub(crate) fn read(name: &str, node: Option<&Node>) -> Result<(Service, Vec<Note>), ServiceError> {
@@ -93,15 +84,8 @@ pub(crate) fn read(name: &str, node: Option<&Node>) -> Result<(Service, Vec<Note
     let Some(node) = node else {
         return Ok((service, notes));
     };
-    if let Some((first, second)) = node.first_clash() {
-        return fail(
-            name,
-            Some(second),
-            Problem::Clash {
-                first: first.value.clone(),
-                second: second.value.clone(),
-            },
-        );
+    if let Some((leaf, first, second)) = node.clash_values() {
+        return fail(name, Some(leaf), Problem::Clash { first, second });
     }
     let mut fields = Fields::new(node);
     if let Some(leaf) = fields.value("middlewares") {
@@ -115,12 +99,12 @@ pub(crate) fn read(name: &str, node: Option<&Node>) -> Result<(Service, Vec<Note
     if let Some(unknown) = fields.unknown().first().copied() {
         return fail(
             name,
-            first_leaf(unknown),
+            unknown.first_leaf(),
             Problem::UnknownOption(unknown.name.clone()),
         );
     }
     let Some(lb) = lb else {
-        return fail(name, first_leaf(node), Problem::NoLoadBalancer);
+        return fail(name, node.first_leaf(), Problem::NoLoadBalancer);
     };
 
     let mut fields = Fields::new(lb);
@@ -153,37 +137,31 @@ pub(crate) fn read(name: &str, node: Option<&Node>) -> Result<(Service, Vec<Note
             other => return fail(name, Some(leaf), Problem::Strategy(other.to_string())),
         }
     }
-    for (option, why) in [
-        (
-            "healthcheck",
-            "health checks are ignored: Berth routes to the instances Consul reports healthy",
-        ),
-        (
-            "passivehealthcheck",
-            "health checks are ignored: Berth routes to the instances Consul reports healthy",
-        ),
-        (
-            "responseforwarding",
-            "responseForwarding is ignored: Berth streams responses as they come",
-        ),
-        (
-            "serverstransport",
-            "serversTransport is ignored: Berth connects to servers with its own settings",
-        ),
-    ] {
-        if let Some(n) = fields.take(option) {
-            for leaf in n.leaves() {
-                notes.push(Note {
-                    tag: leaf.tag.clone(),
-                    message: why.to_string(),
-                });
-            }
-        }
-    }
+    fields.note_ignored(
+        &[
+            (
+                "healthcheck",
+                "health checks are ignored: Berth routes to the instances Consul reports healthy",
+            ),
+            (
+                "passivehealthcheck",
+                "health checks are ignored: Berth routes to the instances Consul reports healthy",
+            ),
+            (
+                "responseforwarding",
+                "responseForwarding is ignored: Berth streams responses as they come",
+            ),
+            (
+                "serverstransport",
+                "serversTransport is ignored: Berth connects to servers with its own settings",
+            ),
+        ],
+        &mut notes,
+    );
     if let Some(unknown) = fields.unknown().first().copied() {
         return fail(
             name,
-            first_leaf(unknown),
+            unknown.first_leaf(),
             Problem::UnknownOption(format!("loadbalancer.{}", unknown.name)),
         );
     }
@@ -201,7 +179,7 @@ fn read_sticky(
     if let Some(unknown) = fields.unknown().first().copied() {
         return fail(
             name,
-            first_leaf(unknown),
+            unknown.first_leaf(),
             Problem::UnknownOption(format!("loadbalancer.sticky.{}", unknown.name)),
         );
     }
@@ -257,7 +235,7 @@ fn read_sticky(
     if let Some(unknown) = fields.unknown().first().copied() {
         return fail(
             name,
-            first_leaf(unknown),
+            unknown.first_leaf(),
             Problem::UnknownOption(format!("loadbalancer.sticky.cookie.{}", unknown.name)),
         );
     }
@@ -332,7 +310,7 @@ pub(crate) fn read_server(name: &str, node: Option<&Node>) -> Result<(Server, Ve
     if let Some(unknown) = fields.unknown().first().copied() {
         return fail(
             name,
-            first_leaf(unknown),
+            unknown.first_leaf(),
             Problem::UnknownOption(format!("loadbalancer.server.{}", unknown.name)),
         );
     }

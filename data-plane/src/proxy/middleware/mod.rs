@@ -244,9 +244,11 @@ pub(crate) mod testing {
     //! Helpers for the middlewares' unit tests.
 
     use http::request::Parts;
-    use http::Response;
+    use http::{HeaderName, Response};
     use http_body_util::BodyExt;
 
+    use super::Flow;
+    use crate::proxy::context::RequestContext;
     use crate::proxy::Body;
 
     /// The head of a request `method uri`.
@@ -258,6 +260,62 @@ pub(crate) mod testing {
             .expect("test request")
             .into_parts()
             .0
+    }
+
+    /// A request step run on `GET path` (Host `h`), and what it left.
+    pub(crate) struct Stepped {
+        /// The status the step answered with; `None` when it let the request through.
+        pub status: Option<u16>,
+        pub ctx: RequestContext,
+        pub head: Parts,
+    }
+
+    impl Stepped {
+        /// The first value of header `name` on the request.
+        pub(crate) fn header(&self, name: &HeaderName) -> Option<String> {
+            self.head
+                .headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        }
+
+        /// All values of header `name` on the request.
+        pub(crate) fn headers(&self, name: &HeaderName) -> Vec<String> {
+            self.head
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect()
+        }
+    }
+
+    /// Runs a middleware's request step on `GET path`.
+    pub(crate) fn step_get(
+        path: &str,
+        step: impl FnOnce(&mut RequestContext, &mut Parts) -> Flow,
+    ) -> Stepped {
+        let mut ctx = RequestContext::for_test("GET", path, "h", "10.0.0.1:1");
+        let mut head = head("GET", path);
+        let status = match step(&mut ctx, &mut head) {
+            Flow::Next => None,
+            Flow::Answer(r) => Some(r.status().as_u16()),
+        };
+        Stepped { status, ctx, head }
+    }
+
+    /// A redirect middleware's outcome: the status (200 when it let the request through) and the
+    /// `Location` it answered with.
+    pub(crate) fn redirect_outcome(flow: Flow) -> (u16, Option<String>) {
+        match flow {
+            Flow::Next => (200, None),
+            Flow::Answer(r) => (
+                r.status().as_u16(),
+                r.headers()
+                    .get("location")
+                    .map(|l| l.to_str().unwrap().to_owned()),
+            ),
+        }
     }
 
     /// A response's body as text.

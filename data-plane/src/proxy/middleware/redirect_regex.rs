@@ -39,7 +39,7 @@ impl RedirectRegex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::middleware::testing::head;
+    use crate::proxy::middleware::testing::{head, redirect_outcome};
 
     fn run(
         re: &str,
@@ -56,15 +56,7 @@ mod tests {
         })
         .expect("compiles");
         let mut ctx = RequestContext::for_test(method, url, host, "10.0.0.1:1");
-        match mw.request(&mut ctx, &mut head(method, url)) {
-            Flow::Next => (200, None),
-            Flow::Answer(r) => (
-                r.status().as_u16(),
-                r.headers()
-                    .get("location")
-                    .map(|l| l.to_str().unwrap().to_owned()),
-            ),
-        }
+        redirect_outcome(mw.request(&mut ctx, &mut head(method, url)))
     }
 
     #[test]

@@ -89,7 +89,7 @@ fn client_request_url(ctx: &RequestContext, head: &Parts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::middleware::testing::head;
+    use crate::proxy::middleware::testing::{head, redirect_outcome};
     use http::HeaderValue;
 
     fn run(
@@ -113,15 +113,7 @@ mod tests {
             head.headers
                 .insert("x-forwarded-proto", HeaderValue::from_str(p).unwrap());
         }
-        match mw.request(&mut ctx, &mut head) {
-            Flow::Next => (200, None),
-            Flow::Answer(r) => (
-                r.status().as_u16(),
-                r.headers()
-                    .get("location")
-                    .map(|l| l.to_str().unwrap().to_owned()),
-            ),
-        }
+        redirect_outcome(mw.request(&mut ctx, &mut head))
     }
 
     #[test]

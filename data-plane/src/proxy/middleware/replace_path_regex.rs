@@ -65,7 +65,7 @@ impl ReplacePathRegex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::middleware::testing::head;
+    use crate::proxy::middleware::testing::step_get;
 
     fn replace(regexp: &str, replacement: &str, path: &str) -> (Option<u16>, String, Option<String>) {
         let mw = ReplacePathRegex::compile(&berth_proto::v1::ReplacePathRegex {
@@ -73,17 +73,12 @@ mod tests {
             replacement: replacement.into(),
         })
         .expect("compiles");
-        let mut ctx = RequestContext::for_test("GET", path, "h", "10.0.0.1:1");
-        let mut head = head("GET", path);
-        let status = match mw.request(&mut ctx, &mut head) {
-            Flow::Next => None,
-            Flow::Answer(r) => Some(r.status().as_u16()),
-        };
-        let old = head
-            .headers
-            .get(X_REPLACED_PATH)
-            .map(|v| v.to_str().unwrap().to_owned());
-        (status, ctx.request_uri(), old)
+        let after = step_get(path, |ctx, head| mw.request(ctx, head));
+        (
+            after.status,
+            after.ctx.request_uri(),
+            after.header(&X_REPLACED_PATH),
+        )
     }
 
     #[test]

@@ -53,18 +53,7 @@ impl StripPrefix {
         else {
             return Flow::Next;
         };
-        let rest = &url.path[prefix.len()..];
-        let path = self.rest(rest);
-        let raw = if url.raw.is_empty() {
-            String::new()
-        } else {
-            let raw_rest = url
-                .raw
-                .get(encoded_prefix_len(&url.raw, prefix.len())..)
-                .unwrap_or("");
-            String::from_utf8_lossy(&self.rest(raw_rest.as_bytes())).into_owned()
-        };
-        let Some(stripped) = (UrlPath { path, raw }).sanitized() else {
+        let Some(stripped) = strip_url_prefix(&url, prefix.len(), |rest| self.rest(rest)) else {
             return Flow::Answer(reply::http_error(StatusCode::BAD_REQUEST, "Bad Request"));
         };
         head.headers.append(X_FORWARDED_PREFIX, header.clone());
@@ -83,10 +72,31 @@ impl StripPrefix {
     }
 }
 
+/// `url` less its first `prefix_len` decoded bytes, and less the same text of its raw form (where
+/// a `%XX` counts as one), each rest shaped by `rest`; `None` when sanitizing would change the
+/// result. What `strip_prefix` and `strip_prefix_regex` do once they know the prefix.
+pub(super) fn strip_url_prefix(
+    url: &UrlPath,
+    prefix_len: usize,
+    rest: impl Fn(&[u8]) -> Vec<u8>,
+) -> Option<UrlPath> {
+    let path = rest(&url.path[prefix_len..]);
+    let raw = if url.raw.is_empty() {
+        String::new()
+    } else {
+        let raw_rest = url
+            .raw
+            .get(encoded_prefix_len(&url.raw, prefix_len)..)
+            .unwrap_or("");
+        String::from_utf8_lossy(&rest(raw_rest.as_bytes())).into_owned()
+    };
+    (UrlPath { path, raw }).sanitized()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::middleware::testing::{body_text, head};
+    use crate::proxy::middleware::testing::{body_text, head, step_get};
 
     fn strip(prefixes: &[&str], force_slash: bool, path: &str) -> (Option<u16>, String, String, Vec<String>) {
         let mw = StripPrefix::compile(&berth_proto::v1::StripPrefix {
@@ -94,19 +104,14 @@ mod tests {
             force_slash,
         })
         .expect("compiles");
-        let mut ctx = RequestContext::for_test("GET", path, "h", "10.0.0.1:1");
-        let mut head = head("GET", path);
-        let status = match mw.request(&mut ctx, &mut head) {
-            Flow::Next => None,
-            Flow::Answer(r) => Some(r.status().as_u16()),
-        };
-        let prefixes = head
-            .headers
-            .get_all(X_FORWARDED_PREFIX)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect();
-        (status, ctx.path().to_owned(), ctx.request_uri(), prefixes)
+        let after = step_get(path, |ctx, head| mw.request(ctx, head));
+        let prefixes = after.headers(&X_FORWARDED_PREFIX);
+        (
+            after.status,
+            after.ctx.path().to_owned(),
+            after.ctx.request_uri(),
+            prefixes,
+        )
     }
 
     #[test]

@@ -10,10 +10,10 @@
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
-use super::strip_prefix::X_FORWARDED_PREFIX;
+use super::strip_prefix::{strip_url_prefix, X_FORWARDED_PREFIX};
 use super::{compile_bytes_regex, reply, Flow};
 use crate::proxy::context::RequestContext;
-use crate::proxy::path::{encoded_prefix_len, leading_slash_bytes, UrlPath};
+use crate::proxy::path::leading_slash_bytes;
 
 #[derive(Debug)]
 pub(crate) struct StripPrefixRegex {
@@ -43,18 +43,8 @@ impl StripPrefixRegex {
         }) else {
             return Flow::Next;
         };
-        let path = leading_slash_bytes(&url.path[prefix.len()..]);
-        let raw = if url.raw.is_empty() {
-            String::new()
-        } else {
-            let rest = url
-                .raw
-                .get(encoded_prefix_len(&url.raw, prefix.len())..)
-                .unwrap_or("");
-            String::from_utf8_lossy(&leading_slash_bytes(rest.as_bytes())).into_owned()
-        };
         let header = HeaderValue::from_bytes(prefix).ok();
-        let Some(stripped) = (UrlPath { path, raw }).sanitized() else {
+        let Some(stripped) = strip_url_prefix(&url, prefix.len(), leading_slash_bytes) else {
             return Flow::Answer(reply::http_error(StatusCode::BAD_REQUEST, "Bad Request"));
         };
         if let Some(value) = header {
@@ -68,24 +58,19 @@ impl StripPrefixRegex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::middleware::testing::head;
+    use crate::proxy::middleware::testing::step_get;
 
     fn strip(regexps: &[&str], path: &str) -> (Option<u16>, String, Option<String>) {
         let mw = StripPrefixRegex::compile(&berth_proto::v1::StripPrefixRegex {
             regexps: regexps.iter().map(|r| r.to_string()).collect(),
         })
         .expect("compiles");
-        let mut ctx = RequestContext::for_test("GET", path, "h", "10.0.0.1:1");
-        let mut head = head("GET", path);
-        let status = match mw.request(&mut ctx, &mut head) {
-            Flow::Next => None,
-            Flow::Answer(r) => Some(r.status().as_u16()),
-        };
-        let header = head
-            .headers
-            .get(X_FORWARDED_PREFIX)
-            .map(|v| v.to_str().unwrap().to_owned());
-        (status, ctx.request_uri(), header)
+        let after = step_get(path, |ctx, head| mw.request(ctx, head));
+        (
+            after.status,
+            after.ctx.request_uri(),
+            after.header(&X_FORWARDED_PREFIX),
+        )
     }
 
     #[test]
