@@ -240,17 +240,7 @@ impl Api {
 
     /// GET a path of Consul's HTTP API as JSON (no retry).
     pub async fn get(&self, path: &str) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = response.status();
-        let body = response.text().await?;
-        anyhow::ensure!(status.is_success(), "GET {url}: {status}: {body}");
-        Ok(serde_json::from_str(&body)?)
+        crate::http::get_json_via(&self.http, &format!("{}{path}", self.base)).await
     }
 
     /// The leader's server RPC address as this agent sees it (`""` while there is none).

@@ -28,7 +28,13 @@ fn client() -> reqwest::Client {
 }
 
 pub async fn get_json(url: &str) -> Result<serde_json::Value> {
-    let response = client()
+    get_json_via(&client(), url).await
+}
+
+/// GET `url` with `client` and read the answer as JSON; a non-2xx status is an error naming the
+/// URL, the status and the body.
+pub async fn get_json_via(client: &reqwest::Client, url: &str) -> Result<serde_json::Value> {
+    let response = client
         .get(url)
         .send()
         .await

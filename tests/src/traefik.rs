@@ -171,17 +171,7 @@ impl Traefik {
     /// Every HTTP router Traefik has loaded, from its API (`/api/http/routers`).
     pub async fn routers(&self) -> Result<Vec<RouterState>> {
         let url = format!("http://{}/api/http/routers?per_page=10000", self.api_addr);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = response.status();
-        let body = response.text().await?;
-        anyhow::ensure!(status.is_success(), "GET {url}: {status}: {body}");
-        let routers: Value =
-            serde_json::from_str(&body).with_context(|| format!("GET {url}: not JSON: {body}"))?;
+        let routers = crate::http::get_json_via(&self.http, &url).await?;
         let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
         Ok(routers
             .as_array()
