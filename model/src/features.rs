@@ -129,6 +129,20 @@ pub fn required_features(route: &Route) -> BTreeSet<&'static str> {
     features
 }
 
+/// Sets every route's and cluster's `requires` to exactly the features it uses (sorted), as
+/// the control plane publishes them.
+pub fn fill_requires(routes: &mut [Route], clusters: &mut [Cluster]) {
+    for route in routes {
+        route.requires = required_features(route).into_iter().map(String::from).collect();
+    }
+    for cluster in clusters {
+        cluster.requires = cluster_required_features(cluster)
+            .into_iter()
+            .map(String::from)
+            .collect();
+    }
+}
+
 /// The features a cluster uses: `cluster/https` for scheme "https", `cluster/endpoint_host` for
 /// `HOST_HEADER_ENDPOINT`, `cluster/sticky_cookie` when `sticky` is set.
 pub fn cluster_required_features(cluster: &Cluster) -> BTreeSet<&'static str> {

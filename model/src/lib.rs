@@ -33,7 +33,9 @@ mod request;
 mod testing;
 mod validate;
 
-pub use features::{cluster_required_features, is_known_feature, required_features, KNOWN_FEATURES};
+pub use features::{
+    cluster_required_features, fill_requires, is_known_feature, required_features, KNOWN_FEATURES,
+};
 pub use host::{normalize_host, parse_address, request_host, Address, HostError, HostProblem};
 pub use ip::{IpRangeError, IpRanges};
 pub use keys::{host_keys, HostKeys};

@@ -148,18 +148,7 @@ impl Output {
         let used: BTreeSet<&str> = self.routes.iter().map(|r| r.cluster.as_str()).collect();
         self.clusters.retain(|c| used.contains(c.name.as_str()));
         self.clusters.sort_by(|a, b| a.name.cmp(&b.name));
-        for route in &mut self.routes {
-            route.requires = berth_model::required_features(route)
-                .into_iter()
-                .map(String::from)
-                .collect();
-        }
-        for cluster in &mut self.clusters {
-            cluster.requires = berth_model::cluster_required_features(cluster)
-                .into_iter()
-                .map(String::from)
-                .collect();
-        }
+        berth_model::fill_requires(&mut self.routes, &mut self.clusters);
 
         // The proxies' own check, route by route: what it refuses costs that route only (a
         // rule Traefik accepts but that names a host no request can carry, say), never the

@@ -282,10 +282,15 @@ pub struct Proxy {
 impl Proxy {
     /// Starts berth-proxy subscribed to `control_planes` (comma-separated URLs).
     pub fn start(node_id: &str, control_planes: &str) -> Result<Proxy> {
+        Self::start_with(node_id, control_planes, &[])
+    }
+
+    /// Like [`Proxy::start`], with `extra` flags appended.
+    pub fn start_with(node_id: &str, control_planes: &str, extra: &[&str]) -> Result<Proxy> {
         let http_addr = format!("127.0.0.1:{}", free_port());
         let admin_addr = format!("127.0.0.1:{}", free_port());
         let entrypoint = format!("http={http_addr}");
-        let args = [
+        let mut args = vec![
             "--control-plane",
             control_planes,
             "--entrypoint",
@@ -295,6 +300,7 @@ impl Proxy {
             "--node-id",
             node_id,
         ];
+        args.extend_from_slice(extra);
         let proc = Proc::spawn(node_id, &bin("berth-proxy"), &args, &[])?;
         Ok(Proxy {
             proc,

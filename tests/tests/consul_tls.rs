@@ -47,8 +47,9 @@ fn start_control_plane(tls: &TlsConsul, flags: &[String]) -> Result<ControlPlane
     ControlPlane::start_at(&tls.https_addr, &flags)
 }
 
-#[tokio::test]
-async fn control_plane_reads_an_https_consul_with_a_client_certificate() -> Result<()> {
+/// An HTTPS Consul that verifies client certificates, with service `web_tls` registered on a
+/// real backend.
+async fn consul_with_a_service() -> Result<(TlsConsul, Backend)> {
     let tls = TlsConsul::start(true).await?;
     let backend = Backend::start("web_tls", "tls-1").await?;
     let tags = tags();
@@ -56,6 +57,12 @@ async fn control_plane_reads_an_https_consul_with_a_client_certificate() -> Resu
     tls.consul
         .register_instance("web_tls", "tls-1", backend.port, &tags, false)
         .await?;
+    Ok((tls, backend))
+}
+
+#[tokio::test]
+async fn control_plane_reads_an_https_consul_with_a_client_certificate() -> Result<()> {
+    let (tls, _backend) = consul_with_a_service().await?;
 
     let cp = start_control_plane(&tls, &tls_flags(&tls, &tls.pki.ca_cert, true)?)?;
     cp.wait_ready().await?;
@@ -97,13 +104,7 @@ async fn wait_unhealthy_saying(cp: &ControlPlane, needles: &[&str]) -> Result<St
 
 #[tokio::test]
 async fn control_plane_stays_unhealthy_and_says_why_when_tls_is_misconfigured() -> Result<()> {
-    let tls = TlsConsul::start(true).await?;
-    let backend = Backend::start("web_tls", "tls-1").await?;
-    let tags = tags();
-    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
-    tls.consul
-        .register_instance("web_tls", "tls-1", backend.port, &tags, false)
-        .await?;
+    let (tls, _backend) = consul_with_a_service().await?;
 
     // A CA that did not sign Consul's certificate.
     let wrong_ca = start_control_plane(&tls, &tls_flags(&tls, &tls.pki.other_ca_cert, true)?)?;

@@ -5,35 +5,10 @@ use std::time::{Duration, Instant};
 
 use berth_tests::article::{Article, GO_HOST};
 use berth_tests::{
-    bin, free_port, http, wait_until, Backend, Consul, Context, ControlPlane, Proc, Proxy, Result, TempDir,
+    free_port, http, wait_until, Backend, Consul, Context, ControlPlane, Proxy, Result, TempDir,
 };
 
 const SLOW_HOST: &str = "slow.example";
-
-/// Starts berth-proxy as [`Proxy::start`] does, with `extra` flags appended.
-fn start_proxy(node_id: &str, control_planes: &str, extra: &[&str]) -> Result<Proxy> {
-    let http_addr = format!("127.0.0.1:{}", free_port());
-    let admin_addr = format!("127.0.0.1:{}", free_port());
-    let entrypoint = format!("http={http_addr}");
-    let mut args = vec![
-        "--control-plane",
-        control_planes,
-        "--entrypoint",
-        &entrypoint,
-        "--admin-addr",
-        &admin_addr,
-        "--node-id",
-        node_id,
-    ];
-    args.extend_from_slice(extra);
-    let proc = Proc::spawn(node_id, &bin("berth-proxy"), &args, &[])?;
-    Ok(Proxy {
-        proc,
-        http_addr,
-        admin_addr,
-        node_id: node_id.to_string(),
-    })
-}
 
 /// `/healthz`: status and body.
 async fn health(proxy: &Proxy) -> Result<(u16, String)> {
@@ -91,7 +66,7 @@ async fn a_restarted_proxy_serves_its_cached_snapshot_with_the_control_plane_dow
         .to_str()
         .context("scratch path is UTF-8")?
         .to_string();
-    let mut first = start_proxy("cached-1", &cp.url(), &["--cache-dir", &cache_dir])?;
+    let mut first = Proxy::start_with("cached-1", &cp.url(), &["--cache-dir", &cache_dir])?;
     wait_status(&first, GO_HOST, 200).await?;
     let version = first.version().await?.context("the proxy routes by a version")?;
     wait_cached(&first, &version).await?;
@@ -102,7 +77,7 @@ async fn a_restarted_proxy_serves_its_cached_snapshot_with_the_control_plane_dow
     cp.proc.kill();
 
     // Restarted with the same cache and no control plane: routing at once, from the cache.
-    let second = start_proxy("cached-2", &cp.url(), &["--cache-dir", &cache_dir])?;
+    let second = Proxy::start_with("cached-2", &cp.url(), &["--cache-dir", &cache_dir])?;
     let (status, body) = first_health(&second).await?;
     assert_eq!(status, 200, "{body}\n{}", second.proc.logs());
     assert_eq!(
@@ -151,7 +126,7 @@ async fn a_corrupt_cache_file_is_reported_and_ignored() -> Result<()> {
 
     // No control plane yet: the corrupt file is not served.
     let grpc_port = free_port();
-    let proxy = start_proxy(
+    let proxy = Proxy::start_with(
         "corrupt",
         &format!("http://127.0.0.1:{grpc_port}"),
         &["--cache-dir", &cache_dir],
@@ -192,7 +167,7 @@ async fn sigterm_drains_requests_in_flight_and_exits_zero() -> Result<()> {
         )
         .await?;
     let cp = ControlPlane::start(&consul, &[])?;
-    let mut proxy = start_proxy(
+    let mut proxy = Proxy::start_with(
         "draining",
         &cp.url(),
         &["--drain-grace", "3s", "--drain-timeout", "20s"],
@@ -334,7 +309,7 @@ async fn sigterm_sends_goaway_to_http2_clients_and_finishes_their_requests() -> 
         )
         .await?;
     let cp = ControlPlane::start(&consul, &[])?;
-    let mut proxy = start_proxy("draining-h2", &cp.url(), &["--drain-grace", "0"])?;
+    let mut proxy = Proxy::start_with("draining-h2", &cp.url(), &["--drain-grace", "0"])?;
     wait_status(&proxy, SLOW_HOST, 200).await?;
 
     // h2c with prior knowledge: preface, SETTINGS, and GET /slow?ms=3000 on stream 1.

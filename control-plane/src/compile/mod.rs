@@ -254,21 +254,11 @@ impl Compiler {
         let mut clusters = compiled.clusters;
         for route in &mut routes {
             route.order = order;
-            route.requires = berth_model::required_features(route)
-                .into_iter()
-                .map(str::to_string)
-                .collect();
             berth_proto::canonicalize_route(route);
         }
-        for cluster in &mut clusters {
-            cluster.requires = berth_model::cluster_required_features(cluster)
-                .into_iter()
-                .map(str::to_string)
-                .collect();
-            berth_proto::canonicalize_cluster(cluster);
-        }
-        // The dialects already dropped and reported every route that fails the proxies' check
-        // (berth_model::validate), route by route; `order` and `requires` set here keep it valid.
+        clusters.iter_mut().for_each(berth_proto::canonicalize_cluster);
+        // The dialects filled `requires` and already dropped and reported every route that fails
+        // the proxies' check (berth_model::validate), route by route; `order` keeps it valid.
         for cluster in clusters {
             let digest = berth_proto::cluster_digest(&cluster);
             self.version.add(digest);

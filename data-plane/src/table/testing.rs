@@ -108,18 +108,7 @@ pub(crate) fn cluster(name: &str, endpoints: Vec<Endpoint>) -> Cluster {
 
 /// A snapshot of these routes and clusters, each `requires` filled with what it uses.
 pub(crate) fn snapshot(mut routes: Vec<Route>, mut clusters: Vec<Cluster>) -> Snapshot {
-    for r in &mut routes {
-        r.requires = berth_model::required_features(r)
-            .into_iter()
-            .map(String::from)
-            .collect();
-    }
-    for c in &mut clusters {
-        c.requires = berth_model::cluster_required_features(c)
-            .into_iter()
-            .map(String::from)
-            .collect();
-    }
+    berth_model::fill_requires(&mut routes, &mut clusters);
     Snapshot { routes, clusters }
 }
 

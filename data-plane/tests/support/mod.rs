@@ -165,18 +165,7 @@ pub fn chain(mut route: Route, middlewares: Vec<(&str, middleware::Kind)>) -> Ro
 
 /// An update carrying these routes and clusters, every `requires` filled with what it uses.
 pub fn update(version: &str, nonce: &str, mut routes: Vec<Route>, mut clusters: Vec<Cluster>) -> RouteUpdate {
-    for r in &mut routes {
-        r.requires = berth_model::required_features(r)
-            .into_iter()
-            .map(String::from)
-            .collect();
-    }
-    for c in &mut clusters {
-        c.requires = berth_model::cluster_required_features(c)
-            .into_iter()
-            .map(String::from)
-            .collect();
-    }
+    berth_model::fill_requires(&mut routes, &mut clusters);
     raw_update(version, nonce, routes, clusters)
 }
 
