@@ -67,7 +67,10 @@ replacement for gliderlabs/registrator.";
 
 const AFTER_HELP: &str = "\
 Flags may be written Registrator's way (-resync=1000, -ip=\"10.0.0.5\", -internal) or the
-conventional way (--resync 1000, --ip 10.0.0.5, --internal).
+conventional way (--resync 1000, --ip 10.0.0.5, --internal). Every flag, and the registry URI, can
+also be set in the environment, shown as [env: BERTH_AGENT_...] above (booleans as true/false);
+the command line wins. -log-level and -log-format read BERTH_LOG_LEVEL and BERTH_LOG_FORMAT, as
+the other Berth binaries do, and RUST_LOG, when set, wins over -log-level.
 
 Registry: consul://HOST:PORT (the local Consul agent's HTTP API; consul:// alone means
 127.0.0.1:8500), or consul-tls://HOST:PORT for its HTTPS API (consul-tls:// alone means
@@ -94,31 +97,33 @@ Example (the article's command line):
 struct Args {
     /// Address to register for published ports (default: a specific host IP the port is bound
     /// to, else this host's name resolved)
-    #[arg(long = "ip", value_name = "ADDRESS")]
+    #[arg(long = "ip", value_name = "ADDRESS", env = "BERTH_AGENT_IP")]
     ip: Option<String>,
 
     /// Register the container's own IP and exposed port instead of the published host port
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "false",
-          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
+          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set,
+          env = "BERTH_AGENT_INTERNAL")]
     internal: bool,
 
     /// Only register containers (ports) that set SERVICE_NAME (or SERVICE_<port>_NAME)
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "false",
-          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
+          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set,
+          env = "BERTH_AGENT_EXPLICIT")]
     explicit: bool,
 
     /// Only register containers that have a SERVICE_REGISTER label (or env var)
     #[arg(long = "require-label", value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true", value_parser = parse_go_bool,
-          action = ArgAction::Set)]
+          action = ArgAction::Set, env = "BERTH_AGENT_REQUIRE_LABEL")]
     require_label: bool,
 
     /// Tags appended to every registered service, comma separated
-    #[arg(long, value_name = "TAGS")]
+    #[arg(long, value_name = "TAGS", env = "BERTH_AGENT_TAGS")]
     tags: Option<String>,
 
     /// Reconcile with Docker and Consul every SECONDS even without events (0 = only on events)
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, env = "BERTH_AGENT_RESYNC")]
     resync: u64,
 
     /// Attempts to reach Docker or Consul before giving up and exiting (-1 = retry forever)
@@ -126,35 +131,58 @@ struct Args {
         long = "retry-attempts",
         value_name = "N",
         default_value_t = 0,
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        env = "BERTH_AGENT_RETRY_ATTEMPTS"
     )]
     retry_attempts: i64,
 
     /// Pause between attempts, in milliseconds
-    #[arg(long = "retry-interval", value_name = "MS", default_value_t = 2000)]
+    #[arg(
+        long = "retry-interval",
+        value_name = "MS",
+        default_value_t = 2000,
+        env = "BERTH_AGENT_RETRY_INTERVAL"
+    )]
     retry_interval: u64,
 
     /// Also remove services that look like Registrator's for this host (ID "<hostname>:...")
     /// whose container is gone, not only those marked as this agent's
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_value = "false",
-          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set)]
+          default_missing_value = "true", value_parser = parse_go_bool, action = ArgAction::Set,
+          env = "BERTH_AGENT_CLEANUP")]
     cleanup: bool,
 
     /// When a stopped container's services are removed: always, or on-success (exit code 0 only)
-    #[arg(long, value_enum, value_name = "MODE", default_value = "always")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "always",
+        env = "BERTH_AGENT_DEREGISTER"
+    )]
     deregister: DeregisterMode,
 
     /// Give every service a TTL check of SECONDS that this agent keeps passing: if the agent
     /// dies, its services go critical (0 = none; needs -ttl-refresh)
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, env = "BERTH_AGENT_TTL")]
     ttl: u64,
 
     /// How often the -ttl check is refreshed, in seconds (less than -ttl)
-    #[arg(long = "ttl-refresh", value_name = "SECONDS", default_value_t = 0)]
+    #[arg(
+        long = "ttl-refresh",
+        value_name = "SECONDS",
+        default_value_t = 0,
+        env = "BERTH_AGENT_TTL_REFRESH"
+    )]
     ttl_refresh: u64,
 
     /// Register the IP address found in this container label (a trailing /prefix is dropped)
-    #[arg(long = "useIpFromLabel", alias = "use-ip-from-label", value_name = "LABEL")]
+    #[arg(
+        long = "useIpFromLabel",
+        alias = "use-ip-from-label",
+        value_name = "LABEL",
+        env = "BERTH_AGENT_USE_IP_FROM_LABEL"
+    )]
     use_ip_from_label: Option<String>,
 
     /// [berth] Identity of this agent, stored in the Meta of every service it registers (default:
@@ -164,17 +192,25 @@ struct Args {
 
     /// [berth] Host name used in service IDs "<hostname>:<container>:<port>" (default: this
     /// host's name)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "BERTH_AGENT_HOSTNAME")]
     hostname: Option<String>,
 
     /// [berth] TTL of the Consul check mirroring a container's Docker HEALTHCHECK, in seconds; the
     /// agent refreshes it every third of that, so it goes critical only if the agent is gone
-    #[arg(long = "health-ttl", value_name = "SECONDS", default_value_t = 90)]
+    #[arg(
+        long = "health-ttl",
+        value_name = "SECONDS",
+        default_value_t = 90,
+        env = "BERTH_AGENT_HEALTH_TTL"
+    )]
     health_ttl: u64,
 
     /// Where to register: consul://HOST:PORT, or consul-tls://HOST:PORT for HTTPS
-    #[arg(value_name = "REGISTRY_URI")]
+    #[arg(value_name = "REGISTRY_URI", env = "BERTH_AGENT_REGISTRY")]
     registry: String,
+
+    #[command(flatten)]
+    log: berth_support::logging::LogArgs,
 }
 
 /// Everything the agent needs from its command line and environment, validated.
@@ -198,6 +234,8 @@ pub(crate) struct Settings {
     pub agent_id: Option<String>,
     pub hostname: Option<String>,
     pub health_ttl: Duration,
+    /// `-log-level` and `-log-format`.
+    pub log: berth_support::logging::LogArgs,
 }
 
 /// How often to try again when Docker or Consul cannot be reached.
@@ -333,6 +371,7 @@ fn settings(raw: Args, env: impl Fn(&str) -> Option<String>) -> Result<Settings,
         agent_id: non_empty("agent-id", raw.agent_id)?,
         hostname: non_empty("hostname", raw.hostname)?,
         health_ttl: Duration::from_secs(raw.health_ttl),
+        log: raw.log,
     })
 }
 
@@ -680,5 +719,31 @@ mod tests {
     #[test]
     fn empty_ip_means_unset() {
         assert_eq!(parse_args(&["-ip=", "consul://"]).expect("valid").ip, None);
+    }
+
+    #[test]
+    fn every_flag_can_come_from_the_environment() {
+        for arg in Args::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
+            let shared = ["BERTH_LOG_LEVEL", "BERTH_LOG_FORMAT"];
+            assert!(
+                env.starts_with("BERTH_AGENT_") || shared.contains(&env),
+                "argument {id} has no BERTH_AGENT_* variable (got {env:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn log_flags_go_style() {
+        let s = parse_args(&["-log-level=debug", "-log-format=json", "consul://"]).expect("valid");
+        assert_eq!(s.log.log_level, "debug");
+        assert_eq!(s.log.log_format, berth_support::logging::LogFormat::Json);
+        let s = parse_args(&["consul://"]).expect("valid");
+        assert_eq!(s.log, berth_support::logging::LogArgs::default());
+        assert!(parse_args(&["-log-format=xml", "consul://"]).is_err());
     }
 }

@@ -19,7 +19,6 @@ mod reconcile;
 mod registry;
 mod run;
 
-use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,14 +41,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    if let Err(e) = berth_support::logging::init(&settings.log) {
+        eprintln!("berth-agent: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

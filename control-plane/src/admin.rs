@@ -8,7 +8,9 @@
 //!   requests it made, the services it re-read and recompiled.
 //! - `GET /api/snapshot`: the current version, its routes (with endpoint addresses) and the
 //!   routes that were rejected, each naming the service and the tag at fault.
-//! - `GET /api/proxies`: the connected proxies, the version each has ACKed and its last NACK.
+//! - `GET /api/proxies`: the connected proxies (node id, address, entrypoints, build, connected
+//!   since), the version each has ACKed, whether it is behind the current version and for how
+//!   long (`lag_seconds`), and its last NACK with the error.
 //!
 //! Read-only: nothing here changes what is routed.
 
@@ -123,6 +125,7 @@ async fn snapshot(State(state): State<AdminState>) -> Response {
                 "rule": route.matcher.as_ref().map(berth_rules::traefik_rule::render),
                 "priority": route.priority,
                 "entrypoints": route.entrypoints,
+                "tls": route.tls,
                 "middlewares": middlewares,
                 "cluster": route.cluster,
                 "scheme": cluster.map(|c| if c.scheme.is_empty() { "http" } else { c.scheme.as_str() }),
@@ -146,6 +149,31 @@ async fn proxies_list(State(state): State<AdminState>) -> Json<Value> {
             .cmp(&b.node_id)
             .then(a.connected_since.cmp(&b.connected_since))
     });
+    let current = state.store.current();
+    let current = current.as_ref().map(|c| &c.compiled.version);
+    let now = std::time::SystemTime::now();
+    let list: Vec<Value> = list
+        .into_iter()
+        .map(|proxy| {
+            // Behind: the proxy has not ACKed the current version. Its lag is how long the
+            // first version it lacks has existed (since it connected, when its version is not
+            // one of the recent ones).
+            let behind = current.is_some() && proxy.acked_version.as_ref() != current;
+            let since = match (&proxy.acked_version, behind) {
+                (_, false) => None,
+                (Some(acked), true) => Some(state.store.behind_since(acked).unwrap_or(proxy.connected_since)),
+                (None, true) => Some(proxy.connected_since),
+            };
+            let lag = since.map_or(0.0, |since| {
+                now.duration_since(since).unwrap_or_default().as_secs_f64()
+            });
+            let mut value = json!(proxy);
+            value["behind"] = json!(behind);
+            value["lag_seconds"] = json!((lag * 1000.0).round() / 1000.0);
+            value["current_version"] = json!(current);
+            value
+        })
+        .collect();
     Json(json!(list))
 }
 

@@ -10,7 +10,6 @@
 //! Neither changes what is routed; health only reflects the store and the stop signal.
 
 use anyhow::{Context, Result};
-use berth_proto::v1::route_discovery_server::RouteDiscoveryServer;
 use tokio::sync::watch;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
@@ -18,11 +17,10 @@ use tonic_health::ServingStatus;
 use tonic_reflection::server::{v1, v1alpha};
 use tracing::info;
 
-use crate::server::DiscoveryService;
 use crate::store::Store;
 
 /// The route discovery server, whose gRPC service name health is reported under.
-type Discovery = RouteDiscoveryServer<DiscoveryService>;
+type Discovery = crate::wire::DiscoveryServer;
 
 /// The health service, `NOT_SERVING` already when this returns, and kept in step with the store
 /// and the stop signal from then on (by a task that ends once the control plane stops).
@@ -144,6 +142,7 @@ mod tests {
             snapshot: Snapshot::default(),
             version: "v1".into(),
             errors: Vec::new(),
+            digests: Default::default(),
         });
         wait_for(&reporter, &names, Wire::Serving).await;
 

@@ -3,9 +3,11 @@
 //!
 //! Data flows one way through four modules: `watch` (Consul blocking queries) → `compile` (tags,
 //! through the dialects of `berth_rules`, → routes and clusters of the route model) → `store`
-//! (the current snapshot) → `server` (one gRPC stream per proxy, each Hello bounded by `hello`).
-//! `admin` serves the operator's read-only views and `/metrics` (counted in `metrics`); `grpc_ops`
-//! adds the standard gRPC health and reflection services beside route discovery. The binary
+//! (the current snapshot, recent versions, deltas, each encoded once) → `server` (one gRPC stream
+//! per proxy, each Hello bounded by `hello`, served through `wire` with pre-encoded bodies, over
+//! TLS or mTLS from `tls` when configured). `admin` serves the operator's read-only views and
+//! `/metrics` (counted in `metrics`); `grpc_ops` adds the standard gRPC health and reflection
+//! services beside route discovery. The binary
 //! (`main.rs`) only calls [`main`].
 
 #![forbid(unsafe_code)]
@@ -17,7 +19,9 @@ mod hello;
 mod metrics;
 mod server;
 mod store;
+mod tls;
 mod watch;
+mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,10 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_proto::v1::route_discovery_server::RouteDiscoveryServer;
 use clap::Parser;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tracing::{info, warn};
 
 use crate::watch::Health;
@@ -153,6 +156,37 @@ struct Args {
     )]
     grpc_addr: SocketAddr,
 
+    /// PEM certificate (chain) the gRPC server presents: proxies then connect with
+    /// `https://`. Without it the gRPC address speaks plaintext, which suits loopback only:
+    /// anyone who reaches it can read the routing table. Reloaded when the file changes.
+    #[arg(
+        long,
+        env = "BERTH_CONTROL_GRPC_TLS_CERT",
+        value_name = "FILE",
+        requires = "grpc_tls_key"
+    )]
+    grpc_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --grpc-tls-cert. Reloaded when the file changes.
+    #[arg(
+        long,
+        env = "BERTH_CONTROL_GRPC_TLS_KEY",
+        value_name = "FILE",
+        requires = "grpc_tls_cert"
+    )]
+    grpc_tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): every client of the gRPC address (proxies, health checks,
+    /// grpcurl) must present a certificate signed by one of them (mutual TLS). Needs
+    /// --grpc-tls-cert. Reloaded when the file changes.
+    #[arg(
+        long,
+        env = "BERTH_CONTROL_GRPC_CLIENT_CA",
+        value_name = "FILE",
+        requires = "grpc_tls_cert"
+    )]
+    grpc_client_ca: Option<PathBuf>,
+
     /// Address of the admin HTTP API (/healthz, /metrics, /api/snapshot, /api/proxies).
     #[arg(
         long,
@@ -161,6 +195,29 @@ struct Args {
         value_name = "ADDR"
     )]
     admin_addr: SocketAddr,
+
+    /// How long to gather changes after the first one before publishing them as one version:
+    /// a burst (a service scaled to fifty instances) becomes a few pushes, not fifty, and a
+    /// change waits at most this much longer. 0 publishes every change at once.
+    #[arg(
+        long,
+        env = "BERTH_CONTROL_PUSH_COALESCE",
+        default_value = "50ms",
+        value_name = "DURATION",
+        value_parser = duration_or_zero
+    )]
+    push_coalesce: Duration,
+
+    /// A proxy that does not answer a push (ACK or NACK) within this long is disconnected; it
+    /// reconnects and says which version it holds. Other proxies never wait for it.
+    #[arg(
+        long,
+        env = "BERTH_CONTROL_STREAM_ACK_TIMEOUT",
+        default_value = "30s",
+        value_name = "DURATION",
+        value_parser = duration_positive
+    )]
+    stream_ack_timeout: Duration,
 
     /// Route services that carry no `<prefix>.enable` tag (Traefik's exposedByDefault).
     #[arg(long, env = "BERTH_CONTROL_EXPOSED_BY_DEFAULT")]
@@ -236,6 +293,35 @@ fn start(args: Args) -> Result<()> {
 async fn run(args: Args) -> Result<()> {
     let consul = berth_consul::Client::from_config(consul_config(&args)?)
         .context("the Consul client settings (--consul-*)")?;
+    let tls = match (&args.grpc_tls_cert, &args.grpc_tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.grpc_client_ca.clone(),
+            };
+            let config = files.load()?;
+            let mode = if files.client_ca.is_some() {
+                "TLS, client certificates required (mTLS)"
+            } else {
+                "TLS, no client certificate required: any client that reaches it can read the routing table"
+            };
+            info!(grpc = %args.grpc_addr, "gRPC address: {mode}");
+            Some((files, config))
+        }
+        _ => {
+            if args.grpc_addr.ip().is_loopback() {
+                info!(grpc = %args.grpc_addr, "gRPC address: plaintext, on loopback");
+            } else {
+                warn!(
+                    grpc = %args.grpc_addr,
+                    "gRPC address: plaintext on a non-loopback address: anyone who reaches it reads the \
+                     whole routing table; set --grpc-tls-cert/--grpc-tls-key and --grpc-client-ca"
+                );
+            }
+            None
+        }
+    };
     let grpc = TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("--grpc-addr {}: cannot listen", args.grpc_addr))?;
@@ -270,6 +356,7 @@ async fn run(args: Args) -> Result<()> {
         store.clone(),
         status.clone(),
         metrics.clone(),
+        args.push_coalesce,
     ));
 
     let admin_app = admin::router(store.clone(), proxies.clone(), status, metrics.clone());
@@ -293,21 +380,33 @@ async fn run(args: Args) -> Result<()> {
 
     let health_service = grpc_ops::health(store.clone(), stop.clone()).await;
     let (reflection, reflection_v1alpha) = grpc_ops::reflection()?;
-    let service = RouteDiscoveryServer::new(server::DiscoveryService::new(
+    let service = wire::DiscoveryServer::new(server::DiscoveryService::new(
         store,
         proxies,
         metrics,
         stop.clone(),
+        args.stream_ack_timeout,
     ));
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .add_service(service)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop))
-        .await
-        .context("route discovery server failed")?;
+        .add_service(reflection_v1alpha);
+    match tls {
+        Some((files, config)) => {
+            let incoming = tls::incoming(grpc, files, config);
+            router
+                .serve_with_incoming_shutdown(ReceiverStream::new(incoming), stopped(stop))
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop))
+                .await
+        }
+    }
+    .context("route discovery server failed")?;
     admin_task
         .await
         .context("admin server task")?
@@ -383,6 +482,14 @@ fn health_statuses(value: &str) -> Result<Health, String> {
         _ => Err(format!(
             "{value:?}: expected `passing` or `passing,warning` (critical instances never receive traffic)"
         )),
+    }
+}
+
+fn duration_positive(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("{value:?}: must be more than 0")),
+        Err(e) => Err(format!("{value:?}: {e} (for example 30s or 2m)")),
     }
 }
 

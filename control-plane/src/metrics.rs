@@ -8,41 +8,56 @@
 //!
 //! This module does not serve HTTP (see `admin`) and decides nothing: it only counts and renders.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
+use berth_support::prometheus::{load, Buckets, Histogram, Text};
+
 use crate::server::Proxies;
-use crate::store::Published;
+use crate::store::{Kind, Published};
 use crate::watch::WatchStatus;
 
 /// Upper bounds (seconds) of the compile duration histogram's buckets.
-const COMPILE_BUCKETS: [f64; 12] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+#[derive(Debug)]
+struct CompileBuckets;
+
+impl Buckets for CompileBuckets {
+    const BOUNDS: &'static [f64] = &[
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+}
 
 /// What the stream sessions and the compile loop count. Cumulative since start.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     pushes_full: AtomicU64,
+    pushes_delta: AtomicU64,
     pushes_up_to_date: AtomicU64,
-    pushed_bytes: AtomicU64,
+    pushed_bytes_full: AtomicU64,
+    pushed_bytes_delta: AtomicU64,
+    pushed_bytes_up_to_date: AtomicU64,
+    streams_timed_out: AtomicU64,
     acks: AtomicU64,
     nacks: AtomicU64,
     hellos_refused: AtomicU64,
-    compile: Histogram,
+    compile: Histogram<CompileBuckets>,
 }
 
 impl Metrics {
-    /// A snapshot was pushed whole (`full`) or as `up_to_date`, `bytes` long on the wire.
-    pub(crate) fn pushed(&self, full: bool, bytes: usize) {
-        let counter = if full {
-            &self.pushes_full
-        } else {
-            &self.pushes_up_to_date
+    /// An update of this kind was pushed, `bytes` long on the wire.
+    pub(crate) fn pushed(&self, kind: Kind, bytes: usize) {
+        let (count, total) = match kind {
+            Kind::Full => (&self.pushes_full, &self.pushed_bytes_full),
+            Kind::Delta => (&self.pushes_delta, &self.pushed_bytes_delta),
+            Kind::UpToDate => (&self.pushes_up_to_date, &self.pushed_bytes_up_to_date),
         };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.pushed_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        count.fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A stream was dropped because its proxy did not answer a push in time.
+    pub(crate) fn stream_timed_out(&self) {
+        self.streams_timed_out.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn acked(&self) {
@@ -133,6 +148,36 @@ impl Metrics {
             out.sample("berth_control_consul_errors_total", &[("part", part)], n);
         }
         out.family(
+            "berth_control_consul_blocking_query_seconds",
+            "summary",
+            "How long Consul held the watch's blocking queries (asked with an index) before answering, by query: up to the wait (5m) when nothing changes, short when the catalog moves.",
+        );
+        let blocking: Vec<_> = watch.blocking().collect();
+        for (query, count, sum, _) in &blocking {
+            out.sample_f64(
+                "berth_control_consul_blocking_query_seconds_sum",
+                &[("query", query)],
+                *sum,
+            );
+            out.sample(
+                "berth_control_consul_blocking_query_seconds_count",
+                &[("query", query)],
+                *count,
+            );
+        }
+        out.family(
+            "berth_control_consul_blocking_query_last_seconds",
+            "gauge",
+            "How long the last answered blocking query was held, by query.",
+        );
+        for (query, _, _, last) in &blocking {
+            out.sample_f64(
+                "berth_control_consul_blocking_query_last_seconds",
+                &[("query", query)],
+                *last,
+            );
+        }
+        out.family(
             "berth_control_consul_service_reads_total",
             "counter",
             "Services read again from Consul after a change.",
@@ -186,24 +231,46 @@ impl Metrics {
         out.family(
             "berth_control_pushes_total",
             "counter",
-            "Updates pushed to proxies, by kind: a full snapshot, or up_to_date for a proxy that already held the version.",
+            "Updates pushed to proxies, by kind: a full snapshot, a delta against the version the proxy held, or up_to_date for a proxy that already held the version.",
         );
-        out.sample(
-            "berth_control_pushes_total",
-            &[("kind", "full")],
-            load(&self.pushes_full),
-        );
-        out.sample(
-            "berth_control_pushes_total",
-            &[("kind", "up_to_date")],
-            load(&self.pushes_up_to_date),
-        );
+        let kinds = [
+            (Kind::Full, &self.pushes_full, &self.pushed_bytes_full),
+            (Kind::Delta, &self.pushes_delta, &self.pushed_bytes_delta),
+            (
+                Kind::UpToDate,
+                &self.pushes_up_to_date,
+                &self.pushed_bytes_up_to_date,
+            ),
+        ];
+        for (kind, count, _) in kinds {
+            out.sample(
+                "berth_control_pushes_total",
+                &[("kind", kind.as_str())],
+                load(count),
+            );
+        }
         out.family(
             "berth_control_pushed_bytes_total",
             "counter",
-            "Bytes of the updates pushed to proxies (encoded messages).",
+            "Bytes of the updates pushed to proxies (encoded messages), by kind.",
         );
-        out.sample("berth_control_pushed_bytes_total", &[], load(&self.pushed_bytes));
+        for (kind, _, bytes) in kinds {
+            out.sample(
+                "berth_control_pushed_bytes_total",
+                &[("kind", kind.as_str())],
+                load(bytes),
+            );
+        }
+        out.family(
+            "berth_control_streams_timed_out_total",
+            "counter",
+            "Streams dropped because the proxy did not answer a push within --stream-ack-timeout.",
+        );
+        out.sample(
+            "berth_control_streams_timed_out_total",
+            &[],
+            load(&self.streams_timed_out),
+        );
         out.family(
             "berth_control_acks_total",
             "counter",
@@ -226,103 +293,8 @@ impl Metrics {
             &[],
             load(&self.hellos_refused),
         );
-        out.text
+        out.into_string()
     }
-}
-
-fn load(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
-}
-
-/// A lock-free histogram of durations: per-bucket counts (not cumulative; summed when rendered),
-/// the sum in microseconds and the count.
-#[derive(Debug, Default)]
-struct Histogram {
-    /// One per bound of [`COMPILE_BUCKETS`], then one for larger observations.
-    buckets: [AtomicU64; COMPILE_BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    fn observe(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let bucket = COMPILE_BUCKETS
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(COMPILE_BUCKETS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut Text, name: &str, help: &str) {
-        out.family(name, "histogram", help);
-        let bucket_name = format!("{name}_bucket");
-        let mut cumulative = 0;
-        for (i, bound) in COMPILE_BUCKETS.iter().enumerate() {
-            cumulative += load(&self.buckets[i]);
-            out.sample(&bucket_name, &[("le", &bound.to_string())], cumulative);
-        }
-        cumulative += load(&self.buckets[COMPILE_BUCKETS.len()]);
-        // +Inf is the count of every observation the buckets saw, so it never disagrees with
-        // the buckets even while an observation is being recorded.
-        out.sample(&bucket_name, &[("le", "+Inf")], cumulative);
-        out.sample_f64(&format!("{name}_sum"), &[], load(&self.sum_micros) as f64 / 1e6);
-        out.sample(&format!("{name}_count"), &[], load(&self.count));
-    }
-}
-
-/// Prometheus text exposition being written.
-#[derive(Default)]
-struct Text {
-    text: String,
-}
-
-impl Text {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(self.text, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
-        self.labels(name, labels);
-        let _ = writeln!(self.text, " {value}");
-    }
-
-    fn sample_f64(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.labels(name, labels);
-        let _ = writeln!(self.text, " {value}");
-    }
-
-    fn labels(&mut self, name: &str, labels: &[(&str, &str)]) {
-        self.text.push_str(name);
-        if labels.is_empty() {
-            return;
-        }
-        self.text.push('{');
-        for (i, (label, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                self.text.push(',');
-            }
-            let _ = write!(self.text, "{label}=\"{}\"", escape_label(value));
-        }
-        self.text.push('}');
-    }
-}
-
-/// A label value as the text format writes it: backslash, double quote and line feed escaped.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', r"\\")
-        .replace('"', r#"\""#)
-        .replace('\n', r"\n")
-}
-
-/// A HELP text as the text format writes it: backslash and line feed escaped.
-fn escape_help(value: &str) -> String {
-    value.replace('\\', r"\\").replace('\n', r"\n")
 }
 
 #[cfg(test)]

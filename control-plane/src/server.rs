@@ -4,7 +4,11 @@
 //! the current snapshot (or `up_to_date` when the proxy already has its version), then push every
 //! new snapshot as the store publishes it, and record each Ack and Nack. Per-proxy state lives in
 //! a shared [`Proxies`] registry read by the admin API; an entry exists exactly while its stream
-//! is open. A version a proxy NACKed is not sent to it again; the next change is.
+//! is open. After the first answer a proxy receives deltas against the version it ACKed (full
+//! snapshots when that version is unknown or after a NACK); a full snapshot a proxy NACKed is not
+//! sent to it again, the next change is. One push is in flight per stream, chosen from the latest
+//! state when the previous one is answered; a proxy that does not answer in time is dropped.
+//! Bodies are encoded once for all streams (`store::Encoded`, sent through `wire`).
 //!
 //! A Hello over the bounds of `crate::hello` is refused before anything is registered or
 //! logged of it. Pushes, their bytes, ACKs and NACKs are counted in [`Metrics`] (atomics only).
@@ -16,12 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use berth_proto::v1::proxy_message::Kind;
-use berth_proto::v1::route_discovery_server::RouteDiscovery;
-use berth_proto::v1::route_update::Body;
-use berth_proto::v1::{Hello, ProxyMessage, RouteUpdate, UpToDate};
+use berth_proto::v1::{Hello, ProxyMessage};
 use dashmap::DashMap;
 use futures::Stream;
-use prost::Message as _;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -30,7 +31,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
-use crate::store::{Published, Store};
+use crate::store::{Encoded, Kind as PushKind, Published, Store};
+use crate::wire::Push;
 
 /// How long a new stream may take to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,6 +77,8 @@ pub(crate) struct DiscoveryService {
     next_stream: AtomicU64,
     /// Becomes true when the control plane stops; every stream then ends with UNAVAILABLE.
     stop: watch::Receiver<bool>,
+    /// A stream whose proxy does not answer a push within this long is dropped.
+    ack_timeout: Duration,
 }
 
 impl DiscoveryService {
@@ -83,6 +87,7 @@ impl DiscoveryService {
         proxies: Proxies,
         metrics: Arc<Metrics>,
         stop: watch::Receiver<bool>,
+        ack_timeout: Duration,
     ) -> DiscoveryService {
         DiscoveryService {
             store,
@@ -90,6 +95,7 @@ impl DiscoveryService {
             metrics,
             next_stream: AtomicU64::new(1),
             stop,
+            ack_timeout,
         }
     }
 
@@ -117,16 +123,15 @@ impl DiscoveryService {
     }
 }
 
-type UpdateStream = Pin<Box<dyn Stream<Item = Result<RouteUpdate, Status>> + Send>>;
+/// The updates one stream sends.
+pub(crate) type PushStream = Pin<Box<dyn Stream<Item = Result<Push, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl RouteDiscovery for DiscoveryService {
-    type StreamStream = UpdateStream;
-
-    async fn stream(
+impl DiscoveryService {
+    /// One proxy's stream: checks its Hello, then runs its session in a task of its own.
+    pub(crate) async fn stream(
         &self,
         request: Request<Streaming<ProxyMessage>>,
-    ) -> Result<Response<UpdateStream>, Status> {
+    ) -> Result<Response<PushStream>, Status> {
         let peer = request.remote_addr();
         let mut incoming = request.into_inner();
         let hello = self.hello(&mut incoming).await.inspect_err(|status| {
@@ -136,7 +141,9 @@ impl RouteDiscovery for DiscoveryService {
         })?;
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         info!(stream = id, node = %hello.node_id, ?peer, version = %hello.version, "proxy connected");
-        let (tx, rx) = mpsc::channel(4);
+        // One push is in flight at a time (the next waits for its answer), so the queue holds
+        // at most that push and the final status.
+        let (tx, rx) = mpsc::channel(2);
         let session = Session {
             id,
             store: self.store.clone(),
@@ -145,6 +152,7 @@ impl RouteDiscovery for DiscoveryService {
             nonce: 0,
             tx,
             stop: self.stop.clone(),
+            ack_timeout: self.ack_timeout,
         };
         tokio::spawn(session.run(hello, peer, incoming));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -157,8 +165,17 @@ struct Session {
     proxies: Proxies,
     metrics: Arc<Metrics>,
     nonce: u64,
-    tx: mpsc::Sender<Result<RouteUpdate, Status>>,
+    tx: mpsc::Sender<Result<Push, Status>>,
     stop: watch::Receiver<bool>,
+    ack_timeout: Duration,
+}
+
+/// The push a stream waits an answer for.
+struct InFlight {
+    nonce: String,
+    version: String,
+    kind: PushKind,
+    deadline: tokio::time::Instant,
 }
 
 impl Session {
@@ -184,93 +201,129 @@ impl Session {
     }
 
     /// Runs the stream until it ends; returns why it ended.
+    ///
+    /// One push is in flight at a time: the next is chosen when the proxy has answered, from the
+    /// latest state then (so a slow proxy skips the versions it was too slow for, and a delta
+    /// always starts from the version the proxy ACKed). A proxy that does not answer within
+    /// `ack_timeout` is dropped; it reconnects and says what it holds.
     async fn serve(&mut self, held: Option<String>, incoming: &mut Streaming<ProxyMessage>) -> String {
         let mut published = self.store.subscribe();
         let mut stop = self.stop.clone();
-        // What the proxy has (per its Hello) or was last sent: a version is never sent twice in a
-        // row, and a NACKed one is not re-sent.
-        let mut last_sent: Option<String> = None;
+        // The version the proxy routes by, as far as this stream knows (Hello, then ACKs);
+        // `None` after a NACK or for a proxy with nothing: it then receives full snapshots.
         let mut holds = held;
+        // Nothing is sent before the answer to the Hello; after that only changes.
+        let mut answered_hello = false;
+        // A full snapshot the proxy NACKed is not sent to it again.
+        let mut refused: Option<String> = None;
+        let mut in_flight: Option<InFlight> = None;
         loop {
-            let current = published.borrow_and_update().clone();
-            if let Some(current) = current {
-                let version = &current.compiled.version;
-                if last_sent.as_ref() != Some(version) {
-                    let up_to_date = holds.as_ref() == Some(version);
-                    if let Err(e) = self.send(&current, up_to_date).await {
-                        return e;
+            if in_flight.is_none() {
+                let current = published.borrow_and_update().clone();
+                if let Some(current) = current {
+                    let version = &current.compiled.version;
+                    let needed = if holds.as_ref() == Some(version) {
+                        !answered_hello
+                    } else {
+                        refused.as_ref() != Some(version)
+                    };
+                    if needed {
+                        match self.send(&current, holds.as_deref()).await {
+                            Ok(sent) => in_flight = Some(sent),
+                            Err(e) => return e,
+                        }
+                        answered_hello = true;
                     }
-                    last_sent = Some(version.clone());
-                    holds = None;
                 }
             }
+            let deadline = in_flight.as_ref().map(|f| f.deadline);
             tokio::select! {
                 () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
                     let _ = self.tx.send(Err(Status::unavailable("control plane shutting down"))).await;
                     return "control plane shutting down".into();
                 }
-                changed = published.changed() => {
+                changed = published.changed(), if in_flight.is_none() => {
                     if changed.is_err() {
                         return "control plane shutting down".into();
                     }
                 }
+                () = sleep_until(deadline) => {
+                    self.metrics.stream_timed_out();
+                    let _ = self.tx.try_send(Err(Status::deadline_exceeded(format!(
+                        "no ACK or NACK within {:?} of a push (--stream-ack-timeout)", self.ack_timeout
+                    ))));
+                    return format!("dropped: no ACK or NACK within {:?} of a push", self.ack_timeout);
+                }
                 message = incoming.next() => match message {
                     None => return "stream closed by the proxy".into(),
-                    Some(Err(status)) => return format!("stream error: {}", status.message()),
-                    Some(Ok(message)) => self.record(message),
+                    Some(Err(status)) => return format!("stream error: {}", clip(status.message())),
+                    Some(Ok(message)) => {
+                        self.record(message, &mut in_flight, &mut holds, &mut refused)
+                    }
                 },
             }
         }
     }
 
-    async fn send(&mut self, current: &Published, up_to_date: bool) -> Result<(), String> {
+    /// Sends the current state to a proxy that holds `holds`: `up_to_date`, a delta from it,
+    /// or the full snapshot.
+    async fn send(&mut self, current: &Published, holds: Option<&str>) -> Result<InFlight, String> {
+        let version = current.compiled.version.clone();
+        let encoded = match holds {
+            Some(held) if held == version => Arc::new(Encoded::up_to_date()),
+            Some(held) => self.store.delta(held, current).unwrap_or_else(|| current.full()),
+            None => current.full(),
+        };
         self.nonce += 1;
         let nonce = self.nonce.to_string();
-        let version = current.compiled.version.clone();
-        let body = if up_to_date {
-            Body::UpToDate(UpToDate {})
-        } else {
-            Body::Snapshot(current.compiled.snapshot.clone())
-        };
-        let update = RouteUpdate {
-            version: version.clone(),
-            nonce: nonce.clone(),
-            body: Some(body),
-        };
-        debug!(stream = self.id, %version, %nonce, up_to_date, "sending update");
-        let bytes = update.encoded_len();
+        let push = Push::new(&version, &nonce, encoded.body.clone());
+        let bytes = push.len();
+        debug!(stream = self.id, %version, %nonce, kind = encoded.kind.as_str(), items = encoded.items, bytes, "sending update");
         self.tx
-            .send(Ok(update))
+            .send(Ok(push))
             .await
             .map_err(|_| "stream closed by the proxy".to_string())?;
-        self.metrics.pushed(!up_to_date, bytes);
+        self.metrics.pushed(encoded.kind, bytes);
         if let Some(mut status) = self.proxies.get_mut(&self.id) {
-            status.sent_version = Some(version);
+            status.sent_version = Some(version.clone());
         }
-        Ok(())
+        Ok(InFlight {
+            nonce,
+            version,
+            kind: encoded.kind,
+            deadline: tokio::time::Instant::now() + self.ack_timeout,
+        })
     }
 
-    fn record(&mut self, message: ProxyMessage) {
+    fn record(
+        &mut self,
+        message: ProxyMessage,
+        in_flight: &mut Option<InFlight>,
+        holds: &mut Option<String>,
+        refused: &mut Option<String>,
+    ) {
         let Some(mut status) = self.proxies.get_mut(&self.id) else {
             return;
         };
+        let answers = |nonce: &str| in_flight.as_ref().is_some_and(|f| f.nonce == nonce);
         match message.kind {
             Some(Kind::Ack(ack)) => {
-                // Only the answer to the last push says what the proxy routes by now: an ACK of
-                // an earlier push was overtaken by a newer version already on its way.
-                if ack.nonce != self.nonce.to_string() {
-                    debug!(stream = self.id, node = %status.node_id, nonce = %clip(&ack.nonce), last = self.nonce, "ignoring the ACK of an earlier push");
+                // Only the answer to the push in flight says what the proxy routes by now.
+                if !answers(&ack.nonce) {
+                    debug!(stream = self.id, node = %status.node_id, nonce = %clip(&ack.nonce), last = self.nonce, "ignoring an ACK of no push in flight");
                     return;
                 }
-                debug!(stream = self.id, node = %status.node_id, version = %clip(&ack.version), nonce = %ack.nonce, "ACK");
-                status.acked_version = Some(clip(&ack.version).to_string());
+                let Some(sent) = in_flight.take() else { return };
+                debug!(stream = self.id, node = %status.node_id, version = %sent.version, nonce = %sent.nonce, "ACK");
+                status.acked_version = Some(sent.version.clone());
+                *holds = Some(sent.version);
                 self.metrics.acked();
             }
             Some(Kind::Nack(nack)) => {
                 self.metrics.nacked();
                 warn!(
                     stream = self.id, node = %status.node_id, version = %clip(&nack.version), nonce = %clip(&nack.nonce),
-                    "proxy rejected snapshot: {}", clip(&nack.error)
+                    "proxy rejected update: {}", clip(&nack.error)
                 );
                 status.last_nack = Some(NackRecord {
                     version: clip(&nack.version).to_string(),
@@ -278,12 +331,31 @@ impl Session {
                     error: clip(&nack.error).to_string(),
                     at: SystemTime::now(),
                 });
+                if !answers(&nack.nonce) {
+                    return;
+                }
+                let Some(sent) = in_flight.take() else { return };
+                // What the proxy holds is no longer certain: full snapshots from now on, until
+                // it ACKs one. A refused delta is answered with the full snapshot at once; a
+                // refused full snapshot is not sent again.
+                *holds = None;
+                if sent.kind == PushKind::Full {
+                    *refused = Some(sent.version);
+                }
             }
             Some(Kind::Hello(_)) => {
                 warn!(stream = self.id, node = %status.node_id, "ignoring a second Hello")
             }
             None => warn!(stream = self.id, node = %status.node_id, "ignoring an empty message"),
         }
+    }
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -4,7 +4,8 @@
 //! while no control plane has answered since start; 503 before, and while draining on shutdown;
 //! the admin address stays up until the process exits) and `GET /api/snapshot`
 //! (the applied routing state as JSON: each route with its rule rendered in Traefik v3 syntax,
-//! its middlewares and endpoints, in the order routes are tried; each cluster). Read-only.
+//! its middlewares and endpoints, in the order routes are tried; each cluster) and `GET /metrics`
+//! (Prometheus text, see `metrics`). Read-only.
 //! Not for: changing anything; routing changes only come from the control plane (see `stream`).
 
 use std::sync::Arc;
@@ -54,6 +55,9 @@ struct RouteView {
     order: u64,
     /// As sent by the control plane: empty means every entrypoint.
     entrypoints: Vec<String>,
+    /// Served only on TLS entrypoints; shown only when set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls: bool,
     middlewares: Vec<MiddlewareView>,
     cluster: String,
     /// `address:port` of each endpoint, in snapshot order.
@@ -89,6 +93,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/snapshot", get(snapshot))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -132,6 +137,16 @@ fn health_answer(health: &Health) -> (StatusCode, String) {
     }
 }
 
+async fn metrics(AxumState(state): AxumState<Arc<State>>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            berth_support::prometheus::CONTENT_TYPE,
+        )],
+        crate::metrics::render(crate::metrics::global(), &state),
+    )
+}
+
 async fn snapshot(AxumState(state): AxumState<Arc<State>>) -> Json<SnapshotView> {
     Json(view(&state))
 }
@@ -168,6 +183,7 @@ fn route_view(r: &Route) -> RouteView {
         priority: r.priority,
         order: r.order,
         entrypoints: r.entrypoints.clone(),
+        tls: r.tls,
         middlewares: r
             .middlewares
             .iter()

@@ -1,9 +1,13 @@
-//! Weighted round robin over a cluster's endpoints.
+//! Choosing the next endpoint of a cluster: smooth weighted round robin, plain round robin, or
+//! least request with two random choices.
 //!
-//! For: choosing which endpoint of a cluster serves the next request, in O(1) with one atomic
-//! increment and no lock. The order is precomputed when a route table is built (smooth weighted
-//! round robin, as in nginx), so picking is an index into a slot sequence.
-//! Not for: health checking or outlier detection; the control plane sends healthy endpoints only.
+//! For: picking in O(1) with no lock. Weighted round robin's order is precomputed when a route
+//! table is built (smooth, as in nginx), so picking is one atomic increment and an index into a
+//! slot sequence; plain round robin is the increment alone; least request draws two distinct
+//! endpoints at random (a thread-local generator) and takes the one with fewer requests in flight
+//! for its weight (Traefik's `p2c`, Envoy's `LEAST_REQUEST`).
+//! Not for: skipping ejected endpoints or those a retry already tried (see `table::cluster`),
+//! or counting the load (see `health`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,23 +16,47 @@ use std::sync::Arc;
 /// down proportionally, so a cluster with absurd weights cannot blow up memory.
 const MAX_SLOTS: u64 = 4096;
 
-/// A precomputed pick order plus the shared position in it.
+/// How the next endpoint is chosen (the proto's `Balancing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    WeightedRoundRobin,
+    RoundRobin,
+    LeastRequest,
+}
+
+/// A cluster's balancer: its policy's precomputed state plus the shared position.
 #[derive(Debug)]
 pub(crate) struct Balancer {
-    /// Endpoint indices in the order they are picked; one full cycle honours every weight exactly.
-    slots: Box<[u32]>,
-    /// Position in `slots`; shared with the balancer of the previous table when the endpoints did
-    /// not change, so a table swap does not restart the rotation.
+    kind: Kind,
+    /// Position in the rotation; shared with the balancer of the previous table when the endpoints
+    /// did not change, so a table swap does not restart the rotation.
     next: Arc<AtomicUsize>,
 }
 
+#[derive(Debug)]
+enum Kind {
+    /// Endpoint indices in the order they are picked; one full cycle honours every weight exactly.
+    Weighted(Box<[u32]>),
+    RoundRobin(usize),
+    /// The endpoints' weights (at least 1).
+    LeastRequest(Box<[u32]>),
+}
+
 impl Balancer {
-    /// Builds the slot sequence for endpoints with these weights (a weight of 0 counts as 1).
+    /// Builds the weighted balancer for endpoints with these weights (a weight of 0 counts as 1).
+    #[cfg(test)]
     pub(crate) fn new(weights: &[u32], next: Arc<AtomicUsize>) -> Self {
-        Self {
-            slots: smooth_weighted_slots(weights).into_boxed_slice(),
-            next,
-        }
+        Self::with_policy(Policy::WeightedRoundRobin, weights, next)
+    }
+
+    /// Builds the balancer of `policy` for endpoints with these weights.
+    pub(crate) fn with_policy(policy: Policy, weights: &[u32], next: Arc<AtomicUsize>) -> Self {
+        let kind = match policy {
+            Policy::WeightedRoundRobin => Kind::Weighted(smooth_weighted_slots(weights).into_boxed_slice()),
+            Policy::RoundRobin => Kind::RoundRobin(weights.len()),
+            Policy::LeastRequest => Kind::LeastRequest(weights.iter().map(|w| (*w).max(1)).collect()),
+        };
+        Self { kind, next }
     }
 
     /// A fresh position counter, for a balancer that shares nothing with a previous table.
@@ -41,14 +69,48 @@ impl Balancer {
         &self.next
     }
 
-    /// The index of the endpoint to use next, or `None` if there are no endpoints.
+    /// The index of the endpoint to use next, or `None` if there are no endpoints. `load` gives
+    /// an endpoint's requests in flight (read by least request only).
     #[inline]
-    pub(crate) fn pick(&self) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
+    pub(crate) fn pick_by(&self, load: impl Fn(usize) -> u32) -> Option<usize> {
+        match &self.kind {
+            Kind::Weighted(slots) => {
+                if slots.is_empty() {
+                    return None;
+                }
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                Some(slots[n % slots.len()] as usize)
+            }
+            Kind::RoundRobin(len) => {
+                if *len == 0 {
+                    return None;
+                }
+                Some(self.next.fetch_add(1, Ordering::Relaxed) % len)
+            }
+            Kind::LeastRequest(weights) => {
+                let len = weights.len();
+                match len {
+                    0 => None,
+                    1 => Some(0),
+                    _ => {
+                        let a = fastrand::usize(..len);
+                        let b = (a + 1 + fastrand::usize(..len - 1)) % len;
+                        // Fewer in flight per unit of weight wins: (load+1)/weight compared
+                        // without division.
+                        let cost = |i: usize, other: usize| {
+                            u64::from(load(i)).saturating_add(1) * u64::from(weights[other])
+                        };
+                        Some(if cost(b, a) < cost(a, b) { b } else { a })
+                    }
+                }
+            }
         }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(self.slots[n % self.slots.len()] as usize)
+    }
+
+    /// [`Self::pick_by`] with no load known.
+    #[cfg(test)]
+    pub(crate) fn pick(&self) -> Option<usize> {
+        self.pick_by(|_| 0)
     }
 }
 
@@ -141,6 +203,41 @@ mod tests {
     #[test]
     fn no_endpoints() {
         assert_eq!(Balancer::new(&[], Balancer::fresh_counter()).pick(), None);
+    }
+
+    #[test]
+    fn plain_round_robin_ignores_weights() {
+        let b = Balancer::with_policy(Policy::RoundRobin, &[5, 1, 1], Balancer::fresh_counter());
+        let order: Vec<_> = (0..6).map(|_| b.pick().unwrap()).collect();
+        assert_eq!(order, [0, 1, 2, 0, 1, 2]);
+        let none = Balancer::with_policy(Policy::RoundRobin, &[], Balancer::fresh_counter());
+        assert_eq!(none.pick(), None);
+    }
+
+    #[test]
+    fn least_request_prefers_the_less_loaded() {
+        let b = Balancer::with_policy(Policy::LeastRequest, &[1, 1, 1], Balancer::fresh_counter());
+        // Endpoint 0 is busy: it loses every draw it is part of, so it is never chosen.
+        let load = |i: usize| if i == 0 { 10 } else { 0 };
+        let mut counts = [0; 3];
+        for _ in 0..3000 {
+            counts[b.pick_by(load).unwrap()] += 1;
+        }
+        assert_eq!(counts[0], 0, "{counts:?}");
+        assert!(counts[1] > 1200 && counts[2] > 1200, "{counts:?}");
+        // Equal load: about even.
+        let mut counts = [0; 3];
+        for _ in 0..3000 {
+            counts[b.pick_by(|_| 0).unwrap()] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+        // Weights count: with equal load, the heavier endpoint wins its draws.
+        let w = Balancer::with_policy(Policy::LeastRequest, &[1, 4], Balancer::fresh_counter());
+        assert!((0..100).all(|_| w.pick_by(|_| 1) == Some(1)));
+        let one = Balancer::with_policy(Policy::LeastRequest, &[3], Balancer::fresh_counter());
+        assert_eq!(one.pick(), Some(0));
+        let none = Balancer::with_policy(Policy::LeastRequest, &[], Balancer::fresh_counter());
+        assert_eq!(none.pick(), None);
     }
 
     #[test]

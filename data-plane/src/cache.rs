@@ -221,13 +221,18 @@ impl Writer {
                     tokio::task::spawn_blocking(move || job_cache.store(&job.version, &job.snapshot)).await;
                 match result {
                     Ok(Ok(())) => {
+                        crate::metrics::global().cache_written(true);
                         tracing::info!(version = %next.version, file = %cache.file().display(), "snapshot cached");
                         written = Some(next.version.clone());
                     }
                     Ok(Err(error)) => {
+                        crate::metrics::global().cache_written(false);
                         tracing::warn!(%error, "cannot cache the snapshot; a restart without a control plane will not have it")
                     }
-                    Err(error) => tracing::warn!(%error, "the snapshot cache writer failed"),
+                    Err(error) => {
+                        crate::metrics::global().cache_written(false);
+                        tracing::warn!(%error, "the snapshot cache writer failed")
+                    }
                 }
             }
         });

@@ -33,11 +33,11 @@ use crate::proxy::middleware::IpRanges;
         --drain-timeout (HTTP/2 clients are told with GOAWAY), then exits. A second signal exits at once.\n\n\
         Every flag can also be set with an environment variable, shown as [env: ...] below.",
     after_help = "Admin endpoints (on --admin-addr): GET /healthz (200 once a snapshot is applied, saying so when \
-        it comes from the cache; 503 before, and while draining), GET /api/snapshot (the routing state in JSON)."
+        it comes from the cache; 503 before, and while draining), GET /api/snapshot (the routing state in JSON), GET /metrics (Prometheus metrics)."
 )]
 pub(crate) struct Cli {
-    /// Control-plane (berth-control) gRPC address(es) to fetch routes from, as http:// URLs.
-    /// Give several, comma-separated, for failover: on every (re)connect the proxy tries the next one in
+    /// Control-plane (berth-control) gRPC address(es) to fetch routes from, as http:// URLs, or
+    /// https:// for a control plane serving TLS (then with --control-plane-ca). Give several, comma-separated, for failover: on every (re)connect the proxy tries the next one in
     /// the list.
     #[arg(
         long,
@@ -49,10 +49,34 @@ pub(crate) struct Cli {
     )]
     pub control_plane: Vec<ControlPlaneUrl>,
 
+    /// PEM CA certificate(s) the control plane's certificate must be signed by. Required for
+    /// https:// control planes; re-read at every (re)connect.
+    #[arg(long, env = "BERTH_PROXY_CONTROL_PLANE_CA", value_name = "FILE")]
+    pub control_plane_ca: Option<PathBuf>,
+
+    /// PEM client certificate presented to https:// control planes that require one (mutual
+    /// TLS, berth-control --grpc-client-ca). Re-read at every (re)connect.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_CONTROL_PLANE_CERT",
+        value_name = "FILE",
+        requires = "control_plane_key"
+    )]
+    pub control_plane_cert: Option<PathBuf>,
+
+    /// PEM private key of --control-plane-cert.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_CONTROL_PLANE_KEY",
+        value_name = "FILE",
+        requires = "control_plane_cert"
+    )]
+    pub control_plane_key: Option<PathBuf>,
+
     /// Where to accept HTTP traffic, as NAME=ADDRESS (for example http=0.0.0.0:80). Repeat the flag (or
     /// separate with commas) to listen on several addresses. NAME is the entrypoint name that routes refer
     /// to: a route limited to entrypoint "web" is only served on the entrypoint named "web". Both
-    /// HTTP/1.1 and cleartext HTTP/2 (h2c) are accepted.
+    /// HTTP/1.1 and cleartext HTTP/2 (h2c) are accepted; an entrypoint named in --tls speaks HTTPS instead.
     #[arg(
         long = "entrypoint",
         env = "BERTH_PROXY_ENTRYPOINT",
@@ -90,8 +114,9 @@ pub(crate) struct Cli {
     pub connect_timeout: Duration,
 
     /// How long to wait for a backend's response headers, counted from the moment the request is
-    /// forwarded (connecting included). Past it the client gets a 504. The response body, once
-    /// started, is not limited. Examples: 30s, 1m.
+    /// forwarded (connecting included) or, for a request with a body, from the moment its body has
+    /// been sent whole (an upload may stream for longer). Past it the client gets a 504. The
+    /// response body, once started, is not limited. Examples: 30s, 1m.
     #[arg(
         long,
         env = "BERTH_PROXY_REQUEST_TIMEOUT",
@@ -100,6 +125,18 @@ pub(crate) struct Cli {
         value_parser = parse_duration
     )]
     pub request_timeout: Duration,
+
+    /// How long an idle keep-alive connection to a backend is kept for reuse before it is closed.
+    /// A cluster's own timeouts (Berth's berth.timeout.* tags) override this flag, as they
+    /// override --connect-timeout and --request-timeout (its first-byte timeout). Examples: 90s, 5m.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_BACKEND_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "90s",
+        value_parser = parse_duration
+    )]
+    pub backend_idle_timeout: Duration,
 
     /// On SIGTERM or SIGINT, first answer 503 on /healthz for this long while still serving
     /// requests, so that a load balancer or DNS health check in front notices and stops sending
@@ -133,7 +170,8 @@ pub(crate) struct Cli {
     #[arg(long, env = "BERTH_PROXY_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// Number of worker threads of the async runtime. Default: one per CPU core.
+    /// Number of worker threads serving requests, each with its own socket of every entrypoint
+    /// (SO_REUSEPORT) and its own backend connections. Default: one per CPU core.
     #[arg(long, env = "BERTH_PROXY_WORKERS", value_name = "N")]
     pub workers: Option<NonZeroUsize>,
 
@@ -169,6 +207,136 @@ pub(crate) struct Cli {
     )]
     pub trusted_ips: Vec<String>,
 
+    /// Entrypoints that speak HTTPS: TLS 1.2 or 1.3, HTTP/2 or HTTP/1.1 by ALPN, with the
+    /// certificates of --cert-dir chosen by SNI. Names of --entrypoint, comma-separated or repeated
+    /// (for example --entrypoint websecure=0.0.0.0:443 --tls websecure). Requests on them carry
+    /// X-Forwarded-Proto: https.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_TLS",
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ','
+    )]
+    pub tls: Vec<String>,
+
+    /// Directory of the certificates the --tls entrypoints serve: NAME.pem holding a certificate
+    /// chain (leaf first) and its private key, or NAME.crt with NAME.key beside it. Each certificate
+    /// is served for the DNS names in it (wildcards such as *.example.com included); a client that
+    /// sends no SNI, or a name no certificate has, gets the first certificate in file-name order.
+    /// Files added, replaced or removed are picked up within --cert-reload-interval, without a
+    /// restart; a file that cannot be used is reported in the log and skipped. Required with --tls.
+    #[arg(long, env = "BERTH_PROXY_CERT_DIR", value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// How often --cert-dir is checked for added, replaced or removed files. Examples: 2s, 500ms.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_CERT_RELOAD_INTERVAL",
+        value_name = "DURATION",
+        default_value = "2s",
+        value_parser = parse_duration
+    )]
+    pub cert_reload_interval: Duration,
+
+    /// How long a client may take to complete the TLS handshake on a --tls entrypoint before the
+    /// connection is closed. Examples: 10s, 3s.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_TLS_HANDSHAKE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub tls_handshake_timeout: Duration,
+
+    /// Largest request head a client may send: request line and headers together (HTTP/1.1), or the
+    /// header list (HTTP/2). A larger one is answered 431 Request Header Fields Too Large and, over
+    /// HTTP/1.1, the connection is closed. This also bounds the memory a client that never finishes
+    /// its headers can hold. At least 8KiB. Examples: 64KiB, 1MiB, 32768.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_MAX_HEADER_BYTES",
+        value_name = "SIZE",
+        default_value = "64KiB",
+        value_parser = parse_header_bytes
+    )]
+    pub max_header_bytes: usize,
+
+    /// Most header fields a request may have; more are answered 431 and, over HTTP/1.1, the connection
+    /// is closed.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_MAX_HEADERS",
+        value_name = "N",
+        default_value = "100",
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub max_headers: u16,
+
+    /// How long an HTTP/1.1 client may take to send a request's line and headers, counted from its
+    /// first byte. A client slower than that is disconnected (without an answer), which stops
+    /// slow-header ("slowloris") clients from holding connections. Examples: 10s, 30s.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_HEADER_READ_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub header_read_timeout: Duration,
+
+    /// How long a client connection may stay open with no request in progress: a new connection that
+    /// sends nothing, an HTTP/1.1 keep-alive connection between requests, an HTTP/2 connection with
+    /// no open stream (it gets a GOAWAY). As Traefik's idleTimeout. Keep it longer than the idle
+    /// timeout of a load balancer in front, so that the load balancer closes first. Quiet HTTP/2
+    /// clients are also pinged every 30s and disconnected if they do not answer within 20s.
+    /// Examples: 180s, 1m.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_CLIENT_IDLE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "180s",
+        value_parser = parse_duration
+    )]
+    pub client_idle_timeout: Duration,
+
+    /// Most client connections open at once, over all entrypoints; 0 for no limit. A connection
+    /// beyond it is closed as soon as it is accepted (the client sees the connection closed and may
+    /// retry), and a warning is logged at most once a second. Each open connection may hold up to
+    /// about --max-header-bytes of memory while its request head is read.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value = "10000"
+    )]
+    pub max_connections: usize,
+
+    /// Where to write the access log, one line per request: off, stdout, stderr, or a file path
+    /// (created if missing, appended to). Lines are written by a background thread; when it falls
+    /// behind, lines are dropped and counted (berth_proxy_access_log_dropped_total), never
+    /// making a request wait.
+    #[arg(
+        long,
+        env = "BERTH_PROXY_ACCESS_LOG",
+        value_name = "off|stdout|stderr|PATH",
+        default_value = "off",
+        value_parser = crate::access_log::Target::parse
+    )]
+    pub access_log: crate::access_log::Target,
+
+    /// Access-log line format: text (client, time, request line, status, bytes, host, route,
+    /// service, endpoint, request id, duration) or json (one object per line with Traefik's field
+    /// names: ClientAddr, RequestHost, RequestMethod, RequestPath, DownstreamStatus,
+    /// DownstreamContentSize, Duration in nanoseconds, RouterName, ServiceName, ServiceAddr…).
+    #[arg(
+        long,
+        env = "BERTH_PROXY_ACCESS_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub access_log_format: crate::access_log::Format,
+
     #[command(flatten)]
     pub log: berth_support::logging::LogArgs,
 }
@@ -177,11 +345,14 @@ pub(crate) struct Cli {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub control_planes: Vec<ControlPlaneUrl>,
+    /// `--control-plane-ca`, `--control-plane-cert`, `--control-plane-key`, for https:// URLs.
+    pub control_plane_tls: Option<crate::stream::ClientTls>,
     pub entrypoints: Vec<EntrypointSpec>,
     pub admin_addr: SocketAddr,
     pub node_id: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    pub backend_idle_timeout: Duration,
     pub drain_grace: Duration,
     pub drain_timeout: Duration,
     pub cache_dir: Option<PathBuf>,
@@ -190,6 +361,13 @@ pub(crate) struct Config {
     pub backend_insecure_skip_verify: bool,
     /// Peers whose forwarded headers are kept (`--trusted-ips`); empty: no one.
     pub trusted_ips: IpRanges,
+    /// `--max-header-bytes`, `--max-headers`, `--header-read-timeout`, `--client-idle-timeout`,
+    /// `--max-connections`.
+    pub client_limits: crate::limits::ClientLimits,
+    /// `--cert-dir` and its companions, when some entrypoint is `--tls`.
+    pub tls: Option<crate::tls::Settings>,
+    pub access_log: crate::access_log::Target,
+    pub access_log_format: crate::access_log::Format,
 }
 
 /// One `--entrypoint NAME=ADDRESS`.
@@ -197,6 +375,8 @@ pub(crate) struct Config {
 pub(crate) struct EntrypointSpec {
     pub name: String,
     pub addr: SocketAddr,
+    /// Named by `--tls`.
+    pub tls: bool,
 }
 
 /// One control-plane address, checked to be an `http://host:port` URL.
@@ -228,17 +408,25 @@ pub(crate) enum ConfigError {
     },
     #[error("--control-plane: at least one URL is needed")]
     NoControlPlane,
+    #[error("{0}")]
+    ControlPlaneTls(String),
     #[error("--entrypoint: at least one entrypoint is needed")]
     NoEntrypoint,
     #[error("--node-id: must not be empty")]
     EmptyNodeId,
     #[error("--trusted-ips: {0}")]
     TrustedIps(String),
+    #[error("--tls {0}: there is no --entrypoint of that name")]
+    UnknownTlsEntrypoint(String),
+    #[error("--tls needs --cert-dir: the directory of the certificates to serve")]
+    TlsWithoutCertDir,
+    #[error("--cert-dir is set but no entrypoint is named in --tls (for example --tls websecure)")]
+    CertDirWithoutTls,
 }
 
 impl Cli {
     /// Checks what single-value parsers cannot and fills in defaults that depend on the machine.
-    pub(crate) fn into_config(self) -> Result<Config, ConfigError> {
+    pub(crate) fn into_config(mut self) -> Result<Config, ConfigError> {
         if self.control_plane.is_empty() {
             return Err(ConfigError::NoControlPlane);
         }
@@ -259,6 +447,8 @@ impl Cli {
                 });
             }
         }
+        let tls = self.tls_settings()?;
+        let control_plane_tls = self.control_plane_tls()?;
         let node_id = match self.node_id {
             Some(id) if id.trim().is_empty() => return Err(ConfigError::EmptyNodeId),
             Some(id) => id,
@@ -266,11 +456,13 @@ impl Cli {
         };
         Ok(Config {
             control_planes: self.control_plane,
+            control_plane_tls,
             entrypoints: self.entrypoints,
             admin_addr: self.admin_addr,
             node_id,
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
+            backend_idle_timeout: self.backend_idle_timeout,
             drain_grace: self.drain_grace,
             drain_timeout: self.drain_timeout,
             cache_dir: self.cache_dir,
@@ -278,7 +470,41 @@ impl Cli {
             backend_ca: self.backend_ca,
             backend_insecure_skip_verify: self.backend_insecure_skip_verify,
             trusted_ips: IpRanges::parse(&self.trusted_ips).map_err(ConfigError::TrustedIps)?,
+            client_limits: crate::limits::ClientLimits {
+                max_header_bytes: self.max_header_bytes,
+                max_headers: usize::from(self.max_headers),
+                header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.client_idle_timeout,
+                max_connections: (self.max_connections > 0).then_some(self.max_connections),
+            },
+            tls,
+            access_log: self.access_log,
+            access_log_format: self.access_log_format,
         })
+    }
+}
+
+impl Cli {
+    /// Marks the `--tls` entrypoints and checks `--cert-dir` goes with them.
+    fn tls_settings(&mut self) -> Result<Option<crate::tls::Settings>, ConfigError> {
+        for name in self.tls.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            let entrypoint = self.entrypoints.iter_mut().find(|e| e.name == name);
+            match entrypoint {
+                Some(entrypoint) => entrypoint.tls = true,
+                None => return Err(ConfigError::UnknownTlsEntrypoint(name.to_owned())),
+            }
+        }
+        let any_tls = self.entrypoints.iter().any(|e| e.tls);
+        match (&self.cert_dir, any_tls) {
+            (None, false) => Ok(None),
+            (None, true) => Err(ConfigError::TlsWithoutCertDir),
+            (Some(_), false) => Err(ConfigError::CertDirWithoutTls),
+            (Some(dir), true) => Ok(Some(crate::tls::Settings {
+                cert_dir: dir.clone(),
+                reload_interval: self.cert_reload_interval,
+                handshake_timeout: self.tls_handshake_timeout,
+            })),
+        }
     }
 }
 
@@ -317,6 +543,7 @@ pub(crate) fn parse_entrypoint(s: &str) -> Result<EntrypointSpec, String> {
     Ok(EntrypointSpec {
         name: name.to_owned(),
         addr,
+        tls: false,
     })
 }
 
@@ -327,20 +554,52 @@ pub(crate) fn parse_trusted_ip(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// Parses a control-plane URL: `http://host:port`, optionally with a trailing `/`.
+impl Cli {
+    /// The TLS settings for https:// control planes: a CA is required when one is https, and
+    /// TLS flags without any https control plane are a mistake worth stopping for.
+    fn control_plane_tls(&self) -> Result<Option<crate::stream::ClientTls>, ConfigError> {
+        let https = self
+            .control_plane
+            .iter()
+            .any(|u| u.as_str().starts_with("https://"));
+        let identity = self
+            .control_plane_cert
+            .clone()
+            .zip(self.control_plane_key.clone());
+        match (&self.control_plane_ca, https) {
+            (Some(ca), true) => Ok(Some(crate::stream::ClientTls {
+                ca: ca.clone(),
+                identity,
+            })),
+            (None, true) => Err(ConfigError::ControlPlaneTls(
+                "--control-plane: an https:// control plane needs --control-plane-ca, the CA that signed its certificate"
+                    .into(),
+            )),
+            (Some(_), false) => Err(ConfigError::ControlPlaneTls(
+                "--control-plane-ca is set but no --control-plane URL is https://".into(),
+            )),
+            (None, false) if identity.is_some() => Err(ConfigError::ControlPlaneTls(
+                "--control-plane-cert is set but no --control-plane URL is https://".into(),
+            )),
+            (None, false) => Ok(None),
+        }
+    }
+}
+
+/// Parses a control-plane URL: `http://host:port` or `https://host:port`, optionally with a
+/// trailing `/`.
 pub(crate) fn parse_control_plane(s: &str) -> Result<ControlPlaneUrl, String> {
     let s = s.trim();
     let uri = s
         .parse::<http::Uri>()
         .map_err(|e| format!("{s:?} is not a URL ({e}); expected for example http://127.0.0.1:18000"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+        Some("http") | Some("https") => {}
+        Some(other) => {
             return Err(format!(
-                "{s:?}: https is not supported, this build speaks plain http:// only"
+                "{s:?}: unsupported scheme {other:?}, expected http:// or https://"
             ))
         }
-        Some(other) => return Err(format!("{s:?}: unsupported scheme {other:?}, expected http://")),
         None => {
             return Err(format!(
                 "{s:?} has no scheme; expected for example http://127.0.0.1:18000"
@@ -361,6 +620,32 @@ pub(crate) fn parse_control_plane(s: &str) -> Result<ControlPlaneUrl, String> {
         ));
     }
     Ok(ControlPlaneUrl(s.trim_end_matches('/').to_owned()))
+}
+
+/// Parses `--max-header-bytes`: a number of bytes, or with a unit KiB or MiB (also K/KB, M/MB, as
+/// multiples of 1024), at least 8KiB.
+pub(crate) fn parse_header_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let help = "expected a size such as 65536, 64KiB or 1MiB";
+    let value: usize = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: {help}"))?;
+    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        other => return Err(format!("{s:?} has an unknown unit {other:?}: {help}")),
+    };
+    let bytes = value
+        .checked_mul(multiplier)
+        .filter(|b| u32::try_from(*b).is_ok())
+        .ok_or_else(|| format!("{s:?} is too large: at most 4GiB"))?;
+    if bytes < crate::limits::MIN_HEADER_BYTES {
+        return Err(format!("{s:?} is too small: at least 8KiB"));
+    }
+    Ok(bytes)
 }
 
 /// Parses a duration such as `500ms`, `2s`, `1.5s`, `1m` or `1h`. Zero is rejected: a zero
@@ -428,17 +713,29 @@ mod tests {
             cfg.entrypoints,
             vec![EntrypointSpec {
                 name: "http".into(),
-                addr: "0.0.0.0:80".parse().unwrap()
+                addr: "0.0.0.0:80".parse().unwrap(),
+                tls: false,
             }]
         );
         assert_eq!(cfg.admin_addr, "127.0.0.1:18081".parse().unwrap());
         assert_eq!(cfg.connect_timeout, Duration::from_secs(2));
         assert_eq!(cfg.request_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.backend_idle_timeout, Duration::from_secs(90));
         assert_eq!(cfg.drain_grace, Duration::from_secs(5));
         assert_eq!(cfg.drain_timeout, Duration::from_secs(30));
         assert_eq!(cfg.cache_dir, None);
         assert_eq!(cfg.workers, None);
         assert!(!cfg.node_id.is_empty());
+        assert_eq!(
+            cfg.client_limits,
+            crate::limits::ClientLimits {
+                max_header_bytes: 65536,
+                max_headers: 100,
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(180),
+                max_connections: Some(10000),
+            }
+        );
     }
 
     #[test]
@@ -516,7 +813,6 @@ mod tests {
     fn bad_control_plane_urls() {
         for (value, expect) in [
             ("127.0.0.1:18000", "no scheme"),
-            ("https://cp:18000", "https is not supported"),
             ("ftp://cp:18000", "unsupported scheme"),
             ("http://", "not a URL"),
             ("http://cp:18000/v1", "no path"),
@@ -637,6 +933,86 @@ mod tests {
         );
         let text = error_text(&["--drain-grace", "soon"]);
         assert!(text.contains("--drain-grace"), "{text}");
+    }
+
+    #[test]
+    fn tls_flags() {
+        let base = ["--entrypoint", "web=127.0.0.1:80,websecure=127.0.0.1:443"];
+        let cfg = parse(&[&base[..], &["--tls", "websecure", "--cert-dir", "/certs"]].concat())
+            .expect("parses")
+            .into_config()
+            .expect("valid");
+        let tls: Vec<_> = cfg.entrypoints.iter().map(|e| (e.name.as_str(), e.tls)).collect();
+        assert_eq!(tls, [("web", false), ("websecure", true)]);
+        let settings = cfg.tls.expect("tls settings");
+        assert_eq!(settings.cert_dir, PathBuf::from("/certs"));
+        assert_eq!(settings.reload_interval, Duration::from_secs(2));
+        assert_eq!(settings.handshake_timeout, Duration::from_secs(10));
+        assert!(parse(&base)
+            .expect("parses")
+            .into_config()
+            .expect("valid")
+            .tls
+            .is_none());
+
+        let err = parse(&[&base[..], &["--tls", "websecure"]].concat())
+            .expect("parses")
+            .into_config()
+            .expect_err("no --cert-dir");
+        assert!(err.to_string().contains("--tls needs --cert-dir"), "{err}");
+        let err = parse(&[&base[..], &["--tls", "https", "--cert-dir", "/c"]].concat())
+            .expect("parses")
+            .into_config()
+            .expect_err("unknown entrypoint");
+        assert_eq!(
+            err.to_string(),
+            "--tls https: there is no --entrypoint of that name"
+        );
+        let err = parse(&[&base[..], &["--cert-dir", "/c"]].concat())
+            .expect("parses")
+            .into_config()
+            .expect_err("no --tls");
+        assert!(
+            err.to_string().contains("--cert-dir is set but no entrypoint"),
+            "{err}"
+        );
+        let text = error_text(&["--cert-reload-interval", "0s"]);
+        assert!(text.contains("--cert-reload-interval"), "{text}");
+    }
+
+    #[test]
+    fn client_limit_flags() {
+        let cfg = parse(&[
+            "--max-header-bytes",
+            "1MiB",
+            "--max-headers",
+            "20",
+            "--header-read-timeout",
+            "2s",
+            "--client-idle-timeout",
+            "1m",
+            "--max-connections",
+            "0",
+        ])
+        .expect("parses")
+        .into_config()
+        .expect("valid");
+        assert_eq!(cfg.client_limits.max_header_bytes, 1 << 20);
+        assert_eq!(cfg.client_limits.max_headers, 20);
+        assert_eq!(cfg.client_limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.client_limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.client_limits.max_connections, None);
+        assert_eq!(parse_header_bytes("32768"), Ok(32768));
+        assert_eq!(parse_header_bytes("64k"), Ok(65536));
+        let text = error_text(&["--max-header-bytes", "1KiB"]);
+        assert!(
+            text.contains("--max-header-bytes") && text.contains("at least 8KiB"),
+            "{text}"
+        );
+        let text = error_text(&["--max-header-bytes", "64 parsecs"]);
+        assert!(text.contains("unknown unit"), "{text}");
+        let text = error_text(&["--max-headers", "0"]);
+        assert!(text.contains("--max-headers"), "{text}");
     }
 
     #[test]

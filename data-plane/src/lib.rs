@@ -12,24 +12,36 @@
 //! - `stream`: the control-plane stream client (reconnects, backoff).
 //! - `table`: the immutable route table built from a snapshot (validated by `berth_model`), with
 //!   its host index, clusters and compiled middlewares.
-//! - `balance`: precomputed smooth weighted round robin.
-//! - `listener`: entrypoint sockets, connections, graceful shutdown.
+//! - `balance`: choosing an endpoint (weighted round robin, round robin, least request).
+//! - `health`: passive health (ejections) and the retry budget, in atomics.
+//! - `listener`: entrypoint sockets, the worker threads (one single-threaded runtime each) that
+//!   serve them, connections, graceful shutdown.
+//! - `limits`: what a client connection may hold: header size and count, header-read and idle
+//!   timeouts, the cap on connections.
 //! - `proxy`: the request path as phases (accept → match → request middlewares → pick endpoint →
 //!   forward → response middlewares → record), each middleware in `proxy::middleware`.
-//! - `admin`: `/healthz` and `/api/snapshot`.
+//! - `tls`: TLS termination on the `--tls` entrypoints: certificates of `--cert-dir` by SNI, reloaded
+//!   while running.
+//! - `metrics`: the Prometheus counters and their exposition.
+//! - `admin`: `/healthz`, `/api/snapshot` and `/metrics`.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod access_log;
 mod admin;
 mod balance;
 mod cache;
 mod config;
+mod health;
+mod limits;
 mod listener;
+mod metrics;
 mod proxy;
 mod state;
 mod stream;
 mod table;
+mod tls;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,11 +75,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = config.workers {
-        builder.worker_threads(workers.get());
-    }
-    let runtime = match builder.enable_all().build() {
+    // This runtime (the main thread) runs the control side: signals, the admin server, the
+    // control-plane stream, the cache writer; the requests run on the worker threads (`listener`).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("berth-proxy: error: cannot start the async runtime: {error}");
@@ -102,40 +112,59 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // before it talks to anyone.
     let backend_tls =
         proxy::backend_tls::client_config(&config.backend_ca, config.backend_insecure_skip_verify)?;
-    let listeners = listener::bind_all(&config.entrypoints).await?;
+    let tls = config.tls.as_ref().map(tls::Acceptor::start).transpose()?;
+    let workers = config
+        .workers
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, std::num::NonZeroUsize::get);
+    let listeners = listener::bind_all(&config.entrypoints, tls.as_ref(), workers)?;
     let admin_listener = tokio::net::TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("--admin-addr {0}: cannot listen on {0}", config.admin_addr))?;
     let admin_addr = admin_listener.local_addr().unwrap_or(config.admin_addr);
+    let access_log = access_log::AccessLog::start(&config.access_log, config.access_log_format)
+        .with_context(|| format!("--access-log {:?}: cannot open it", config.access_log))?;
     tracing::info!(address = %admin_addr, "admin listening");
 
-    let names = config.entrypoints.iter().map(|e| e.name.clone()).collect();
+    let names: Vec<String> = config.entrypoints.iter().map(|e| e.name.clone()).collect();
+    metrics::global().init_entrypoints(&names);
+    let tls_names: Vec<String> = config
+        .entrypoints
+        .iter()
+        .filter(|e| e.tls)
+        .map(|e| e.name.clone())
+        .collect();
+    let state = State::new(config.node_id.clone(), names).with_tls_entrypoints(tls_names);
     let state = Arc::new(match &config.cache_dir {
-        Some(dir) => start_from_cache(State::new(config.node_id.clone(), names), dir)?,
-        None => State::new(config.node_id.clone(), names),
+        Some(dir) => start_from_cache(state, dir)?,
+        None => state,
     });
-    let proxy = Arc::new(Proxy::new(
-        state.clone(),
-        ProxySettings {
-            connect_timeout: config.connect_timeout,
-            request_timeout: config.request_timeout,
-            backend_tls,
-            server_name: config::host_name(),
-            trusted_ips: config.trusted_ips.clone(),
-        },
-    ));
+    // One per worker thread: each keeps its own pooled backend connections.
+    let server_name = config::host_name();
+    let proxies = (0..workers)
+        .map(|_| {
+            Arc::new(Proxy::new(
+                state.clone(),
+                ProxySettings {
+                    connect_timeout: config.connect_timeout,
+                    request_timeout: config.request_timeout,
+                    idle_timeout: config.backend_idle_timeout,
+                    backend_tls: backend_tls.clone(),
+                    server_name: server_name.clone(),
+                    trusted_ips: config.trusted_ips.clone(),
+                    access_log: access_log.clone(),
+                },
+            ))
+        })
+        .collect();
     let (stop_accepting_tx, stop_accepting) = watch::channel(false);
     let (stop_admin_tx, stop_admin) = watch::channel(false);
     let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
 
-    for bound in listeners {
-        tokio::spawn(listener::serve(
-            bound,
-            proxy.clone(),
-            stop_accepting.clone(),
-            drain_tx.clone(),
-        ));
-    }
+    let client_limits = Arc::new(limits::Limits::new(config.client_limits.clone()));
+    // Stopped (their runtimes dropped) when `run` returns, after the drain.
+    let _workers = listener::Workers::start(listeners, proxies, client_limits, &stop_accepting, &drain_tx)
+        .context("cannot start the worker threads")?;
     let admin_state = state.clone();
     let admin_task = tokio::spawn(async move {
         if let Err(error) = admin::serve(admin_listener, admin_state, stop_admin).await {
@@ -145,6 +174,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stream = tokio::spawn(
         StreamClient {
             control_planes: config.control_planes.clone(),
+            tls: config.control_plane_tls.clone(),
             connect_timeout: config.connect_timeout,
             state: state.clone(),
         }

@@ -3,17 +3,19 @@
 //! For: holding the current route table (swapped whole with arc-swap, so the request path reads it
 //! without locks), the control-plane connection status, where the table came from (a control
 //! plane, or the snapshot cache at start) and whether the proxy is draining; applying a
-//! [`RouteUpdate`] — build a new table, swap it in, answer ACK or NACK, hand the snapshot to the
-//! cache writer. Nothing else in the binary writes the table.
+//! [`RouteUpdate`] — a full snapshot, or a delta merged into the snapshot held (only when it
+//! starts from the version held) — build a new table, swap it in, answer ACK or NACK, hand the
+//! full resulting snapshot to the cache writer. Nothing else in the binary writes the table.
 //! Not for: talking to the control plane (see `stream`), the cache file (see `cache`) or serving
 //! requests (see `proxy`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwapOption, Guard};
-use berth_proto::v1::{proxy_message, route_update, Ack, Nack, ProxyMessage, RouteUpdate, Snapshot};
+use berth_proto::v1::{proxy_message, route_update, Ack, Delta, Nack, ProxyMessage, RouteUpdate, Snapshot};
 
 use crate::cache::{self, CachedSnapshot};
 use crate::table::RouteTable;
@@ -24,7 +26,12 @@ pub(crate) struct State {
     node_id: String,
     /// Entrypoint names, in listener order (a listener knows its index).
     entrypoints: Vec<String>,
+    /// The names of the entrypoints that terminate TLS (`--tls`): only they serve TLS routes.
+    tls_entrypoints: Vec<String>,
     table: ArcSwapOption<RouteTable>,
+    /// The snapshot the table was built from, which deltas apply to (only the stream client
+    /// reads and writes it; never the request path).
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
     /// The control plane a stream is currently open to, if any.
     control_plane: ArcSwapOption<String>,
     /// Where every applied snapshot is written (`--cache-dir`), if anywhere.
@@ -61,12 +68,20 @@ impl State {
         Self {
             node_id,
             entrypoints,
+            tls_entrypoints: Vec::new(),
             table: ArcSwapOption::empty(),
+            snapshot: Mutex::new(None),
             control_plane: ArcSwapOption::empty(),
             cache: None,
             from_cache: ArcSwapOption::empty(),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the entrypoints named in `names` as terminating TLS (before any table is built).
+    pub(crate) fn with_tls_entrypoints(mut self, names: Vec<String>) -> Self {
+        self.tls_entrypoints = names;
+        self
     }
 
     /// Writes every snapshot applied from now on with `writer`.
@@ -132,6 +147,7 @@ impl State {
     /// success the proxy routes by it and says so in `/healthz` until a control plane answers.
     pub(crate) fn apply_cached(&self, cached: CachedSnapshot, dir: PathBuf) -> Result<(), String> {
         self.swap_in(&cached.version, &cached.snapshot)?;
+        *self.held() = Some(Arc::new(cached.snapshot));
         self.from_cache.store(Some(Arc::new(CachedFrom {
             version: cached.version,
             dir,
@@ -145,15 +161,10 @@ impl State {
         let version = update.version.as_str();
         let nonce = update.nonce.as_str();
         let result = match &update.body {
-            Some(route_update::Body::Snapshot(snapshot)) => {
-                let applied = self.swap_in(version, snapshot);
-                if applied.is_ok() {
-                    if let Some(writer) = &self.cache {
-                        writer.offer(version, snapshot);
-                    }
-                }
-                applied
-            }
+            Some(route_update::Body::Snapshot(snapshot)) => self.apply_snapshot(version, snapshot.clone()),
+            Some(route_update::Body::Delta(delta)) => self
+                .merge(delta)
+                .and_then(|merged| self.apply_snapshot(version, merged)),
             Some(route_update::Body::UpToDate(_)) => {
                 let current = self.version();
                 if current == version && !current.is_empty() {
@@ -170,7 +181,7 @@ impl State {
                     ))
                 }
             }
-            None => Err("update carries neither a snapshot nor up_to_date".to_owned()),
+            None => Err("update carries neither a snapshot, a delta nor up_to_date".to_owned()),
         };
         let kind = match result {
             Ok(()) => {
@@ -198,12 +209,76 @@ impl State {
         ProxyMessage { kind: Some(kind) }
     }
 
+    /// Swaps in the whole state `snapshot` (pushed whole or merged from a delta) and offers it to
+    /// the cache, which thus always holds the full merged state.
+    fn apply_snapshot(&self, version: &str, snapshot: Snapshot) -> Result<(), String> {
+        self.swap_in(version, &snapshot)?;
+        if let Some(writer) = &self.cache {
+            writer.offer(version, &snapshot);
+        }
+        *self.held() = Some(Arc::new(snapshot));
+        Ok(())
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<Arc<Snapshot>>> {
+        // Replaced whole under the lock: a panicking holder leaves no half-written state.
+        self.snapshot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The state `delta` leads to from the one held, if the delta starts from it.
+    fn merge(&self, delta: &Delta) -> Result<Snapshot, String> {
+        let current = self.version();
+        let held = self.held().clone();
+        let held = match held {
+            Some(held) if !current.is_empty() && current == delta.base_version => held,
+            _ => {
+                return Err(format!(
+                    "delta from version {:?}, but this proxy routes by {:?}: a full snapshot is needed",
+                    clip(&delta.base_version),
+                    if current.is_empty() {
+                        "nothing yet"
+                    } else {
+                        current.as_str()
+                    }
+                ))
+            }
+        };
+        let mut routes: BTreeMap<&str, &berth_proto::v1::Route> =
+            held.routes.iter().map(|r| (r.name.as_str(), r)).collect();
+        let mut clusters: BTreeMap<&str, &berth_proto::v1::Cluster> =
+            held.clusters.iter().map(|c| (c.name.as_str(), c)).collect();
+        for name in &delta.removed_routes {
+            routes.remove(name.as_str());
+        }
+        for name in &delta.removed_clusters {
+            clusters.remove(name.as_str());
+        }
+        for route in &delta.routes {
+            routes.insert(route.name.as_str(), route);
+        }
+        for cluster in &delta.clusters {
+            clusters.insert(cluster.name.as_str(), cluster);
+        }
+        Ok(Snapshot {
+            routes: routes.into_values().cloned().collect(),
+            clusters: clusters.into_values().cloned().collect(),
+        })
+    }
+
     /// Builds a table from `snapshot` (validating it) and swaps it in; the rejection's text
     /// otherwise.
     fn swap_in(&self, version: &str, snapshot: &Snapshot) -> Result<(), String> {
         let previous = self.table.load_full();
-        let table = RouteTable::build(version, snapshot, &self.entrypoints, previous.as_deref())
-            .map_err(|rejected| rejected.to_string())?;
+        let table = RouteTable::build_on(
+            version,
+            snapshot,
+            &self.entrypoints,
+            &self.tls_entrypoints,
+            previous.as_deref(),
+        )
+        .map_err(|rejected| rejected.to_string())?;
         let routes = table.routes().len();
         self.table.store(Some(Arc::new(table)));
         tracing::info!(
@@ -213,6 +288,14 @@ impl State {
             "applied snapshot"
         );
         Ok(())
+    }
+}
+
+/// At most 64 bytes of a text the control plane sent, for an error that is logged.
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
     }
 }
 
@@ -286,6 +369,84 @@ mod tests {
         assert_eq!(state.version(), "v1");
     }
 
+    fn delta(base: &str, routes: Vec<berth_proto::v1::Route>, removed_routes: &[&str]) -> Delta {
+        // Through `snapshot` for the `requires` lists the control plane fills in.
+        let filled = snapshot(routes, vec![cluster("api", vec![endpoint("127.0.0.2", 80, 1)])]);
+        Delta {
+            base_version: base.into(),
+            routes: filled.routes,
+            removed_routes: removed_routes.iter().map(|r| r.to_string()).collect(),
+            clusters: filled.clusters,
+            removed_clusters: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn deltas_apply_to_their_base_version_only() {
+        let state = State::new("n".into(), vec!["http".into()]);
+        // No state yet: a delta cannot apply.
+        let reply = state.apply(&raw(
+            "v2",
+            "1",
+            route_update::Body::Delta(delta("v1", vec![], &[])),
+        ));
+        assert!(
+            matches!(reply.kind, Some(proxy_message::Kind::Nack(_))),
+            "{reply:?}"
+        );
+        state.apply(&update("v1", "2", web("127.0.0.1")));
+
+        // A delta from another version is refused, naming both; the table stays.
+        let add_api = delta("v0", vec![route("api", host("api.example"), "api")], &[]);
+        let reply = state.apply(&raw("v2", "3", route_update::Body::Delta(add_api)));
+        match reply.kind {
+            Some(proxy_message::Kind::Nack(nack)) => {
+                assert!(
+                    nack.error.contains("\"v0\"") && nack.error.contains("\"v1\""),
+                    "{}",
+                    nack.error
+                )
+            }
+            other => panic!("expected a NACK, got {other:?}"),
+        }
+        assert_eq!(state.version(), "v1");
+
+        // From the version held: merged and applied.
+        let add_api = delta("v1", vec![route("api", host("api.example"), "api")], &[]);
+        let reply = state.apply(&raw("v2", "4", route_update::Body::Delta(add_api)));
+        assert!(
+            matches!(reply.kind, Some(proxy_message::Kind::Ack(_))),
+            "{reply:?}"
+        );
+        assert_eq!(state.version(), "v2");
+        let held = state.held().clone().expect("held");
+        let names: Vec<&str> = held.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["api", "web"]);
+        assert_eq!(state.table().as_ref().map(|t| t.routes().len()), Some(2));
+
+        // Removing a route; a result that does not validate is NACKed as a whole.
+        let mut remove_web = delta("v2", vec![], &["web"]);
+        remove_web.removed_clusters.push("web".into());
+        let reply = state.apply(&raw("v3", "5", route_update::Body::Delta(remove_web)));
+        assert!(
+            matches!(reply.kind, Some(proxy_message::Kind::Ack(_))),
+            "{reply:?}"
+        );
+        let held = state.held().clone().expect("held");
+        assert_eq!(held.routes.len(), 1);
+        assert_eq!(held.clusters.len(), 1);
+        // The route "api" would be left without its cluster.
+        let mut broken = delta("v3", vec![], &[]);
+        broken.clusters.clear();
+        broken.removed_clusters.push("api".into());
+        let reply = state.apply(&raw("v4", "6", route_update::Body::Delta(broken)));
+        assert!(
+            matches!(reply.kind, Some(proxy_message::Kind::Nack(_))),
+            "{reply:?}"
+        );
+        assert_eq!(state.version(), "v3");
+    }
+
     #[test]
     fn a_cached_snapshot_serves_until_a_control_plane_answers() {
         let state = State::new("n".into(), vec!["http".into()]);
@@ -356,6 +517,32 @@ mod tests {
         assert_eq!(cached.version, "v1");
         assert_eq!(cache.load().expect("loads").expect("present").version, "v1");
         assert_eq!(cached.snapshot, web("127.0.0.1"));
+
+        // A delta is cached as the whole state it leads to, which a restart can apply alone.
+        let add_api = delta("v1", vec![route("api", host("api.example"), "api")], &[]);
+        let reply = state.apply(&raw("v3", "3", route_update::Body::Delta(add_api)));
+        assert!(
+            matches!(reply.kind, Some(proxy_message::Kind::Ack(_))),
+            "{reply:?}"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let cached = loop {
+            match cache.load() {
+                Ok(Some(cached)) if cached.version == "v3" => break cached,
+                _ => assert!(
+                    std::time::Instant::now() < deadline,
+                    "the delta's result never cached"
+                ),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        let names: Vec<&str> = cached.snapshot.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["api", "web"]);
+        let restarted = State::new("n".into(), vec!["http".into()]);
+        restarted
+            .apply_cached(cached, dir.clone())
+            .expect("the cached state applies alone");
+        assert_eq!(restarted.version(), "v3");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

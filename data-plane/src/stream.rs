@@ -6,6 +6,7 @@
 //! for the states and what routing does in each.
 //! Not for: building or swapping tables (that is `state::State::apply`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use berth_support::error_chain;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::ControlPlaneUrl;
 use crate::state::State;
@@ -37,6 +38,8 @@ enum SessionError {
     Url(String),
     #[error("cannot connect: {0}")]
     Connect(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("stream refused: {0}")]
     Refused(tonic::Status),
     #[error("stream failed: {0}")]
@@ -49,10 +52,56 @@ enum SessionError {
     SendFailed,
 }
 
+/// TLS towards https:// control planes (`--control-plane-ca`, `--control-plane-cert`,
+/// `--control-plane-key`). The files are read at every connect, so renewed certificates are used
+/// from the next connection on, without a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientTls {
+    pub ca: PathBuf,
+    /// Certificate and key presented to a control plane that requires client certificates.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl ClientTls {
+    fn config(&self) -> Result<ClientTlsConfig, SessionError> {
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|e| SessionError::Tls(format!("{flag} {}: cannot read: {e}", path.display())))
+        };
+        let ca = read("--control-plane-ca", &self.ca)?;
+        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        if let Some((cert, key)) = &self.identity {
+            let cert = read("--control-plane-cert", cert)?;
+            let key = read("--control-plane-key", key)?;
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        Ok(config)
+    }
+
+    /// What to check when a TLS connection fails.
+    fn hint(&self) -> String {
+        let mut hint = format!(
+            "the control plane's certificate must be signed by --control-plane-ca {} and name the URL's host",
+            self.ca.display()
+        );
+        match &self.identity {
+            Some((cert, _)) => hint.push_str(&format!(
+                "; this proxy presents --control-plane-cert {}, which the control plane's --grpc-client-ca must have signed",
+                cert.display()
+            )),
+            None => hint.push_str(
+                "; a control plane with --grpc-client-ca also needs --control-plane-cert/--control-plane-key",
+            ),
+        }
+        hint
+    }
+}
+
 /// Connects to the control planes and applies what they send, forever.
 #[derive(Debug)]
 pub(crate) struct StreamClient {
     pub control_planes: Vec<ControlPlaneUrl>,
+    pub tls: Option<ClientTls>,
     pub connect_timeout: Duration,
     pub state: Arc<State>,
 }
@@ -102,15 +151,39 @@ impl StreamClient {
             Ok(e) => e,
             Err(e) => return SessionError::Url(error_chain(&e)),
         };
-        let endpoint = endpoint
+        let mut endpoint = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
+        let tls = self.tls.as_ref().filter(|_| url.as_str().starts_with("https://"));
+        if let Some(tls) = tls {
+            let config = match tls.config() {
+                Ok(config) => config,
+                Err(e) => return e,
+            };
+            endpoint = match endpoint.tls_config(config) {
+                Ok(endpoint) => endpoint,
+                Err(e) => return SessionError::Tls(format!("{} ({})", error_chain(&e), tls.hint())),
+            };
+        }
+        // A TLS failure says which flag and file to check. A control plane that requires a
+        // client certificate closes the connection of a client without one after the handshake,
+        // so a connection closed or cancelled at once counts as one too.
+        let hinted = |text: String| match tls {
+            Some(tls)
+                if ["certificate", "tls", "alert", "handshake", "closed", "cancel"]
+                    .iter()
+                    .any(|word| text.to_ascii_lowercase().contains(word)) =>
+            {
+                SessionError::Tls(format!("{text} ({})", tls.hint()))
+            }
+            _ => SessionError::Connect(text),
+        };
         let channel = match endpoint.connect().await {
             Ok(c) => c,
-            Err(e) => return SessionError::Connect(error_chain(&e)),
+            Err(e) => return hinted(error_chain(&e)),
         };
         let mut client = RouteDiscoveryClient::new(channel);
         let (tx, rx) = mpsc::channel::<ProxyMessage>(4);
@@ -134,6 +207,12 @@ impl StreamClient {
         }
         let mut updates = match client.stream(ReceiverStream::new(rx)).await {
             Ok(response) => response.into_inner(),
+            Err(status) if tls.is_some() => {
+                return match hinted(format!("stream refused: {status}")) {
+                    SessionError::Connect(_) => SessionError::Refused(status),
+                    tls_error => tls_error,
+                }
+            }
             Err(status) => return SessionError::Refused(status),
         };
         self.state.set_control_plane(Some(url.as_str()));

@@ -67,6 +67,12 @@ pub(crate) const MIDDLEWARE_RATE_LIMIT: &str = "middleware/rate_limit";
 pub(crate) const MIDDLEWARE_IN_FLIGHT_REQ: &str = "middleware/in_flight_req";
 /// The ip_allow_list middleware.
 pub(crate) const MIDDLEWARE_IP_ALLOW_LIST: &str = "middleware/ip_allow_list";
+/// The retry middleware.
+pub(crate) const MIDDLEWARE_RETRY: &str = "middleware/retry";
+/// The circuit_breaker middleware.
+pub(crate) const MIDDLEWARE_CIRCUIT_BREAKER: &str = "middleware/circuit_breaker";
+/// A cluster reached over cleartext HTTP/2 (scheme "h2c").
+pub(crate) const CLUSTER_H2C: &str = "cluster/h2c";
 /// A cluster reached over HTTPS.
 pub(crate) const CLUSTER_HTTPS: &str = "cluster/https";
 /// A cluster whose endpoints receive their own address as `Host` (`HOST_HEADER_ENDPOINT`,
@@ -74,6 +80,8 @@ pub(crate) const CLUSTER_HTTPS: &str = "cluster/https";
 pub(crate) const CLUSTER_ENDPOINT_HOST: &str = "cluster/endpoint_host";
 /// A cluster with sticky-cookie sessions.
 pub(crate) const CLUSTER_STICKY_COOKIE: &str = "cluster/sticky_cookie";
+/// A route served only on TLS entrypoints (`Route.tls`).
+pub(crate) const ROUTE_TLS: &str = "route/tls";
 
 /// Every feature this build of Berth executes, as listed under FEATURES in `routes.proto`.
 pub const KNOWN_FEATURES: &[&str] = &[
@@ -103,9 +111,13 @@ pub const KNOWN_FEATURES: &[&str] = &[
     MIDDLEWARE_RATE_LIMIT,
     MIDDLEWARE_IN_FLIGHT_REQ,
     MIDDLEWARE_IP_ALLOW_LIST,
+    MIDDLEWARE_RETRY,
+    MIDDLEWARE_CIRCUIT_BREAKER,
     CLUSTER_HTTPS,
+    CLUSTER_H2C,
     CLUSTER_ENDPOINT_HOST,
     CLUSTER_STICKY_COOKIE,
+    ROUTE_TLS,
 ];
 
 /// Whether this build knows the feature.
@@ -114,10 +126,13 @@ pub fn is_known_feature(name: &str) -> bool {
 }
 
 /// The features a route uses: one per kind of matcher node (`all` and `any` need none) and one
-/// per kind of middleware in its chain. A node or middleware whose kind is not set adds nothing
-/// (validation rejects it on its own).
+/// per kind of middleware in its chain, and `route/tls` when it is served only on TLS entrypoints.
+/// A node or middleware whose kind is not set adds nothing (validation rejects it on its own).
 pub fn required_features(route: &Route) -> BTreeSet<&'static str> {
     let mut features = BTreeSet::new();
+    if route.tls {
+        features.insert(ROUTE_TLS);
+    }
     if let Some(matcher) = &route.matcher {
         matcher_features(matcher, &mut features);
     }
@@ -143,12 +158,19 @@ pub fn fill_requires(routes: &mut [Route], clusters: &mut [Cluster]) {
     }
 }
 
-/// The features a cluster uses: `cluster/https` for scheme "https", `cluster/endpoint_host` for
+/// The features a cluster uses: `cluster/https` for scheme "https", `cluster/h2c` for "h2c",
+/// `cluster/endpoint_host` for
 /// `HOST_HEADER_ENDPOINT`, `cluster/sticky_cookie` when `sticky` is set.
 pub fn cluster_required_features(cluster: &Cluster) -> BTreeSet<&'static str> {
     let mut features = BTreeSet::new();
-    if cluster.scheme == "https" {
-        features.insert(CLUSTER_HTTPS);
+    match cluster.scheme.as_str() {
+        "https" => {
+            features.insert(CLUSTER_HTTPS);
+        }
+        "h2c" => {
+            features.insert(CLUSTER_H2C);
+        }
+        _ => {}
     }
     if cluster.host_header == HostHeader::Endpoint as i32 {
         features.insert(CLUSTER_ENDPOINT_HOST);
@@ -213,6 +235,8 @@ fn middleware_feature(kind: &middleware::Kind) -> &'static str {
         middleware::Kind::RateLimit(_) => MIDDLEWARE_RATE_LIMIT,
         middleware::Kind::InFlightReq(_) => MIDDLEWARE_IN_FLIGHT_REQ,
         middleware::Kind::IpAllowList(_) => MIDDLEWARE_IP_ALLOW_LIST,
+        middleware::Kind::Retry(_) => MIDDLEWARE_RETRY,
+        middleware::Kind::CircuitBreaker(_) => MIDDLEWARE_CIRCUIT_BREAKER,
     }
 }
 
@@ -276,6 +300,16 @@ mod tests {
                 MIDDLEWARE_BASIC_AUTH,
                 MIDDLEWARE_STRIP_PREFIX,
             ]
+        );
+    }
+
+    #[test]
+    fn a_tls_route_needs_route_tls() {
+        let mut r = route("r", "c", all_of(vec![]));
+        r.tls = true;
+        assert_eq!(
+            required_features(&r).into_iter().collect::<Vec<_>>(),
+            vec![ROUTE_TLS]
         );
     }
 

@@ -13,6 +13,8 @@
 //! - [`host_keys`]: under which hosts the proxy's route table may file a route.
 //! - [`compile_regex`]: the one regexp dialect, and [`IpRanges`]: the one address-range rule,
 //!   for the proxy's middlewares too.
+//! - [`circuit_breaker`]: the circuit breaker's expression language, parsed the same way on both
+//!   sides.
 //!
 //! Not for: parsing tags (the dialects), choosing among routes or running middlewares (the
 //! proxy), or the wire protocol (`berth-proto`).
@@ -21,6 +23,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod circuit_breaker;
 mod features;
 mod host;
 mod ip;

@@ -70,6 +70,9 @@ pub enum Problem {
     /// A scheme other than http and https.
     #[error("{0:?} is not a scheme Berth knows (http or https)")]
     Scheme(String),
+    /// A cluster scheme other than http, https and h2c.
+    #[error("{0:?} is not a backend scheme Berth knows (http, https or h2c)")]
+    ClusterScheme(String),
     /// A port that is not a number from 1 to 65535.
     #[error("{0:?} is not a port number (1-65535)")]
     Port(String),
@@ -124,6 +127,14 @@ pub enum Problem {
     /// A name that another route or cluster of the snapshot has too.
     #[error("the name is used more than once")]
     DuplicateName,
+    /// A circuit-breaker expression that does not parse or type-check.
+    #[error("{expression:?} {error}")]
+    CircuitBreakerExpression {
+        /// The expression as given.
+        expression: String,
+        /// What is wrong, and at which column.
+        error: crate::circuit_breaker::ExpressionError,
+    },
     /// A route whose cluster is not in the snapshot.
     #[error("cluster {0:?} is not in the snapshot")]
     UnknownCluster(String),

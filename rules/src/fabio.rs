@@ -348,6 +348,7 @@ pub(crate) fn compile(service: &str, instances: &[Instance], settings: &Settings
             sticky: None,
             balancing: Balancing::WeightedRoundRobin as i32,
             requires: Vec::new(),
+            ..Default::default()
         });
         out.route(Route {
             name: name.clone(),
@@ -360,6 +361,7 @@ pub(crate) fn compile(service: &str, instances: &[Instance], settings: &Settings
             middlewares: group.route.middlewares,
             requires: Vec::new(),
             origin: format!("fabio {prefix}{}", group.text),
+            tls: false,
         });
     }
 }

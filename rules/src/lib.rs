@@ -6,7 +6,10 @@
 //!   Traefik 3.7 reads it: `traefik_v3`;
 //! - Traefik v1 (`<prefix>.frontend.*`, `<prefix>.backend.*`), the dialect of the 2019 article:
 //!   `traefik_v1`;
-//! - Fabio (`urlprefix-host/path opts`): `fabio`.
+//! - Fabio (`urlprefix-host/path opts`): `fabio`;
+//!
+//! and Berth's own `berth.*` tags (balancing, timeouts, retries, passive health), applied to the
+//! clusters of every dialect: `berth_tags`.
 //!
 //! `rules/DIALECTS.md` is the reference: every tag, what it does, what is refused and why.
 //!
@@ -24,6 +27,7 @@
 //! This crate is pure: it knows nothing of Consul's API, of snapshots or of proxies. Conflicts
 //! between services (two claiming one rule) are the control plane's business.
 
+mod berth_tags;
 mod construct;
 mod dialect;
 mod error;
@@ -145,6 +149,7 @@ pub fn compile_service(
         }
     }
     fabio::compile(service, instances, settings, &mut out);
+    berth_tags::apply(instances, &settings.prefix, &mut out);
     out.finish()
 }
 

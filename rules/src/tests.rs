@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use crate::construct::*;
 use crate::{compile_service, Instance, ServiceRoutes, Settings};
 
-fn instance(id: &str, tags: &[&str]) -> Instance {
+/// A routable instance at 10.0.0.1:80 with `tags` (the dialect tests' shared helper).
+pub(crate) fn instance(id: &str, tags: &[&str]) -> Instance {
     Instance {
         id: id.into(),
         address: "10.0.0.1".into(),
@@ -14,6 +15,14 @@ fn instance(id: &str, tags: &[&str]) -> Instance {
         tags: tags.iter().map(|t| t.to_string()).collect(),
         meta: BTreeMap::new(),
         routable: true,
+    }
+}
+
+/// Settings reading tags under the `berth` prefix instead of `traefik`.
+pub(crate) fn berth_prefix() -> Settings {
+    Settings {
+        prefix: "berth".into(),
+        ..Settings::default()
     }
 }
 

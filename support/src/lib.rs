@@ -4,6 +4,7 @@
 //!   streak of failures once.
 //! - [`signals`]: waiting for SIGTERM or Ctrl-C.
 //! - [`logging`]: the `--log-level` / `--log-format` flags and the tracing set-up they drive.
+//! - [`prometheus`]: the text exposition and a lock-free histogram, for `GET /metrics`.
 //! - [`tls`]: the *ring* provider, PEM files and the accept-any-certificate verifier that the
 //!   TLS clients (to Consul, to HTTPS backends) share.
 //! - [`host_name`], [`error_chain`], [`parse_go_bool`]: small helpers each binary used to copy.
@@ -14,6 +15,7 @@
 
 pub mod backoff;
 pub mod logging;
+pub mod prometheus;
 pub mod signals;
 pub mod tls;
 

@@ -16,7 +16,7 @@ pub enum LogFormat {
 }
 
 /// `--log-level` and `--log-format`, to flatten into a binary's clap arguments.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct LogArgs {
     /// Log level (error, warn, info, debug, trace) or a filter such as info,berth_proxy=debug.
     /// RUST_LOG, when set, wins.

@@ -294,9 +294,13 @@ impl Api {
             .await
     }
 
-    /// Removes instance `id` from `node` in the catalog.
-    pub async fn deregister_service(&self, node: &str, id: &str) -> Result<()> {
-        let op = json!({ "Service": { "Verb": "delete", "Node": node, "Service": { "ID": id } } });
+    /// Removes `registration`'s instance from its node in the catalog. Consul (1.8) refuses a
+    /// delete naming the instance by ID alone ("Must provide service name with ID"), so the
+    /// operation carries the service's name too.
+    pub async fn deregister_service(&self, registration: &Registration) -> Result<()> {
+        let op = json!({ "Service": { "Verb": "delete", "Node": registration.node, "Service": {
+            "ID": registration.id, "Service": registration.service,
+        } } });
         self.txn(vec![op]).await
     }
 

@@ -317,6 +317,17 @@ impl Proxy {
         control_planes: &str,
         entrypoints: &[(&str, &str)],
     ) -> Result<Proxy> {
+        Self::start_with_entrypoints_and(node_id, control_planes, entrypoints, &[])
+    }
+
+    /// Like [`Proxy::start_with_entrypoints`], with `extra` flags appended (for example
+    /// `--tls websecure --cert-dir DIR`).
+    pub fn start_with_entrypoints_and(
+        node_id: &str,
+        control_planes: &str,
+        entrypoints: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Result<Proxy> {
         let Some((_, first)) = entrypoints.first() else {
             bail!("berth-proxy needs at least one entrypoint")
         };
@@ -330,6 +341,7 @@ impl Proxy {
             args.extend(["--entrypoint", spec.as_str()]);
         }
         args.extend(["--admin-addr", &admin_addr, "--node-id", node_id]);
+        args.extend_from_slice(extra);
         let proc = Proc::spawn(node_id, &bin("berth-proxy"), &args, &[])?;
         Ok(Proxy {
             proc,

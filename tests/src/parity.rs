@@ -59,6 +59,12 @@ pub const IGNORED_REQUEST_HEADERS: &[(&str, Compare, &str)] = &[
          headers as they are is as correct",
     ),
     (
+        "x-request-id",
+        Compare::Ignore,
+        "Berth passes on the client's X-Request-Id or, without one, makes up a random one (as \
+         Envoy does) so the access log and the backend can name the request; Traefik sends none",
+    ),
+    (
         "x-traefik-router",
         Compare::Ignore,
         "Traefik's loop guard for default-rule routers: it names Traefik's router; Berth has no \
@@ -144,6 +150,9 @@ pub struct Service {
     /// Register the instances at a port where nothing listens, so only a
     /// `loadbalancer.server.port` tag naming `{port}` reaches them.
     pub register_dead_port: bool,
+    /// Further instances (`<service>-dead-1`, ...) registered at a port where nothing listens:
+    /// servers that refuse connections.
+    pub dead_instances: usize,
 }
 
 /// What the client did for one [`Request`].
@@ -339,7 +348,17 @@ impl Case {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             instances: instances.max(1),
             register_dead_port,
+            dead_instances: 0,
         });
+        self
+    }
+
+    /// Adds `n` instances that refuse connections to the last service (see
+    /// [`Service::dead_instances`]).
+    pub fn dead_instances(mut self, n: usize) -> Case {
+        if let Some(service) = self.services.last_mut() {
+            service.dead_instances = n;
+        }
         self
     }
 
@@ -585,6 +604,17 @@ async fn register_catalog(consul: &Consul, cases: &[Case]) -> Result<Vec<Backend
             });
             backends.push(backend);
         }
+        for i in 1..=service.dead_instances {
+            let tags = service.tags.iter().map(|t| t.replace("{port}", "1")).collect();
+            registrations.push(Registration {
+                node: "parity".to_string(),
+                id: format!("{}-dead-{i}", service.name),
+                service: service.name.clone(),
+                address: "127.0.0.1".to_string(),
+                port: free_port(),
+                tags,
+            });
+        }
     }
     consul.api().register_many(&registrations).await?;
     Ok(backends)
@@ -706,14 +736,17 @@ fn check_unique_services(cases: &[Case]) -> Result<()> {
 }
 
 /// Berth under test: one control plane and one proxy with the same entrypoints as Traefik.
-struct Berth {
-    control: ControlPlane,
-    proxy: Proxy,
-    entrypoints: BTreeMap<String, String>,
+pub struct Berth {
+    pub control: ControlPlane,
+    pub proxy: Proxy,
+    /// Entrypoint name → the proxy's `127.0.0.1:port` for it.
+    pub entrypoints: BTreeMap<String, String>,
 }
 
 impl Berth {
-    fn start(consul: &Consul, entrypoint_names: &[String]) -> Result<Berth> {
+    /// Starts berth-control on `consul` and a proxy with one free loopback port per entrypoint
+    /// name (Traefik's, for a side-by-side run).
+    pub fn start(consul: &Consul, entrypoint_names: &[String]) -> Result<Berth> {
         let control = ControlPlane::start(consul, &[])?;
         let entrypoints: BTreeMap<String, String> = entrypoint_names
             .iter()
@@ -732,7 +765,7 @@ impl Berth {
     }
 
     /// Waits until the control plane has read the catalog and the proxy applied that snapshot.
-    async fn wait_routing(&self) -> Result<()> {
+    pub async fn wait_routing(&self) -> Result<()> {
         self.control.wait_ready().await?;
         let snapshot = self.control.snapshot().await?;
         let version = snapshot["version"]

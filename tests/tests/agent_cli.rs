@@ -148,3 +148,69 @@ fn gives_up_on_an_absent_docker_engine_after_the_retry_attempts() {
         started.elapsed()
     );
 }
+
+#[test]
+fn every_setting_can_come_from_the_environment_and_logs_can_be_json() {
+    let (code, out) = run(&["--help"], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    for expected in [
+        "BERTH_AGENT_RESYNC",
+        "BERTH_AGENT_RETRY_ATTEMPTS",
+        "BERTH_AGENT_REGISTRY",
+        "--log-format",
+        "--log-level",
+    ] {
+        assert!(out.contains(expected), "--help lacks {expected:?}:\n{out}");
+    }
+
+    // No flag at all: the registry, the retries and the log format from the environment.
+    let consul = format!("consul://127.0.0.1:{}", free_port());
+    let (code, out) = run(
+        &[],
+        &[
+            ("BERTH_AGENT_REGISTRY", consul.as_str()),
+            ("BERTH_AGENT_RETRY_ATTEMPTS", "1"),
+            ("BERTH_AGENT_RETRY_INTERVAL", "100"),
+            ("BERTH_AGENT_IP", "127.0.0.1"),
+            ("BERTH_LOG_FORMAT", "json"),
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out.matches("; next in 100ms, ").count(), 1, "{out}");
+    let json_lines: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        json_lines
+            .iter()
+            .any(|l| l["level"] == "WARN" || l["level"] == "INFO"),
+        "no JSON log line:\n{out}"
+    );
+
+    // The command line wins over the environment; a bad value names the flag.
+    let (code, out) = run(
+        &["-ttl=10", "-ttl-refresh=5", "consul://127.0.0.1:8500"],
+        &[
+            ("BERTH_AGENT_TTL", "3"),
+            ("BERTH_AGENT_TTL_REFRESH", "9"),
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ],
+    );
+    // With the environment's -ttl=3 -ttl-refresh=9 it would be refused (2); it gets as far as Docker.
+    assert_eq!(code, Some(1), "the command line's -ttl should win: {out}");
+    let (code, out) = run(&["consul://127.0.0.1:8500"], &[("BERTH_AGENT_TTL", "10")]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("-ttl and -ttl-refresh must be given together (got -ttl=10"),
+        "{out}"
+    );
+    let (code, out) = run(
+        &["consul://127.0.0.1:8500"],
+        &[("BERTH_AGENT_DEREGISTER", "sometimes")],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("sometimes"), "{out}");
+}

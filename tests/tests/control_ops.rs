@@ -139,7 +139,7 @@ async fn metrics_health_reflection_and_bounded_hello() -> Result<()> {
     expect("berth_control_proxies_connected", &|v| v == 1.0);
     expect("berth_control_proxies_behind", &|v| v == 0.0);
     expect("berth_control_pushes_total{kind=\"full\"}", &|v| v >= 1.0);
-    expect("berth_control_pushed_bytes_total", &|v| v > 0.0);
+    expect("berth_control_pushed_bytes_total{kind=\"full\"}", &|v| v > 0.0);
     expect("berth_control_nacks_total", &|v| v == 0.0);
     expect("berth_control_routes{state=\"served\"}", &|v| v == 2.0);
     expect("berth_control_routes{state=\"rejected\"}", &|v| v == 0.0);

@@ -96,7 +96,8 @@ async fn hello_snapshot_ack_nack_and_up_to_date() -> Result<()> {
     )
     .await?;
 
-    // A catalog change is pushed with a new version and a new nonce. NACK it.
+    // A catalog change is pushed with a new version and a new nonce, as a delta from the version
+    // ACKed: the one changed cluster, no route. NACK it.
     let extra = Backend::start("web_extra", "extra-1").await?;
     consul
         .register_instance("web_go", "go-4", extra.port, &GO_TAGS, false)
@@ -104,6 +105,12 @@ async fn hello_snapshot_ack_nack_and_up_to_date() -> Result<()> {
     let second = stream.next().await?;
     assert_ne!(second.version, first.version);
     assert_ne!(second.nonce, first.nonce);
+    let Some(Body::Delta(delta)) = &second.body else {
+        panic!("expected a delta, got {second:?}")
+    };
+    assert_eq!(delta.base_version, first.version);
+    assert_eq!((delta.routes.len(), delta.clusters.len()), (0, 1), "{delta:?}");
+    assert!(delta.removed_routes.is_empty() && delta.removed_clusters.is_empty());
     stream
         .send(Kind::Nack(Nack {
             version: second.version.clone(),
@@ -127,20 +134,50 @@ async fn hello_snapshot_ack_nack_and_up_to_date() -> Result<()> {
         "a NACK leaves the ACKed version as it was"
     );
 
-    // The next change is sent as usual.
+    // A NACKed delta is answered at once with the full snapshot of that version (the proxy may
+    // hold another base than the control plane thought). ACK it.
+    let full = stream.next().await?;
+    assert_eq!(full.version, second.version);
+    assert!(matches!(full.body, Some(Body::Snapshot(_))), "{full:?}");
+    stream
+        .send(Kind::Ack(Ack {
+            version: full.version.clone(),
+            nonce: full.nonce.clone(),
+        }))
+        .await?;
+
+    // The next change is a delta again, from the version ACKed.
     consul.deregister("go-4").await?;
     let third = stream.next().await?;
     assert_eq!(
         third.version, first.version,
         "the same catalog gives the same version"
     );
-    assert!(matches!(third.body, Some(Body::Snapshot(_))));
+    let Some(Body::Delta(delta)) = &third.body else {
+        panic!("expected a delta, got {third:?}")
+    };
+    assert_eq!(delta.base_version, second.version);
 
     // A proxy that already holds the current version gets `up_to_date`, not the routes again.
     let mut again = Stream::open(&cp, hello("hand-2", &third.version)).await?;
     let answer = again.next().await?;
     assert_eq!(answer.version, third.version);
     assert!(matches!(answer.body, Some(Body::UpToDate(_))), "{answer:?}");
+
+    // A proxy holding a recent version (here the one before) gets a delta from it; one holding
+    // a version the control plane never had gets the full snapshot.
+    let mut behind = Stream::open(&cp, hello("hand-3", &second.version)).await?;
+    let answer = behind.next().await?;
+    let Some(Body::Delta(delta)) = &answer.body else {
+        panic!("expected a delta, got {answer:?}")
+    };
+    assert_eq!(
+        (answer.version.as_str(), delta.base_version.as_str()),
+        (third.version.as_str(), second.version.as_str())
+    );
+    let mut stranger = Stream::open(&cp, hello("hand-4", "0123456789abcdef")).await?;
+    let answer = stranger.next().await?;
+    assert!(matches!(answer.body, Some(Body::Snapshot(_))), "{answer:?}");
     Ok(())
 }
 

@@ -24,8 +24,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use berth_tests::consul::{traefik_tags, Registration, TXN_MAX_OPS};
 use berth_tests::proc::{cpu_time, rss_kib, tcp_connections_to};
-use berth_tests::{free_port, http, published_routes, route_count, Consul, Proc, Sampler};
+use berth_tests::{http, published_routes, route_count, Consul, Sampler};
 use serde_json::Value;
+
+#[path = "../common.rs"]
+mod common;
+use common::{binary_dir, count, flag_pairs, spawn_control};
 
 struct Args {
     services: usize,
@@ -41,24 +45,14 @@ fn parse_args() -> Result<Args> {
         instances: 1,
         nodes: 20,
         changes: 20,
-        control: std::env::current_exe()?
-            .parent()
-            .context("this binary's directory")?
-            .join("berth-control"),
+        control: binary_dir()?.join("berth-control"),
     };
-    let mut argv = std::env::args().skip(1);
-    while let Some(flag) = argv.next() {
-        let value = argv.next().with_context(|| format!("{flag} needs a value"))?;
-        let number = || -> Result<usize> {
-            let n: usize = value.parse().with_context(|| format!("{flag} {value:?}"))?;
-            ensure!(n > 0, "{flag} must be at least 1");
-            Ok(n)
-        };
+    for (flag, value) in flag_pairs(&[])? {
         match flag.as_str() {
-            "--services" => args.services = number()?,
-            "--instances" => args.instances = number()?,
-            "--nodes" => args.nodes = number()?,
-            "--changes" => args.changes = number()?,
+            "--services" => args.services = count(&flag, &value)?,
+            "--instances" => args.instances = count(&flag, &value)?,
+            "--nodes" => args.nodes = count(&flag, &value)?,
+            "--changes" => args.changes = count(&flag, &value)?,
             "--control" => args.control = PathBuf::from(&value),
             other => bail!(
                 "unknown flag {other:?} (flags: --services N --instances N --nodes N --changes N \
@@ -192,22 +186,8 @@ async fn main() -> Result<()> {
         catalog.len().div_ceil(TXN_MAX_OPS)
     );
 
-    let admin = format!("127.0.0.1:{}", free_port());
-    let grpc = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
-    let cp = Proc::spawn(
-        "berth-control",
-        &args.control,
-        &[
-            "--consul-addr",
-            &consul.http_addr,
-            "--grpc-addr",
-            &grpc,
-            "--admin-addr",
-            &admin,
-        ],
-        &[],
-    )?;
+    let (cp, _, admin) = spawn_control(&args.control, &consul.http_addr, &[])?;
     let pid = cp.pid().context("berth-control's pid")?;
     let consul_http = SocketAddr::from(([127, 0, 0, 1], consul.http_port));
     let connections = Sampler::start(Duration::from_millis(50), move || {

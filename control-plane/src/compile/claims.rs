@@ -16,11 +16,15 @@ use prost::Message;
 
 use berth_proto::v1::Route;
 
-/// What makes two routes take the same requests: the encoded matcher and the priority.
+/// What makes two routes take the same requests: the encoded matcher, the priority, and whether
+/// the route is served over TLS only (a TLS route and a plain one with the same matcher do not
+/// take the same requests: only the plain one takes plain HTTP; on a TLS entrypoint the proxy
+/// tries the TLS route first).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ClaimKey {
     matcher: Vec<u8>,
     priority: i64,
+    tls: bool,
 }
 
 impl ClaimKey {
@@ -32,6 +36,7 @@ impl ClaimKey {
                 .map(Message::encode_to_vec)
                 .unwrap_or_default(),
             priority: route.priority,
+            tls: route.tls,
         }
     }
 }
@@ -179,6 +184,21 @@ mod tests {
                 ("b".into(), None),
                 ("c".into(), Some("a".into()))
             ]
+        );
+    }
+
+    #[test]
+    fn a_tls_route_and_a_plain_one_do_not_clash() {
+        // Traefik's pair: a plain router (a redirect to https) and a TLS router, same rule.
+        let mut claims = Claims::default();
+        let plain = claims.add(&route("app-http", "same.example", 1, &[]));
+        let mut secure = route("app", "same.example", 1, &[]);
+        secure.tls = true;
+        let tls = claims.add(&secure);
+        assert_ne!(plain, tls);
+        assert_eq!(
+            settle(&claims, &[plain, tls]),
+            vec![("app-http".into(), None), ("app".into(), None)]
         );
     }
 }

@@ -65,6 +65,16 @@ pub(crate) struct Compiled {
     pub snapshot: Snapshot,
     pub version: String,
     pub errors: Vec<RouteError>,
+    /// The digest of each route and cluster of `snapshot`, in the same order (empty when not
+    /// known: the store then computes them).
+    pub digests: Digests,
+}
+
+/// Digests of a snapshot's items, parallel to its `routes` and `clusters`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Digests {
+    pub routes: Vec<ItemDigest>,
+    pub clusters: Vec<ItemDigest>,
 }
 
 #[derive(Debug)]
@@ -170,17 +180,17 @@ impl Compiler {
 
     /// The current snapshot, its version and every error.
     pub(crate) fn compiled(&self) -> Compiled {
-        let routes = self
+        let (routes, route_digests) = self
             .routes
             .iter()
             .filter(|(name, _)| !self.rejected.contains_key(*name))
-            .map(|(_, entry)| entry.route.clone())
-            .collect();
-        let clusters = self
+            .map(|(_, entry)| (entry.route.clone(), entry.digest))
+            .unzip();
+        let (clusters, cluster_digests) = self
             .clusters
             .values()
-            .map(|entry| entry.cluster.clone())
-            .collect();
+            .map(|entry| (entry.cluster.clone(), entry.digest))
+            .unzip();
         let errors = self
             .services
             .values()
@@ -191,6 +201,10 @@ impl Compiler {
             snapshot: Snapshot { routes, clusters },
             version: self.version.version(),
             errors,
+            digests: Digests {
+                routes: route_digests,
+                clusters: cluster_digests,
+            },
         }
     }
 

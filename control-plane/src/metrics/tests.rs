@@ -29,8 +29,10 @@ fn published(version: &str, routes: usize, rejected: usize, built_at: SystemTime
                 };
                 rejected
             ],
+            digests: Default::default(),
         },
         built_at,
+        full: Default::default(),
     }
 }
 
@@ -80,9 +82,11 @@ fn before_the_first_snapshot_every_family_is_declared_and_nothing_is_invented() 
 #[test]
 fn a_scrape_says_what_was_published_pushed_and_acknowledged() {
     let metrics = Metrics::default();
-    metrics.pushed(true, 1000);
-    metrics.pushed(true, 1000);
-    metrics.pushed(false, 40);
+    metrics.pushed(Kind::Full, 1000);
+    metrics.pushed(Kind::Full, 1000);
+    metrics.pushed(Kind::Delta, 70);
+    metrics.pushed(Kind::UpToDate, 40);
+    metrics.stream_timed_out();
     metrics.acked();
     metrics.nacked();
     metrics.hello_refused();
@@ -95,6 +99,8 @@ fn a_scrape_says_what_was_published_pushed_and_acknowledged() {
     watch.service_reads(3);
     watch.full_read();
     watch.compiled_services(5);
+    watch.blocked(Part::Services, Duration::from_millis(1500));
+    watch.blocked(Part::Services, Duration::from_millis(500));
     let proxies: Proxies = Arc::new(DashMap::new());
     proxies.insert(1, proxy("a", Some("v2")));
     proxies.insert(2, proxy("b", Some("v1")));
@@ -117,11 +123,19 @@ fn a_scrape_says_what_was_published_pushed_and_acknowledged() {
         "berth_control_consul_service_reads_total 3",
         "berth_control_consul_full_reads_total 1",
         "berth_control_compiled_services_total 5",
+        r#"berth_control_consul_blocking_query_seconds_count{query="services"} 2"#,
+        r#"berth_control_consul_blocking_query_seconds_sum{query="services"} 2"#,
+        r#"berth_control_consul_blocking_query_last_seconds{query="services"} 0.5"#,
+        r#"berth_control_consul_blocking_query_seconds_count{query="checks"} 0"#,
         "berth_control_proxies_connected 3",
         "berth_control_proxies_behind 2",
         r#"berth_control_pushes_total{kind="full"} 2"#,
+        r#"berth_control_pushes_total{kind="delta"} 1"#,
         r#"berth_control_pushes_total{kind="up_to_date"} 1"#,
-        "berth_control_pushed_bytes_total 2040",
+        r#"berth_control_pushed_bytes_total{kind="full"} 2000"#,
+        r#"berth_control_pushed_bytes_total{kind="delta"} 70"#,
+        r#"berth_control_pushed_bytes_total{kind="up_to_date"} 40"#,
+        "berth_control_streams_timed_out_total 1",
         "berth_control_acks_total 1",
         "berth_control_nacks_total 1",
         "berth_control_hellos_refused_total 1",
@@ -175,7 +189,10 @@ fn every_sample_belongs_to_a_family_declared_once_with_help_and_type() {
             let mut parts = rest.split(' ');
             let name = parts.next().unwrap_or_default();
             let kind = parts.next().unwrap_or_default();
-            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary"].contains(&kind),
+                "{line}"
+            );
             assert!(helped.contains(name), "TYPE of {name} without HELP");
             assert!(typed.insert(name.to_string()), "TYPE of {name} twice");
             if kind == "counter" {
@@ -202,7 +219,7 @@ fn label_values_and_help_are_escaped() {
     text.family("x_total", "counter", "a \\ and a\nnewline");
     text.sample("x_total", &[("v", "a\"b\\c\nd")], 1);
     assert_eq!(
-        text.text,
+        text.into_string(),
         "# HELP x_total a \\\\ and a\\nnewline\n# TYPE x_total counter\nx_total{v=\"a\\\"b\\\\c\\nd\"} 1\n"
     );
 }

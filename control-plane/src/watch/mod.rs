@@ -449,6 +449,9 @@ async fn follow<T, Q, Fut>(
         status.set_consul(client.address());
         match result {
             Ok(answer) => {
+                if asked_with != 0 {
+                    status.blocked(part.1, asked.elapsed());
+                }
                 backoff.succeeded();
                 status.set_waiting(part.0, None);
                 let reset = answer.index < seen;

@@ -62,11 +62,38 @@ pub(crate) struct WatchStatus {
     service_reads: AtomicU64,
     compiled_services: AtomicU64,
     full_reads: AtomicU64,
+    /// Blocking queries that returned (with an index), by part (services, checks): how many,
+    /// and their total and last duration in microseconds.
+    blocking: [[AtomicU64; 3]; 2],
 }
+
+/// The blocking queries, as `/metrics` labels them.
+pub(crate) const BLOCKING: [(Part, &str); 2] = [(Part::Services, "services"), (Part::Checks, "checks")];
 
 impl WatchStatus {
     pub(crate) fn request(&self, kind: Request) {
         self.requests[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A blocking query of `part` (services or checks) asked with an index returned after
+    /// `took`: Consul held it until something changed or its wait ran out.
+    pub(crate) fn blocked(&self, part: Part, took: std::time::Duration) {
+        let Some(slot) = self.blocking.get(part as usize) else {
+            return;
+        };
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        slot[0].fetch_add(1, Ordering::Relaxed);
+        slot[1].fetch_add(micros, Ordering::Relaxed);
+        slot[2].store(micros, Ordering::Relaxed);
+    }
+
+    /// For each blocking query: (label, count, total seconds, last seconds).
+    pub(crate) fn blocking(&self) -> impl Iterator<Item = (&'static str, u64, f64, f64)> + '_ {
+        BLOCKING.iter().map(|(part, name)| {
+            let slot = &self.blocking[*part as usize];
+            let load = |i: usize| slot[i].load(Ordering::Relaxed);
+            (*name, load(0), load(1) as f64 / 1e6, load(2) as f64 / 1e6)
+        })
     }
 
     /// A request of `part` failed.

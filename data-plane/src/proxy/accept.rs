@@ -1,6 +1,11 @@
 //! Phase 1, accept: what Traefik's entrypoint does to every request before routing.
 //!
-//! For: reading the host the client asked for (`Host`, or `:authority` for HTTP/2); bringing the
+//! For: reading the host the client asked for, the one host a request is both routed by and
+//! delivered with (`:authority` for HTTP/2, the request target's authority for an absolute-form
+//! HTTP/1.1 request, else `Host`); refusing with 400 the requests that name two hosts (several
+//! `Host` lines, or an HTTP/2 `host` that differs from `:authority`, as RFC 9112 §3.2 and
+//! RFC 9113 §8.3.1 ask); the request's `X-Request-Id` (the client's if it sent one plausible id,
+//! else a new random one), kept in the context for the log and sent to the backend; bringing the
 //! path to the form Traefik routes and forwards (escapes normalized, `.`/`..`/`//` removed: see
 //! `path::entry_path`); and the forwarded headers, as Traefik's entrypoint `forwardedHeaders`
 //! step does. A peer outside `--trusted-ips` (by default, everyone) may not set any of them: its
@@ -28,6 +33,10 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest client-sent `X-Request-Id` kept; a longer one is replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The forwarded headers Traefik manages, which only a trusted peer may set.
 const MANAGED: [&str; 13] = [
@@ -61,7 +70,9 @@ pub(crate) fn accept(
     head: &mut Parts,
     settings: &EntrySettings,
 ) -> Result<(), ProxyError> {
-    ctx.host = request_host(head).ok_or(ProxyError::NoHost)?;
+    ctx.host = request_host(head)?;
+    // The backend gets the host the request is routed by, whatever `Host` said.
+    head.headers.insert(HOST, ctx.host.clone());
     match entry_path(ctx.path()) {
         Ok(None) => {}
         Ok(Some(path)) => match UrlPath::parse(&path) {
@@ -72,23 +83,74 @@ pub(crate) fn accept(
     }
     let trusted = settings.trusted_ips.contains(ctx.client_ip);
     forwarded_headers(ctx, &mut head.headers, &settings.server, trusted);
+    // After `Connection`'s clean-up, which may not remove the id.
+    ctx.request_id = request_id(&mut head.headers);
     Ok(())
 }
 
-/// The host the client asked for, as a header value. HTTP/2 carries it in `:authority` (the
-/// URI's authority); HTTP/1.1 in `Host`. Each falls back to the other.
-fn request_host(head: &Parts) -> Option<HeaderValue> {
-    let from_header = || head.headers.get(HOST).filter(|v| !v.is_empty()).cloned();
-    let from_uri = || {
-        head.uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    };
-    if head.version == Version::HTTP_2 {
-        from_uri().or_else(from_header)
-    } else {
-        from_header().or_else(from_uri)
+/// The host the client asked for, as a header value: the URI's authority when there is one
+/// (HTTP/2's `:authority`, or an absolute-form HTTP/1.1 target, which RFC 9112 §3.2.2 says wins
+/// over `Host`), else the `Host` header. Two hosts are refused: several `Host` lines, or an
+/// HTTP/2 `host` that names another host than `:authority`.
+fn request_host(head: &Parts) -> Result<HeaderValue, ProxyError> {
+    let mut lines = head.headers.get_all(HOST).iter();
+    let header = lines.next();
+    if lines.next().is_some() {
+        return Err(ProxyError::BadHost("the request has several Host headers"));
     }
+    let authority = head.uri.authority();
+    if let Some(authority) = authority {
+        if authority.as_str().contains('@') {
+            return Err(ProxyError::BadHost("the request target has user information"));
+        }
+    }
+    let from_uri = authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    match (from_uri, header) {
+        (Some(uri), Some(header)) if head.version == Version::HTTP_2 && !same_host(&uri, header) => {
+            Err(ProxyError::BadHost("the host header differs from :authority"))
+        }
+        (Some(uri), _) => Ok(uri),
+        (None, Some(header)) if !header.is_empty() => Ok(header.clone()),
+        _ => Err(ProxyError::NoHost),
+    }
+}
+
+/// Whether two authorities are the same (case ignored).
+fn same_host(a: &HeaderValue, b: &HeaderValue) -> bool {
+    a.as_bytes().eq_ignore_ascii_case(b.as_bytes())
+}
+
+/// The request's id: the client's `X-Request-Id` when it sent exactly one of at most 128
+/// visible characters (letters, digits and `-_.:/+=`), else a new random 128-bit one in hex; the
+/// header is set to it either way.
+fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+    let mut sent = headers.get_all(&X_REQUEST_ID).iter();
+    if let (Some(id), None) = (sent.next(), sent.next()) {
+        let plausible = !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID_LEN
+            && id
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b));
+        if plausible {
+            return id.clone();
+        }
+    }
+    let id = new_request_id();
+    headers.insert(X_REQUEST_ID, id.clone());
+    id
+}
+
+/// A random 128-bit id as 32 lower-case hex digits (from a per-thread generator: no lock).
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    let mut text = [0u8; 32];
+    for digit in text.iter_mut().rev() {
+        *digit = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Whether a header is one of the managed forwarded headers, or an underscore spelling of one
@@ -113,16 +175,19 @@ fn forwarded_headers(ctx: &RequestContext, headers: &mut HeaderMap, server: &Hea
     }
 
     if unset(headers, &X_REAL_IP) {
-        if let Ok(ip) = HeaderValue::from_str(&ctx.client_ip.to_string()) {
-            headers.insert(X_REAL_IP, ip);
-        }
+        headers.insert(X_REAL_IP, ctx.client_ip_value.clone());
     }
     if unset(headers, &X_FORWARDED_PROTO) {
-        let proto = if is_websocket(headers) { "ws" } else { "http" };
+        let proto = match (is_websocket(headers), ctx.entrypoint.tls) {
+            (false, false) => "http",
+            (false, true) => "https",
+            (true, false) => "ws",
+            (true, true) => "wss",
+        };
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if unset(headers, &X_FORWARDED_PORT) {
-        let port = forwarded_port(ctx.host_text(), headers);
+        let port = forwarded_port(ctx.host_text(), headers, ctx.entrypoint.tls);
         headers.insert(X_FORWARDED_PORT, port);
     }
     if unset(headers, &X_FORWARDED_HOST) && !ctx.host.is_empty() {
@@ -138,9 +203,9 @@ fn unset(headers: &HeaderMap, name: &HeaderName) -> bool {
     headers.get(name).is_none_or(|v| v.is_empty())
 }
 
-/// The `Host`'s port; else 443 when `X-Forwarded-Proto` (a trusted peer's) says https or wss;
-/// else 80.
-fn forwarded_port(host: &str, headers: &HeaderMap) -> HeaderValue {
+/// The `Host`'s port; else 443 when `X-Forwarded-Proto` says https or wss, or the request came
+/// over TLS; else 80.
+fn forwarded_port(host: &str, headers: &HeaderMap, tls: bool) -> HeaderValue {
     if let Some((_, port)) = split_host_port(host) {
         if !port.is_empty() {
             if let Ok(port) = HeaderValue::from_str(port) {
@@ -150,6 +215,7 @@ fn forwarded_port(host: &str, headers: &HeaderMap) -> HeaderValue {
     }
     match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
         Some(b"https" | b"wss") => HeaderValue::from_static("443"),
+        _ if tls => HeaderValue::from_static("443"),
         _ => HeaderValue::from_static("80"),
     }
 }
@@ -313,6 +379,38 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_entrypoint_says_https() {
+        let settings = EntrySettings {
+            server: HeaderValue::from_static("edge-1"),
+            trusted_ips: IpRanges::parse(&[]).unwrap(),
+        };
+        let tls_run = |headers: &[(&str, &str)]| {
+            let mut head = head("GET", "/");
+            for (n, v) in headers {
+                head.headers.append(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            let mut ctx = RequestContext::for_test("GET", "/", "", "192.0.2.9:4567");
+            ctx.entrypoint.tls = true;
+            accept(&mut ctx, &mut head, &settings).expect("accepted");
+            head.headers
+        };
+        let h = tls_run(&[("host", "a.example"), ("x-forwarded-proto", "http")]);
+        assert_eq!(h["x-forwarded-proto"], "https", "a forged value is replaced");
+        assert_eq!(h["x-forwarded-port"], "443");
+        let h = tls_run(&[("host", "a.example:8443")]);
+        assert_eq!(h["x-forwarded-port"], "8443");
+        let h = tls_run(&[
+            ("host", "a.example"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(h["x-forwarded-proto"], "wss");
+    }
+
+    #[test]
     fn port_defaults_and_websocket() {
         let (_, _, head) = run(
             "/",
@@ -340,6 +438,97 @@ mod tests {
         assert!(matches!(result, Err(ProxyError::BadPath(_))), "{result:?}");
         let (result, _, _) = run("/", &[]);
         assert!(matches!(result, Err(ProxyError::NoHost)));
+    }
+
+    #[test]
+    fn one_host_per_request() {
+        let (result, _, _) = run("/", &[("host", "a.example"), ("host", "b.example")]);
+        assert!(matches!(result, Err(ProxyError::BadHost(_))), "{result:?}");
+        let (result, _, _) = run("/", &[("host", "a.example"), ("host", "a.example")]);
+        assert!(
+            matches!(result, Err(ProxyError::BadHost(_))),
+            "even the same one twice"
+        );
+
+        // Absolute form: the target's authority wins, and is what the backend gets.
+        let (result, ctx, head) = run("http://b.example/x", &[("host", "a.example")]);
+        result.expect("accepted");
+        assert_eq!(ctx.host, "b.example");
+        assert_eq!(head.headers["host"], "b.example");
+        let (result, ctx, _) = run("http://b.example:81/x", &[]);
+        result.expect("accepted without Host");
+        assert_eq!(ctx.host, "b.example:81");
+        let (result, _, _) = run("http://user@b.example/x", &[("host", "b.example")]);
+        assert!(matches!(result, Err(ProxyError::BadHost(_))), "{result:?}");
+    }
+
+    fn run_h2(uri: &str, host: Option<&str>) -> (Result<(), ProxyError>, RequestContext, Parts) {
+        let mut builder = http::Request::get(uri).version(Version::HTTP_2);
+        if let Some(host) = host {
+            builder = builder.header("host", host);
+        }
+        let mut head = builder.body(()).unwrap().into_parts().0;
+        let mut ctx = RequestContext::for_test("GET", "/x", "", "10.0.0.1:1");
+        let settings = EntrySettings {
+            server: HeaderValue::from_static("s"),
+            trusted_ips: IpRanges::parse(&[]).unwrap(),
+        };
+        let result = accept(&mut ctx, &mut head, &settings);
+        (result, ctx, head)
+    }
+
+    #[test]
+    fn http2_host_must_agree_with_authority() {
+        let (result, _, _) = run_h2("http://a.example/x", Some("b.example"));
+        assert!(matches!(result, Err(ProxyError::BadHost(_))), "{result:?}");
+        let (result, _, _) = run_h2("http://a.example/x", Some("a.example:8080"));
+        assert!(matches!(result, Err(ProxyError::BadHost(_))), "another port");
+        let (result, ctx, head) = run_h2("http://A.example/x", Some("a.EXAMPLE"));
+        result.expect("the same host, case aside");
+        assert_eq!(ctx.host, "A.example");
+        assert_eq!(head.headers["host"], "A.example");
+        let (result, ctx, _) = run_h2("/x", Some("only.example"));
+        result.expect("no :authority, Host is used");
+        assert_eq!(ctx.host, "only.example");
+    }
+
+    #[test]
+    fn request_ids() {
+        let (result, ctx, head) = run("/", &[("host", "a")]);
+        result.expect("accepted");
+        let id = ctx.request_id.to_str().unwrap().to_owned();
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert_eq!(head.headers["x-request-id"], id.as_str());
+        let (_, other, _) = run("/", &[("host", "a")]);
+        assert_ne!(other.request_id, ctx.request_id, "unique");
+
+        let (_, ctx, head) = run(
+            "/",
+            &[
+                ("host", "a"),
+                ("connection", "x-request-id"),
+                ("x-request-id", "x"),
+            ],
+        );
+        assert_eq!(ctx.request_id.len(), 32, "named in Connection: a new one");
+        assert_eq!(head.headers["x-request-id"], ctx.request_id);
+
+        let (_, ctx, head) = run("/", &[("host", "a"), ("x-request-id", "client-id-1")]);
+        assert_eq!(ctx.request_id, "client-id-1", "the client's is kept");
+        assert_eq!(head.headers["x-request-id"], "client-id-1");
+        for bad in ["has space", "quote\"", &"x".repeat(129)] {
+            let (_, ctx, head) = run("/", &[("host", "a"), ("x-request-id", bad)]);
+            assert_ne!(ctx.request_id, bad);
+            assert_eq!(ctx.request_id.len(), 32);
+            assert_eq!(head.headers["x-request-id"], ctx.request_id);
+        }
+        let (_, ctx, head) = run(
+            "/",
+            &[("host", "a"), ("x-request-id", "a"), ("x-request-id", "b")],
+        );
+        assert_eq!(ctx.request_id.len(), 32, "two ids: a new one");
+        assert_eq!(head.headers.get_all("x-request-id").iter().count(), 1);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub(crate) fn client_config(
     let provider = berth_support::tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    // ALPN is left to hyper-rustls, which sets it from the HTTP versions it speaks (http/1.1).
+    // ALPN is left to hyper-rustls, which offers the HTTP versions it speaks (h2, http/1.1).
     let config = if skip_verify {
         builder
             .dangerous()

@@ -3,8 +3,9 @@
 //! For: one type for both kinds of response body — the backend's, streamed through untouched, and
 //! a short text the proxy or a middleware wrote itself — plus what must live exactly as long as
 //! the response is being sent (an `in_flight_req` slot is given back only when the body is done,
-//! as Traefik counts a request in flight until its handler returns).
-//! Not for: buffering or changing bodies; nothing here reads the bytes.
+//! as Traefik counts a request in flight until its handler returns), and the record phase's
+//! [`Completion`], which counts the bytes sent and records the request when the body is done.
+//! Not for: buffering or changing bodies; nothing here reads the bytes beyond counting them.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,6 +15,7 @@ use http_body_util::Full;
 use hyper::body::{Frame, Incoming, SizeHint};
 
 use super::middleware::InFlightSlot;
+use super::record::Completion;
 
 /// A response body; see the module documentation.
 #[derive(Debug)]
@@ -21,6 +23,9 @@ pub(crate) struct Body {
     inner: Inner,
     /// Released (dropped) with the body.
     holds: Vec<InFlightSlot>,
+    /// Counts the bytes sent; dropped (which records the request) at the body's end or drop.
+    /// Boxed: one small allocation per request keeps every `Response<Body>` small.
+    done: Option<Box<Completion>>,
 }
 
 #[derive(Debug)]
@@ -35,6 +40,7 @@ impl Body {
         Self {
             inner: Inner::Backend(body),
             holds: Vec::new(),
+            done: None,
         }
     }
 
@@ -43,7 +49,13 @@ impl Body {
         Self {
             inner: Inner::Text(Full::new(text.into())),
             holds: Vec::new(),
+            done: None,
         }
+    }
+
+    /// Records the request with `done` once this body has been sent or dropped.
+    pub(crate) fn on_done(&mut self, done: Completion) {
+        self.done = Some(Box::new(done));
     }
 
     /// Keeps `holds` until this body is dropped (sent or abandoned).
@@ -64,12 +76,29 @@ impl hyper::body::Body for Body {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
             Inner::Backend(body) => Pin::new(body).poll_frame(cx),
             Inner::Text(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map(|frame| frame.map(|result| result.map_err(|never| match never {}))),
+        };
+        if this.done.is_some() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let (Some(done), Some(data)) = (this.done.as_mut(), frame.data_ref()) {
+                        done.sent(data.len());
+                    }
+                    // hyper stops polling once the body says it ended.
+                    if this.is_end_stream() {
+                        this.done = None;
+                    }
+                }
+                Poll::Ready(_) => this.done = None,
+                Poll::Pending => {}
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

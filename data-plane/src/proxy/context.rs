@@ -35,6 +35,8 @@ pub(crate) struct RequestContext {
     pub peer: SocketAddr,
     /// The peer's address, IPv4-mapped IPv6 shown as IPv4 (what `ClientIP` and source criteria use).
     pub client_ip: IpAddr,
+    /// `client_ip` as a header value, made once for `X-Real-IP` and `X-Forwarded-For`.
+    pub client_ip_value: HeaderValue,
     pub started: Instant,
     /// As the client sent them, for the log.
     pub method: Method,
@@ -42,6 +44,9 @@ pub(crate) struct RequestContext {
     /// The Host the backend gets when the cluster passes the client's host (a `headers`
     /// middleware may replace it). Empty until the match phase read it.
     pub host: HeaderValue,
+    /// The request's `X-Request-Id` (the client's, or one the accept phase made up), as the
+    /// backend gets it; empty until the accept phase ran.
+    pub request_id: HeaderValue,
     /// The client's path and query, as received.
     original: PathAndQuery,
     /// The path to forward, once the entrypoint's normalization or a middleware changed it, with
@@ -61,16 +66,48 @@ pub(crate) struct RequestContext {
     pub holds: Vec<InFlightSlot>,
 }
 
+/// An address as header text; IPv4 (nearly every client) written by hand, without `fmt`.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    let value = match ip {
+        IpAddr::V4(v4) => {
+            let mut text = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    text[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    text[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                text[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            HeaderValue::from_bytes(&text[..len])
+        }
+        IpAddr::V6(v6) => HeaderValue::from_str(&v6.to_string()),
+    };
+    value.unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
 impl RequestContext {
     pub(crate) fn new(entrypoint: &Entrypoint, peer: SocketAddr, method: &Method, uri: &Uri) -> Self {
+        let client_ip = peer.ip().to_canonical();
         Self {
             entrypoint: entrypoint.clone(),
             peer,
-            client_ip: peer.ip().to_canonical(),
+            client_ip,
+            client_ip_value: ip_value(client_ip),
             started: Instant::now(),
             method: method.clone(),
             uri: uri.clone(),
             host: HeaderValue::from_static(""),
+            request_id: HeaderValue::from_static(""),
             original: uri
                 .path_and_query()
                 .cloned()
@@ -167,6 +204,7 @@ impl RequestContext {
         let entrypoint = Entrypoint {
             index: 0,
             name: "http".into(),
+            tls: false,
         };
         let mut ctx = Self::new(&entrypoint, peer.parse().expect("test peer"), &method, &uri);
         ctx.host = HeaderValue::from_str(host).expect("test host");
@@ -194,5 +232,25 @@ mod tests {
         let ctx = RequestContext::for_test("GET", "/plain?q", "h", "[::ffff:10.1.2.3]:5");
         assert_eq!(ctx.forward_path_and_query().unwrap(), "/plain?q");
         assert_eq!(ctx.client_ip.to_string(), "10.1.2.3");
+    }
+
+    #[test]
+    fn client_ip_value_is_the_address_as_text() {
+        for peer in [
+            "10.1.2.3:5",
+            "0.0.0.0:1",
+            "255.255.255.255:1",
+            "127.0.10.99:1",
+            "[::1]:5",
+            "[2001:db8::7]:5",
+        ] {
+            let addr: SocketAddr = peer.parse().unwrap();
+            let ctx = RequestContext::for_test("GET", "/", "h", peer);
+            assert_eq!(
+                ctx.client_ip_value.to_str().unwrap(),
+                addr.ip().to_string(),
+                "{peer}"
+            );
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! Why the proxy could not serve a request, and the response the client gets for it.
 //!
 //! For: one error type for every phase of the request path, its status code, a short plain-text
-//! body naming the cause, and a machine-readable `x-berth-error` header. Where Traefik answers the
+//! body naming the cause, and a machine-readable `x-berth-error` header. The error's `Display`
+//! (for the log) has the details, backend addresses included; what the client gets
+//! ([`ProxyError::client_text`]) never names an address, a port or a reason from the network
+//! stack — only what the client sent and names of the routing state. Where Traefik answers the
 //! same situation with Go's `http.Error` (no route: 404; no server available: 503), the answer
 //! also carries `X-Content-Type-Options: nosniff`, as Traefik's does; where Traefik's proxy writes
 //! a bare status (502, 504) or Go's server refuses the request (400), it does not.
@@ -27,6 +30,12 @@ pub(crate) enum ProxyError {
     NoSnapshot,
     #[error("request has no Host header")]
     NoHost,
+    /// The request names two hosts (RFC 9112 §3.2, RFC 9113 §8.3.1).
+    #[error("{0}")]
+    BadHost(&'static str),
+    /// More header fields than `--max-headers` (HTTP/2; hyper refuses HTTP/1.1 ones itself).
+    #[error("the request has {count} header fields, more than the {max} allowed")]
+    TooManyHeaders { count: usize, max: usize },
     #[error("{0}")]
     BadPath(String),
     #[error("no route for host {host:?} on entrypoint {entrypoint:?}")]
@@ -58,7 +67,10 @@ impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::NoSnapshot | Self::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::NoHost | Self::BadPath(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NoHost | Self::BadHost(_) | Self::BadPath(_) | Self::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NoRoute { .. } | Self::NoMatch { .. } => StatusCode::NOT_FOUND,
             Self::Refused { .. } | Self::ConnectFailed { .. } | Self::Backend { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -72,6 +84,8 @@ impl ProxyError {
         match self {
             Self::NoSnapshot => "no-snapshot",
             Self::NoHost => "no-host",
+            Self::BadHost(_) => "bad-host",
+            Self::TooManyHeaders { .. } => "headers-too-large",
             Self::BadPath(_) | Self::BadRequest(_) => "bad-request",
             Self::NoRoute { .. } | Self::NoMatch { .. } => "no-route",
             Self::NoEndpoints { .. } => "no-endpoints",
@@ -105,8 +119,33 @@ impl ProxyError {
         )
     }
 
+    /// The body's text: the cause, without the addresses and low-level reasons the log gets.
+    pub(crate) fn client_text(&self) -> String {
+        match self {
+            // What the client sent, or names of the routing state: as logged.
+            Self::NoSnapshot
+            | Self::NoHost
+            | Self::BadHost(_)
+            | Self::TooManyHeaders { .. }
+            | Self::BadPath(_)
+            | Self::NoRoute { .. }
+            | Self::NoMatch { .. }
+            | Self::NoEndpoints { .. } => self.to_string(),
+            Self::BadRequest(_) => "cannot forward the request".to_owned(),
+            Self::Refused { .. } => "the backend refused the connection".to_owned(),
+            Self::ConnectFailed { .. } => "cannot connect to the backend".to_owned(),
+            Self::ConnectTimeout { timeout, .. } => {
+                format!("the backend did not accept the connection within {timeout:?}")
+            }
+            Self::ResponseTimeout { timeout, .. } => {
+                format!("the backend sent no response headers within {timeout:?}")
+            }
+            Self::Backend { .. } => "the backend failed to answer".to_owned(),
+        }
+    }
+
     pub(crate) fn into_response(self) -> Response<Body> {
-        let mut response = Response::new(Body::text(format!("{self}\n")));
+        let mut response = Response::new(Body::text(format!("{}\n", self.client_text())));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(
@@ -125,6 +164,55 @@ impl ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every variant a backend can cause: the log names the endpoint, the client never does.
+    #[test]
+    fn no_internal_address_reaches_the_client() {
+        let endpoint = || Authority::from_static("10.1.2.3:8081");
+        let reason = "tcp connect error: Connection refused (os error 111) 10.1.2.3:8081".to_owned();
+        let errors = [
+            ProxyError::Refused { endpoint: endpoint() },
+            ProxyError::ConnectFailed {
+                endpoint: endpoint(),
+                reason: reason.clone(),
+            },
+            ProxyError::ConnectTimeout {
+                endpoint: endpoint(),
+                timeout: Duration::from_millis(100),
+            },
+            ProxyError::ResponseTimeout {
+                endpoint: endpoint(),
+                timeout: Duration::from_secs(1),
+            },
+            ProxyError::Backend {
+                endpoint: endpoint(),
+                reason: reason.clone(),
+            },
+            ProxyError::BadRequest("invalid authority 10.1.2.3:8081".into()),
+        ];
+        for error in errors {
+            assert!(
+                error.to_string().contains("10.1.2.3"),
+                "the log has the details: {error}"
+            );
+            let code = error.code();
+            let text = error.client_text();
+            let response = error.into_response();
+            assert!(
+                !text.contains("10.1.2.3") && !text.contains("8081"),
+                "{code}: {text}"
+            );
+            assert!(!text.contains("os error"), "{code}: {text}");
+            for (name, value) in response.headers() {
+                let value = value.to_str().unwrap();
+                assert!(!value.contains("10.1.2.3"), "{code}: {name}: {value}");
+            }
+            assert_eq!(response.headers()[X_BERTH_ERROR], code);
+        }
+        let error = ProxyError::TooManyHeaders { count: 101, max: 100 };
+        assert_eq!(error.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(ProxyError::BadHost("x").status(), StatusCode::BAD_REQUEST);
+    }
 
     #[test]
     fn nosniff_where_traefik_uses_http_error() {

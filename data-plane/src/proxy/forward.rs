@@ -1,7 +1,12 @@
 //! Phase 5, forward: send the request to the backend and wait for its response headers.
 //!
-//! For: the pooled HTTP/1.1 client (hyper-util legacy `Client`; plain TCP for `http` clusters,
-//! rustls for `https` ones, one pool), the connect and response-header timeouts, and telling the
+//! For: the pooled backend clients (hyper-util legacy `Client`): HTTP/1.1 over plain TCP for
+//! `http` clusters, rustls for `https` ones with HTTP/2 or HTTP/1.1 chosen by ALPN (one pool), and
+//! an HTTP/2-only client for `h2c` clusters (cleartext, prior knowledge: what gRPC backends speak),
+//! chosen by the request's version (`forwarded` asks for HTTP/2 for `h2c` clusters only); the
+//! connect, response-header (first byte; counted once the request body was sent whole, see
+//! `outgoing`) and idle timeouts, the proxy's or a cluster's own (one
+//! set of clients per distinct connect/idle pair, see [`ClientCache`]), and telling the
 //! client *why* a backend failed (refused → 502, timed out → 504, TLS failure → 502 naming it).
 //! Request and response bodies stream through; nothing is buffered.
 //! Not for: deciding where to send (see `route`, `endpoint`) or header changes (see `forwarded`).
@@ -10,89 +15,184 @@ use std::io;
 use std::time::Duration;
 
 use http::uri::Authority;
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::outgoing::{self, Outgoing};
 use super::ProxyError;
+use crate::table::Timeouts;
 
-/// How long an idle pooled backend connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The body of a request to a backend: the client's, streamed, or an empty one (a retry of a
+/// request that had no body; see `upstream`).
+pub(crate) type RequestBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
+
+/// The clients for one connect and idle timeout: HTTP/1.1 or TLS (ALPN), and h2c.
+#[derive(Debug, Clone)]
+struct Clients {
+    client: Client<HttpsConnector<HttpConnector>, Outgoing<RequestBody>>,
+    /// For `h2c` clusters: HTTP/2 with prior knowledge, one multiplexed connection per endpoint.
+    h2c: Client<HttpConnector, Outgoing<RequestBody>>,
+}
+
+impl Clients {
+    fn new(connect_timeout: Duration, idle_timeout: Duration, tls: rustls::ClientConfig) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(connect_timeout));
+        tcp.set_nodelay(true);
+        let h2c = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(idle_timeout)
+            .timer(TokioTimer::new())
+            .http2_only(true)
+            .set_host(false)
+            .build(tcp.clone());
+        tcp.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(idle_timeout)
+            // `forwarded::request` always sets Host.
+            .set_host(false)
+            .build(connector);
+        Self { client, h2c }
+    }
+}
+
+/// Clients by (connect timeout, idle timeout), for clusters whose timeouts differ from the
+/// proxy's. hyper-util's pooled client has one connect and one idle timeout for its whole pool,
+/// so each distinct pair gets its own clients (and pools), made on first use and kept: a
+/// snapshot names few distinct pairs. Looking one up takes no lock (an `ArcSwap` of a map that is
+/// replaced whole, under a mutex, when a pair is new). The first-byte timeout needs no client of
+/// its own: it is a timer around each request.
+type ClientCache = std::collections::HashMap<(Duration, Duration), Clients>;
 
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    default: Clients,
+    custom: arc_swap::ArcSwap<ClientCache>,
+    adding: std::sync::Mutex<()>,
+    tls: rustls::ClientConfig,
     connect_timeout: Duration,
     request_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 impl Forwarder {
     pub(crate) fn new(
         connect_timeout: Duration,
         request_timeout: Duration,
+        idle_timeout: Duration,
         tls: rustls::ClientConfig,
     ) -> Self {
-        let mut tcp = HttpConnector::new();
-        tcp.set_connect_timeout(Some(connect_timeout));
-        tcp.set_nodelay(true);
-        tcp.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            // `forwarded::request` always sets Host.
-            .set_host(false)
-            .build(connector);
         Self {
-            client,
+            default: Clients::new(connect_timeout, idle_timeout, tls.clone()),
+            custom: arc_swap::ArcSwap::from_pointee(ClientCache::new()),
+            adding: std::sync::Mutex::new(()),
+            tls,
             connect_timeout,
             request_timeout,
+            idle_timeout,
         }
     }
 
-    /// Sends `req` (whose URI already points at `endpoint`) and returns the response once its
-    /// headers arrived; the body streams afterwards.
+    /// Sends `req` (whose URI already points at `endpoint`) with the cluster's `timeouts` and
+    /// returns the response once its headers arrived; the body streams afterwards.
     pub(crate) async fn send(
         &self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         endpoint: &Authority,
+        timeouts: &Timeouts,
     ) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(self.request_timeout, self.client.request(req)).await {
+        let connect_timeout = timeouts.connect.unwrap_or(self.connect_timeout);
+        let idle_timeout = timeouts.idle.unwrap_or(self.idle_timeout);
+        let request_timeout = timeouts.first_byte.unwrap_or(self.request_timeout);
+        let custom;
+        let clients = if (connect_timeout, idle_timeout) == (self.connect_timeout, self.idle_timeout) {
+            &self.default
+        } else {
+            custom = self.clients_for(connect_timeout, idle_timeout);
+            &custom
+        };
+        // The first-byte timeout starts once the request body has been sent whole (see `outgoing`).
+        let (req, body_sent) = outgoing::track(req);
+        let sent = if req.version() == Version::HTTP_2 {
+            clients.h2c.request(req)
+        } else {
+            clients.client.request(req)
+        };
+        let answered = match body_sent {
+            None => tokio::time::timeout(request_timeout, sent).await,
+            Some(body_sent) => {
+                tokio::pin!(sent);
+                tokio::select! {
+                    biased;
+                    answered = &mut sent => Ok(answered),
+                    _ = body_sent => tokio::time::timeout(request_timeout, sent).await,
+                }
+            }
+        };
+        match answered {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(self.classify(&error, endpoint)),
+            Ok(Err(error)) => Err(classify(&error, endpoint, connect_timeout)),
             Err(_) => Err(ProxyError::ResponseTimeout {
                 endpoint: endpoint.clone(),
-                timeout: self.request_timeout,
+                timeout: request_timeout,
             }),
         }
     }
 
-    fn classify(&self, error: &hyper_util::client::legacy::Error, endpoint: &Authority) -> ProxyError {
-        let endpoint = endpoint.clone();
-        if error.is_connect() {
-            match io_error_kind(error) {
-                Some(io::ErrorKind::TimedOut) => ProxyError::ConnectTimeout {
-                    endpoint,
-                    timeout: self.connect_timeout,
-                },
-                Some(io::ErrorKind::ConnectionRefused) => ProxyError::Refused { endpoint },
-                _ => ProxyError::ConnectFailed {
-                    endpoint,
-                    reason: describe(error),
-                },
-            }
-        } else {
-            ProxyError::Backend {
+    /// The clients for a timeout pair other than the proxy's (see [`ClientCache`]).
+    fn clients_for(&self, connect: Duration, idle: Duration) -> Clients {
+        if let Some(clients) = self.custom.load().get(&(connect, idle)) {
+            return clients.clone();
+        }
+        let _adding = self
+            .adding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.custom.load_full();
+        if let Some(clients) = current.get(&(connect, idle)) {
+            return clients.clone();
+        }
+        let clients = Clients::new(connect, idle, self.tls.clone());
+        let mut next = (*current).clone();
+        next.insert((connect, idle), clients.clone());
+        self.custom.store(std::sync::Arc::new(next));
+        clients
+    }
+}
+
+fn classify(
+    error: &hyper_util::client::legacy::Error,
+    endpoint: &Authority,
+    connect_timeout: Duration,
+) -> ProxyError {
+    let endpoint = endpoint.clone();
+    if error.is_connect() {
+        match io_error_kind(error) {
+            Some(io::ErrorKind::TimedOut) => ProxyError::ConnectTimeout {
+                endpoint,
+                timeout: connect_timeout,
+            },
+            Some(io::ErrorKind::ConnectionRefused) => ProxyError::Refused { endpoint },
+            _ => ProxyError::ConnectFailed {
                 endpoint,
                 reason: describe(error),
-            }
+            },
+        }
+    } else {
+        ProxyError::Backend {
+            endpoint,
+            reason: describe(error),
         }
     }
 }

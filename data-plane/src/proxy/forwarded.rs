@@ -2,28 +2,30 @@
 //!
 //! For: the last touches before forwarding — hop-by-hop headers removed (those `Connection`
 //! names and the standard set, `Proxy-Authorization` included, as Go's reverse proxy does) except
-//! `TE: trailers`, which Go's reverse proxy sends on when the client's `TE` lists `trailers`;
+//! `TE: trailers`, which Go's reverse proxy sends on when the client's `TE` lists `trailers`, and
+//! `Trailer`, the list of trailer fields to come, which Go strips and announces again (hyper
+//! sends HTTP/1.1 trailers only when they were announced), so trailers pass both ways;
 //! `Content-Length: 0` for a request known to have no body, as Go's HTTP client writes it (for
 //! every method but GET and HEAD, which then carry none); the peer appended to `X-Forwarded-For` (unless a `headers` middleware asked for none), `Host` set
 //! (the client's, or the endpoint's address for a cluster that does not pass it), the URI pointed
-//! at the endpoint over HTTP/1.1 with the path the middlewares left — and on the way back the
-//! backend's hop-by-hop headers removed and the sticky cookie put first among `Set-Cookie`s.
+//! at the endpoint with the path the middlewares left, over HTTP/2 for an `h2c` cluster and
+//! HTTP/1.1 otherwise (an `https` cluster may still get HTTP/2 by ALPN) — and on the way back the
+//! backend's hop-by-hop headers removed and the sticky cookie put first among `Set-Cookie`s. An
+//! upgrade request (see `upgrade`) keeps `Connection: upgrade` and its `Upgrade`, and so does the
+//! backend's `101 Switching Protocols`.
 //! Not for: the forwarded headers set on entry (see `accept`) or sending (see `forward`).
 
-use std::fmt::Write;
-use std::net::IpAddr;
-
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER,
+    CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE,
     TRANSFER_ENCODING, UPGRADE,
 };
 use http::request::Parts;
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version};
 
 use super::context::{ForwardedFor, RequestContext};
 use super::ProxyError;
-use crate::table::{Cluster, Endpoint, HostHeader};
+use crate::table::{Cluster, Endpoint, HostHeader, Scheme as ClusterScheme};
 
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -38,9 +40,14 @@ pub(crate) fn request(
     endpoint: &Endpoint,
 ) -> Result<(), ProxyError> {
     let trailers = accepts_trailers(&head.headers);
+    let upgrade = super::upgrade::requested(head.version, &head.headers);
     strip_hop_by_hop(&mut head.headers);
     if trailers {
         head.headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    // HTTP/2 has no `Upgrade` (an `h2c` backend gets the request without it).
+    if let Some(protocol) = upgrade.filter(|_| cluster.scheme != ClusterScheme::H2c) {
+        keep_upgrade(&mut head.headers, protocol);
     }
     if empty_body {
         if head.method == Method::GET || head.method == Method::HEAD {
@@ -50,7 +57,7 @@ pub(crate) fn request(
         }
     }
     if ctx.forwarded_for == ForwardedFor::Append {
-        append_forwarded_for(&mut head.headers, ctx.client_ip);
+        append_forwarded_for(&mut head.headers, &ctx.client_ip_value);
     }
     let host = match cluster.host_header {
         HostHeader::Pass => ctx.host.clone(),
@@ -58,14 +65,30 @@ pub(crate) fn request(
     };
     head.headers.insert(HOST, host);
     head.uri = backend_uri(ctx, cluster.scheme.as_str(), &endpoint.authority)?;
-    head.version = Version::HTTP_11;
+    head.version = match cluster.scheme {
+        ClusterScheme::H2c => Version::HTTP_2,
+        ClusterScheme::Http | ClusterScheme::Https => Version::HTTP_11,
+    };
     Ok(())
 }
 
 /// Makes the backend's response ready for the client.
 pub(crate) fn response<B>(ctx: &RequestContext, response: &mut Response<B>) {
+    let upgrade = match response.status() {
+        StatusCode::SWITCHING_PROTOCOLS => response.headers().get(UPGRADE).cloned(),
+        _ => None,
+    };
     strip_hop_by_hop(response.headers_mut());
+    if let Some(protocol) = upgrade {
+        keep_upgrade(response.headers_mut(), protocol);
+    }
     set_cookie(ctx, response.headers_mut());
+}
+
+/// Puts back what an upgrade needs after the hop-by-hop headers went.
+fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(UPGRADE, protocol);
 }
 
 /// Puts the sticky cookie, if any, first among the `Set-Cookie`s (Traefik writes it before the
@@ -94,7 +117,7 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
 }
 
 /// Removes the headers that describe one connection rather than the message: those named by
-/// `Connection`, and the standard hop-by-hop set.
+/// `Connection`, and the standard hop-by-hop set (less `Trailer`: see the module documentation).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(CONNECTION) {
         let mut named: Vec<HeaderName> = Vec::new();
@@ -123,7 +146,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         PROXY_AUTHENTICATE,
         PROXY_AUTHORIZATION,
         TE,
-        TRAILER,
         TRANSFER_ENCODING,
         UPGRADE,
     ] {
@@ -132,13 +154,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Appends the client's address to `X-Forwarded-For` (one line, as the accept phase left it).
-fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    let mut value = String::new();
-    if let Some(existing) = headers.get(&X_FORWARDED_FOR) {
-        value.push_str(&String::from_utf8_lossy(existing.as_bytes()));
-        value.push_str(", ");
-    }
-    let _ = write!(value, "{client}");
+fn append_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
+    let Some(existing) = headers.get(&X_FORWARDED_FOR) else {
+        // The usual case: the address alone, shared with `X-Real-IP` (no copy).
+        headers.insert(X_FORWARDED_FOR, client.clone());
+        return;
+    };
+    let mut value = String::from_utf8_lossy(existing.as_bytes()).into_owned();
+    value.push_str(", ");
+    value.push_str(client.to_str().unwrap_or_default());
     if let Ok(value) = HeaderValue::try_from(value) {
         headers.insert(X_FORWARDED_FOR, value);
     }
@@ -222,6 +246,59 @@ mod tests {
         assert_eq!(head.uri, "https://10.0.0.7:8080/a/b?c=d&e");
         assert_eq!(head.headers[HOST], "10.0.0.7:8080");
         assert!(!head.headers.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers_and_h2c_goes_out_as_http2() {
+        let ctx = RequestContext::for_test("GET", "/ws", "h", "10.0.0.1:1");
+        let c = cluster("", H::Pass);
+        let mut ws = head("GET", "/ws");
+        for (n, v) in [
+            ("connection", "keep-alive, Upgrade, x-hop"),
+            ("upgrade", "websocket"),
+            ("x-hop", "1"),
+            ("sec-websocket-key", "k"),
+        ] {
+            ws.headers
+                .insert(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        request(&ctx, &mut ws, true, &c, &c.endpoints[0]).expect("rewrites");
+        assert_eq!(ws.headers[CONNECTION], "Upgrade");
+        assert_eq!(ws.headers[UPGRADE], "websocket");
+        assert_eq!(ws.headers["sec-websocket-key"], "k");
+        assert!(!ws.headers.contains_key("x-hop"));
+
+        let mut switched = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(CONNECTION, "upgrade, x-hop")
+            .header(UPGRADE, "websocket")
+            .header("x-hop", "1")
+            .body(())
+            .unwrap();
+        response(&ctx, &mut switched);
+        assert_eq!(switched.headers()[CONNECTION], "Upgrade");
+        assert_eq!(switched.headers()[UPGRADE], "websocket");
+        assert!(!switched.headers().contains_key("x-hop"));
+        let mut ok = Response::builder()
+            .header(CONNECTION, "upgrade")
+            .header(UPGRADE, "websocket")
+            .body(())
+            .unwrap();
+        response(&ctx, &mut ok);
+        assert!(!ok.headers().contains_key(UPGRADE) && !ok.headers().contains_key(CONNECTION));
+
+        let c = cluster("h2c", H::Pass);
+        let mut grpc = head("POST", "/pkg.Service/Call");
+        grpc.headers.insert(TE, HeaderValue::from_static("trailers"));
+        grpc.headers
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        grpc.headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        request(&ctx, &mut grpc, false, &c, &c.endpoints[0]).expect("rewrites");
+        assert_eq!(grpc.version, Version::HTTP_2);
+        assert_eq!(grpc.uri, "http://10.0.0.7:8080/ws");
+        assert_eq!(grpc.headers[TE], "trailers");
+        assert!(!grpc.headers.contains_key(UPGRADE), "no upgrade over HTTP/2");
     }
 
     #[test]

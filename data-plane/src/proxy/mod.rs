@@ -6,10 +6,12 @@
 //! 1. **accept** (`accept`): the entrypoint's normalization — host, path, forwarded headers.
 //! 2. **match** (`route`): the route, from the current table.
 //! 3. **request middlewares** (`middleware`): the route's chain, in order; any may answer.
-//! 4. **pick endpoint** (`endpoint`): sticky cookie or weighted round robin.
-//! 5. **forward** (`forwarded`, `forward`): the request made ready for the endpoint and sent.
+//! 4. **pick endpoint** (`endpoint`): sticky cookie or the cluster's balancer, ejected endpoints
+//!    skipped.
+//! 5. **forward** (`upstream`, `forwarded`, `forward`): the request made ready for the endpoint and
+//!    sent; a failed attempt retried on another endpoint where the policy allows.
 //! 6. **response middlewares** (`middleware`): the chain's response halves, in reverse order.
-//! 7. **record** (`record`): the access log, in [`Proxy::handle`].
+//! 7. **record** (`record`): metrics and the access log, when the response body is done.
 //!
 //! Where a phase fails, the request ends with a [`ProxyError`] response (still passing back
 //! through the response middlewares once a route was matched).
@@ -25,9 +27,12 @@ mod forward;
 mod forwarded;
 mod hostport;
 pub(crate) mod middleware;
+pub(crate) mod outgoing;
 mod path;
 mod record;
 mod route;
+mod upgrade;
+mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,8 +40,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 
+use crate::access_log::AccessLog;
 use crate::state::State;
 pub(crate) use body::Body;
 use context::RequestContext;
@@ -48,6 +54,8 @@ pub(crate) struct Entrypoint {
     /// Position in the proxy's entrypoint list, which is how the route table is indexed.
     pub index: usize,
     pub name: Arc<str>,
+    /// A `--tls` entrypoint: requests came over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
 }
 
 /// Everything the request path needs, shared by every connection of every entrypoint.
@@ -57,6 +65,8 @@ pub(crate) struct Proxy {
     forwarder: forward::Forwarder,
     /// What the accept phase needs: the host name, the trusted peers.
     entry: accept::EntrySettings,
+    /// Where the record phase queues access-log lines (`--access-log`), if anywhere.
+    access_log: Option<AccessLog>,
 }
 
 /// Settings of the request path.
@@ -64,12 +74,16 @@ pub(crate) struct Proxy {
 pub(crate) struct ProxySettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// How long an idle pooled backend connection is kept (`--backend-idle-timeout`).
+    pub idle_timeout: Duration,
     /// TLS to `https` clusters.
     pub backend_tls: rustls::ClientConfig,
     /// This machine's host name.
     pub server_name: String,
     /// Peers whose forwarded headers are kept (`--trusted-ips`).
     pub trusted_ips: middleware::IpRanges,
+    /// The access log's writer, when `--access-log` is on.
+    pub access_log: Option<AccessLog>,
 }
 
 impl Proxy {
@@ -79,6 +93,7 @@ impl Proxy {
             forwarder: forward::Forwarder::new(
                 settings.connect_timeout,
                 settings.request_timeout,
+                settings.idle_timeout,
                 settings.backend_tls,
             ),
             entry: accept::EntrySettings {
@@ -86,6 +101,7 @@ impl Proxy {
                     .unwrap_or_else(|_| HeaderValue::from_static("berth-proxy")),
                 trusted_ips: settings.trusted_ips,
             },
+            access_log: settings.access_log,
         }
     }
 
@@ -97,11 +113,20 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
         let mut ctx = RequestContext::new(entrypoint, peer, req.method(), req.uri());
+        let version = req.version();
+        let request_bytes = declared_length(req.headers());
         let mut response = self.serve(&mut ctx, req).await;
         // In-flight slots are given back once the response body has been sent.
         response.body_mut().hold(std::mem::take(&mut ctx.holds));
-        // Phase 7: record.
-        record::request(&ctx, response.status());
+        // Phase 7: record, once the response body is done.
+        let done = record::start(
+            &ctx,
+            response.status(),
+            version,
+            request_bytes,
+            self.access_log.as_ref(),
+        );
+        response.body_mut().on_done(done);
         Ok(response)
     }
 
@@ -124,29 +149,26 @@ impl Proxy {
 
         // 3. request middlewares
         if let Some((answered_at, answer)) = middleware::run_request(chain, ctx, &mut head).await {
-            return middleware::run_response(&chain[..answered_at], answer);
+            return middleware::run_response(&chain[..answered_at], ctx, answer);
         }
 
-        // 4. pick endpoint
-        let endpoint = match endpoint::pick(&route, ctx, &head) {
-            Ok(endpoint) => endpoint,
-            Err(error) => return middleware::run_response(chain, fail(ctx, error)),
-        };
-        ctx.endpoint = Some(endpoint.authority.clone());
-
-        // 5. forward
-        let empty_body = body.is_end_stream();
-        let response = match forwarded::request(ctx, &mut head, empty_body, &route.cluster, endpoint) {
-            Ok(()) => self
-                .forwarder
-                .send(Request::from_parts(head, body), &endpoint.authority)
-                .await
-                .map(|mut response| {
-                    forwarded::response(ctx, &mut response);
-                    response.map(Body::backend)
-                }),
-            Err(error) => Err(error),
-        };
+        // 4 and 5. pick endpoint and forward (`upstream`: retried on another endpoint where allowed)
+        let client_upgrade = upgrade::take_client(&mut head);
+        let response = upstream::send(&self.forwarder, ctx, &route, head, body)
+            .await
+            .and_then(|(mut response, endpoint)| {
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    let Some(client) = client_upgrade else {
+                        return Err(ProxyError::Backend {
+                            endpoint: endpoint.authority.clone(),
+                            reason: "101 Switching Protocols to a request that asked for no upgrade".into(),
+                        });
+                    };
+                    upgrade::tunnel(client, &mut response);
+                }
+                forwarded::response(ctx, &mut response);
+                Ok(response.map(Body::backend))
+            });
         let response = response.unwrap_or_else(|error| {
             let mut response = fail(ctx, error);
             forwarded::set_cookie(ctx, response.headers_mut());
@@ -154,8 +176,17 @@ impl Proxy {
         });
 
         // 6. response middlewares
-        middleware::run_response(chain, response)
+        middleware::run_response(chain, ctx, response)
     }
+}
+
+/// The request body's length as its Content-Length declares it (0 without one).
+fn declared_length(headers: &http::HeaderMap) -> u64 {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The response for a phase that failed, logged.

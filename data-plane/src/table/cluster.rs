@@ -8,24 +8,35 @@
 //! keeps its endpoint when moving from Traefik to Berth; values of Traefik's older formats (the URL
 //! itself, its FNV-64 hash, FNV of that) are accepted and answered with a cookie in the current
 //! form; a cookie naming no current endpoint is replaced.
+//!
+//! Each cluster also carries its upstream-health state: one [`EndpointHealth`] per endpoint
+//! (ejection, load), its retry budget, and the policies and timeouts of its snapshot. The state of
+//! an endpoint with the same address and port in the previous table is kept, so a table swap
+//! neither readmits an ejected endpoint nor forgets its failures. [`Cluster::choose`] applies
+//! the balancer while skipping ejected endpoints and those a retry already tried.
 //! Not for: choosing per request (see `proxy::endpoint`) or connecting (see `proxy::forward`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
 
-use berth_proto::v1::{Cluster as ProtoCluster, HostHeader as ProtoHostHeader};
+use berth_proto::v1::{Balancing, Cluster as ProtoCluster, HostHeader as ProtoHostHeader};
 use http::uri::Authority;
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
 
 use super::BuildError;
-use crate::balance::Balancer;
+use crate::balance::{Balancer, Policy};
+use crate::health::{self, EndpointHealth, HealthPolicy, Outcome, RetryBudget, RetryPolicy};
 
 /// How the proxy talks to a cluster's endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scheme {
     Http,
     Https,
+    /// Cleartext HTTP/2 with prior knowledge (Traefik's `h2c`), for gRPC backends.
+    H2c,
 }
 
 impl Scheme {
@@ -33,6 +44,7 @@ impl Scheme {
         match self {
             Self::Http => "http",
             Self::Https => "https",
+            Self::H2c => "h2c",
         }
     }
 }
@@ -55,6 +67,36 @@ pub(crate) struct Cluster {
     pub scheme: Scheme,
     pub host_header: HostHeader,
     pub sticky: Option<Sticky>,
+    /// Passive-health state, one per endpoint, in the same order.
+    pub health: Box<[Arc<EndpointHealth>]>,
+    pub health_policy: HealthPolicy,
+    pub retry: RetryPolicy,
+    pub budget: Arc<RetryBudget>,
+    pub timeouts: Timeouts,
+}
+
+/// A cluster's own timeouts; `None`: the proxy's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Timeouts {
+    pub connect: Option<Duration>,
+    pub first_byte: Option<Duration>,
+    pub idle: Option<Duration>,
+}
+
+/// Endpoints a request was already sent to (indices below 64; others are not remembered).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tried(u64);
+
+impl Tried {
+    pub(crate) fn add(&mut self, index: usize) {
+        if index < 64 {
+            self.0 |= 1 << index;
+        }
+    }
+
+    pub(crate) fn contains(self, index: usize) -> bool {
+        index < 64 && self.0 & (1 << index) != 0
+    }
 }
 
 /// A validated endpoint.
@@ -73,9 +115,55 @@ pub(crate) struct Endpoint {
 
 impl Cluster {
     /// The index of the endpoint the next request goes to by round robin, or `None` if empty.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn pick(&self) -> Option<usize> {
         self.balancer.pick().filter(|&i| i < self.endpoints.len())
+    }
+
+    /// The endpoint the next request goes to: the balancer's choice, skipping ejected endpoints
+    /// and those in `tried`; when every endpoint is ejected (or tried), an untried one, else any,
+    /// so a cluster never refuses for want of a healthy endpoint. `None` if empty.
+    pub(crate) fn choose(&self, tried: Tried, now: u64) -> Option<usize> {
+        let len = self.endpoints.len();
+        let load = |i: usize| self.health.get(i).map_or(0, |h| h.in_flight());
+        let usable = |i: usize| {
+            i < len && !tried.contains(i) && !self.health.get(i).is_some_and(|h| h.is_ejected(now))
+        };
+        let first = self.balancer.pick_by(load).filter(|&i| i < len)?;
+        if usable(first) {
+            return Some(first);
+        }
+        for _ in 1..len.max(2) * 2 {
+            if let Some(i) = self.balancer.pick_by(load).filter(|&i| usable(i)) {
+                return Some(i);
+            }
+        }
+        // Everything is ejected or tried: an untried endpoint if there is one.
+        (0..len)
+            .map(|k| (first + k) % len)
+            .find(|&i| !tried.contains(i))
+            .or(Some(first))
+    }
+
+    /// Whether endpoint `index` is ejected now.
+    pub(crate) fn is_ejected(&self, index: usize, now: u64) -> bool {
+        self.health.get(index).is_some_and(|h| h.is_ejected(now))
+    }
+
+    /// Counts how an attempt at endpoint `index` went (see `health`).
+    pub(crate) fn record(&self, index: usize, outcome: Outcome, now: u64) {
+        let Some(state) = self.health.get(index) else {
+            return;
+        };
+        let may_eject = || {
+            let ejected = self.health.iter().filter(|h| h.is_ejected(now)).count();
+            self.health_policy.may_eject(ejected, self.health.len())
+        };
+        if let Some(duration) = state.record(outcome, now, &self.health_policy, may_eject) {
+            if let Some(endpoint) = self.endpoints.get(index) {
+                health::on_ejection(&self.name, endpoint.authority.as_str(), duration);
+            }
+        }
     }
 
     /// Builds a cluster. `previous` is the cluster of the same name in the table being replaced.
@@ -119,10 +207,11 @@ impl Cluster {
         let scheme = match proto.scheme.as_str() {
             "" | "http" => Scheme::Http,
             "https" => Scheme::Https,
+            "h2c" => Scheme::H2c,
             other => {
                 errors.push(BuildError::Cluster {
                     cluster: proto.name.clone(),
-                    reason: format!("scheme {other:?} is neither http nor https"),
+                    reason: format!("scheme {other:?} is not http, https or h2c"),
                 });
                 Scheme::Http
             }
@@ -154,18 +243,54 @@ impl Cluster {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let policy = match Balancing::try_from(proto.balancing) {
+            Ok(Balancing::WeightedRoundRobin) => Policy::WeightedRoundRobin,
+            Ok(Balancing::RoundRobin) => Policy::RoundRobin,
+            Ok(Balancing::LeastRequest) => Policy::LeastRequest,
+            Err(_) => {
+                return Err(vec![BuildError::Cluster {
+                    cluster: proto.name.clone(),
+                    reason: format!("balancing {} is not one this proxy knows", proto.balancing),
+                }])
+            }
+        };
         let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
         let counter = previous
             .filter(|old| same_endpoints(&old.endpoints, &endpoints))
             .map(|old| old.balancer.counter().clone())
             .unwrap_or_else(Balancer::fresh_counter);
+        let health = endpoints
+            .iter()
+            .map(|e| {
+                previous
+                    .and_then(|old| {
+                        old.endpoints
+                            .iter()
+                            .position(|o| o.address == e.address && o.port == e.port)
+                            .and_then(|i| old.health.get(i).cloned())
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let budget = previous.map(|old| old.budget.clone()).unwrap_or_default();
+        let ms = |v: u64| (v > 0).then(|| Duration::from_millis(v));
+        let timeouts = proto.timeouts.as_ref().map_or(Timeouts::default(), |t| Timeouts {
+            connect: ms(t.connect_ms),
+            first_byte: ms(t.first_byte_ms),
+            idle: ms(t.idle_ms),
+        });
         Ok(Self {
             name: proto.name.clone(),
             endpoints: endpoints.into_boxed_slice(),
-            balancer: Balancer::new(&weights, counter),
+            balancer: Balancer::with_policy(policy, &weights, counter),
             scheme,
             host_header,
             sticky,
+            health,
+            health_policy: HealthPolicy::from_proto(proto.passive_health.as_ref()),
+            retry: RetryPolicy::from_proto(proto.retry.as_ref()),
+            budget,
+            timeouts,
         })
     }
 }
@@ -415,6 +540,68 @@ mod tests {
     }
 
     #[test]
+    fn choose_skips_ejected_and_tried_endpoints() {
+        let c = Cluster::build(
+            &proto(&[("10.0.0.1", 80), ("10.0.0.2", 80), ("10.0.0.3", 80)], None),
+            None,
+        )
+        .expect("valid");
+        let now = 100;
+        // Endpoint 1 refuses: ejected at once (1 of 3 is within the default 50%).
+        c.record(1, Outcome::ConnectFailure, now);
+        assert!(c.is_ejected(1, now));
+        let picks: Vec<usize> = (0..6).map(|_| c.choose(Tried::default(), now).unwrap()).collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        // A second ejection would pass 50%: refused, endpoint 2 stays in.
+        c.record(2, Outcome::ConnectFailure, now);
+        assert!(!c.is_ejected(2, now));
+        let mut tried = Tried::default();
+        tried.add(0);
+        tried.add(2);
+        assert_eq!(
+            c.choose(tried, now),
+            Some(1),
+            "all else tried: the ejected one is still tried"
+        );
+        // Readmitted after the base ejection.
+        let later = now + health::DEFAULT_BASE_EJECTION.as_millis() as u64;
+        let picks: Vec<usize> = (0..6)
+            .map(|_| c.choose(Tried::default(), later).unwrap())
+            .collect();
+        assert!(picks.contains(&1), "{picks:?}");
+    }
+
+    #[test]
+    fn health_and_settings_carry_over_to_the_next_table() {
+        let mut p = proto(&[("10.0.0.1", 80), ("10.0.0.2", 80)], None);
+        p.balancing = Balancing::LeastRequest as i32;
+        p.timeouts = Some(berth_proto::v1::Timeouts {
+            connect_ms: 250,
+            first_byte_ms: 0,
+            idle_ms: 1000,
+        });
+        let old = Cluster::build(&p, None).expect("valid");
+        old.record(1, Outcome::ConnectFailure, 10);
+        assert_eq!(
+            old.timeouts,
+            Timeouts {
+                connect: Some(Duration::from_millis(250)),
+                first_byte: None,
+                idle: Some(Duration::from_secs(1)),
+            }
+        );
+        // 10.0.0.2 stays, 10.0.0.1 goes, 10.0.0.3 comes.
+        let next =
+            Cluster::build(&proto(&[("10.0.0.2", 80), ("10.0.0.3", 80)], None), Some(&old)).expect("valid");
+        assert!(next.is_ejected(0, 10), "the ejection of 10.0.0.2 is kept");
+        assert!(!next.is_ejected(1, 10));
+        assert!(Arc::ptr_eq(&old.budget, &next.budget));
+        let mut bad = p.clone();
+        bad.balancing = 9;
+        assert!(Cluster::build(&bad, None).is_err());
+    }
+
+    #[test]
     fn bad_clusters() {
         let bad_name = StickyCookie {
             name: "a b".into(),
@@ -432,6 +619,8 @@ mod tests {
         let c = Cluster::build(&https, None).expect("valid");
         assert_eq!((c.scheme, c.host_header), (Scheme::Https, HostHeader::Endpoint));
         assert_eq!(c.endpoints[0].host, "10.0.0.1:443");
+        https.scheme = "h2c".into();
+        assert_eq!(Cluster::build(&https, None).expect("h2c").scheme, Scheme::H2c);
         https.scheme = "ftp".into();
         assert!(Cluster::build(&https, None).is_err());
     }

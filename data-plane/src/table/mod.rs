@@ -20,15 +20,17 @@ mod tests;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use berth_model::{CompiledMatcher, HostKeys, RequestView};
 use berth_proto::v1::Snapshot;
 use thiserror::Error;
 
-pub(crate) use cluster::{Cluster, Endpoint, HostHeader};
+pub(crate) use cluster::{Cluster, Endpoint, HostHeader, Scheme, Timeouts, Tried};
 pub(crate) use index::Found;
 use index::HostIndex;
 
+use crate::metrics::{self, RouteStats};
 use crate::proxy::middleware::{CompileError, Middleware};
 
 /// One applied snapshot, indexed for lookup. Never mutated after [`RouteTable::build`].
@@ -41,6 +43,8 @@ pub(crate) struct RouteTable {
     clusters: HashMap<String, Arc<Cluster>>,
     /// Indexed like the proxy's entrypoints.
     by_entrypoint: Box<[HostIndex]>,
+    /// When this table was built (applied), for `berth_proxy_snapshot_age_seconds`.
+    built_at: Instant,
 }
 
 /// A validated, compiled route.
@@ -53,6 +57,8 @@ pub(crate) struct Route {
     pub order: u64,
     /// As in the snapshot: empty means every entrypoint.
     pub entrypoints: Vec<String>,
+    /// Served only on TLS entrypoints (Traefik's TLS router).
+    pub tls: bool,
     /// The matcher in rule syntax, for operators.
     pub rule: String,
     /// The hosts the route is filed under in the host index (`*.suffix` for a wildcard); empty
@@ -61,6 +67,8 @@ pub(crate) struct Route {
     pub matcher: CompiledMatcher,
     pub middlewares: Box<[Middleware]>,
     pub cluster: Arc<Cluster>,
+    /// The route's request counters, kept across tables while name and service stay.
+    pub stats: Arc<RouteStats>,
 }
 
 /// One reason a snapshot cannot be applied, beyond what `berth_model::validate` reports.
@@ -127,14 +135,29 @@ fn indexed_hosts(keys: &HostKeys) -> Vec<String> {
 }
 
 impl RouteTable {
-    /// Validates `snapshot` and indexes it for the proxy's `entrypoints` (in the order the listeners
-    /// use). Routes limited to entrypoints this proxy does not have are kept for the admin API but
-    /// served nowhere. `previous`, if any, lends round-robin positions to unchanged clusters and
-    /// counters to unchanged rate and in-flight limits.
+    /// [`RouteTable::build_on`] for a proxy whose entrypoints are all plain HTTP.
+    #[cfg(test)]
     pub(crate) fn build<S: AsRef<str>>(
         version: &str,
         snapshot: &Snapshot,
         entrypoints: &[S],
+        previous: Option<&RouteTable>,
+    ) -> Result<Self, SnapshotRejected> {
+        Self::build_on(version, snapshot, entrypoints, &[] as &[&str], previous)
+    }
+
+    /// Validates `snapshot` and indexes it for the proxy's `entrypoints` (in the order the listeners
+    /// use), of which those named in `tls_entrypoints` terminate TLS. Routes limited to entrypoints
+    /// this proxy does not have are kept for the admin API but served nowhere; a TLS route
+    /// (`Route.tls`) is filed only under TLS entrypoints, other routes under TLS and plain ones
+    /// alike (as Traefik's entrypoint-level TLS makes every router on the entrypoint a TLS
+    /// router). `previous`, if any, lends round-robin positions to unchanged clusters and counters
+    /// to unchanged rate and in-flight limits.
+    pub(crate) fn build_on<S: AsRef<str>, T: AsRef<str>>(
+        version: &str,
+        snapshot: &Snapshot,
+        entrypoints: &[S],
+        tls_entrypoints: &[T],
         previous: Option<&RouteTable>,
     ) -> Result<Self, SnapshotRejected> {
         let matchers = berth_model::validate_and_compile(snapshot).map_err(SnapshotRejected::Invalid)?;
@@ -188,11 +211,13 @@ impl RouteTable {
                     priority: r.priority,
                     order: r.order,
                     entrypoints: r.entrypoints.clone(),
+                    tls: r.tls,
                     rule: render::render(proto_matcher),
                     hosts: indexed_hosts(&keys),
                     matcher,
                     middlewares: middlewares.into_boxed_slice(),
                     cluster: cluster.clone(),
+                    stats: metrics::global().route(&r.name, &r.service),
                 }),
                 keys,
             ));
@@ -201,11 +226,15 @@ impl RouteTable {
             return Err(SnapshotRejected::Unbuildable(errors));
         }
 
-        // Traefik's order: higher priority first; then the control plane's order (older claims
-        // first); then the name, so the result never depends on the snapshot's order.
+        // Traefik's order: higher priority first; then TLS routes before plain ones (they meet
+        // only on TLS entrypoints, where a router marked `tls` wins over one that is TLS only by
+        // the entrypoint, so a plain router's redirect to https never shadows it); then the
+        // control plane's order (older claims first); then the name, so the result never depends
+        // on the snapshot's order.
         routes.sort_by(|(a, _), (b, _)| {
             b.priority
                 .cmp(&a.priority)
+                .then(b.tls.cmp(&a.tls))
                 .then(a.order.cmp(&b.order))
                 .then_with(|| a.name.cmp(&b.name))
         });
@@ -214,28 +243,37 @@ impl RouteTable {
             .iter()
             .map(|ep| {
                 let ep = ep.as_ref();
+                let tls = tls_entrypoints.iter().any(|t| t.as_ref() == ep);
                 HostIndex::build(
                     routes
                         .iter()
                         .enumerate()
                         .filter(|(_, (r, _))| {
-                            r.entrypoints.is_empty() || r.entrypoints.iter().any(|e| e == ep)
+                            (r.entrypoints.is_empty() || r.entrypoints.iter().any(|e| e == ep))
+                                && (tls || !r.tls)
                         })
                         .map(|(rank, (route, keys))| (u32::try_from(rank).unwrap_or(u32::MAX), route, keys)),
                 )
             })
             .collect();
 
+        metrics::global().keep_clusters(|name| clusters.contains_key(name));
         Ok(Self {
             version: version.to_owned(),
             routes: routes.into_iter().map(|(r, _)| r).collect(),
             clusters,
             by_entrypoint,
+            built_at: Instant::now(),
         })
     }
 
     pub(crate) fn version(&self) -> &str {
         &self.version
+    }
+
+    /// When this table was built.
+    pub(crate) fn built_at(&self) -> Instant {
+        self.built_at
     }
 
     /// Every route of the snapshot, in the order they are tried.

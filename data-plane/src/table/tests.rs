@@ -229,6 +229,83 @@ fn entrypoints_filter_routes() {
 }
 
 #[test]
+fn tls_routes_are_filed_only_under_tls_entrypoints() {
+    // web (plain) and websecure (TLS), as with `--tls websecure`.
+    let mut secure = route("secure", host("app.example"), "c");
+    secure.entrypoints = vec!["websecure".into()];
+    secure.tls = true;
+    let mut secure_everywhere = route("secure-everywhere", host("s.example"), "c");
+    secure_everywhere.tls = true;
+    let mut secure_on_web = route("secure-on-web", host("w.example"), "c");
+    secure_on_web.entrypoints = vec!["web".into()];
+    secure_on_web.tls = true;
+    let plain = route("plain", host("p.example"), "c");
+    let s = one_cluster(vec![secure, secure_everywhere, secure_on_web, plain]);
+    assert!(s.routes[0].requires.iter().any(|r| r == "route/tls"));
+    let t = RouteTable::build_on("v1", &s, &["web", "websecure"], &["websecure"], None).expect("valid");
+    let (web, websecure) = (0, 1);
+    assert_eq!(
+        found_on(&t, web, &req("app.example", "/")),
+        None,
+        "not over plain HTTP"
+    );
+    assert_eq!(
+        found_on(&t, websecure, &req("app.example", "/")).as_deref(),
+        Some("secure")
+    );
+    assert_eq!(found_on(&t, web, &req("s.example", "/")), None);
+    assert_eq!(
+        found_on(&t, websecure, &req("s.example", "/")).as_deref(),
+        Some("secure-everywhere")
+    );
+    assert_eq!(
+        found_on(&t, web, &req("w.example", "/")),
+        None,
+        "a TLS route on a plain entrypoint only is served nowhere"
+    );
+    assert_eq!(found_on(&t, websecure, &req("w.example", "/")), None);
+    // A route without tls is served on both, as under Traefik's entrypoint-level TLS.
+    assert_eq!(
+        found_on(&t, web, &req("p.example", "/")).as_deref(),
+        Some("plain")
+    );
+    assert_eq!(
+        found_on(&t, websecure, &req("p.example", "/")).as_deref(),
+        Some("plain")
+    );
+    assert_eq!(t.routes().len(), 4, "kept for the admin API");
+
+    // With no TLS entrypoint, no TLS route is served at all.
+    let t = RouteTable::build("v1", &s, &["web", "websecure"], None).expect("valid");
+    assert_eq!(found_on(&t, websecure, &req("app.example", "/")), None);
+    assert_eq!(
+        found_on(&t, websecure, &req("p.example", "/")).as_deref(),
+        Some("plain")
+    );
+}
+
+#[test]
+fn on_a_tls_entrypoint_a_tls_route_wins_a_tie() {
+    // Traefik's pair on every entrypoint: a plain router redirecting to https, and the TLS router
+    // with the same rule. Over TLS the TLS router serves, whatever the names and claim order.
+    let mut redirect = route("a-redirect", host("app.example"), "c");
+    redirect.order = 1;
+    let mut secure = route("z-secure", host("app.example"), "c");
+    secure.order = 2;
+    secure.tls = true;
+    let s = one_cluster(vec![redirect, secure]);
+    let t = RouteTable::build_on("v1", &s, &["web", "websecure"], &["websecure"], None).expect("valid");
+    assert_eq!(
+        found_on(&t, 0, &req("app.example", "/")).as_deref(),
+        Some("a-redirect")
+    );
+    assert_eq!(
+        found_on(&t, 1, &req("app.example", "/")).as_deref(),
+        Some("z-secure")
+    );
+}
+
+#[test]
 fn lookup_does_not_walk_the_whole_table() {
     // 5000 host routes and one catch-all: a request for one host tries its own route and the
     // catch-all, nothing else.

@@ -348,6 +348,65 @@ impl Drop for FakeControlPlane {
 // ---------------------------------------------------------------------------------------------
 // Backends
 
+/// TLS for a test backend: a certificate for `names` issued by a fresh CA, offering `alpn` by ALPN
+/// (none when empty). Returns the acceptor and the CA's PEM file (for `--backend-ca`), written to a
+/// fresh temporary directory.
+pub fn backend_tls(names: &[&str], alpn: &[&str]) -> (tokio_rustls::TlsAcceptor, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = rcgen::CertificateParams::new(names)
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("certificate");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let dir = std::env::temp_dir().join(format!(
+        "berth-proxy-test-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    (
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+        ca_file,
+    )
+}
+
+/// An HTTP/2 (h2c, prior knowledge) connection to `addr`: its sender, and the task driving it
+/// (which ends when the connection closes).
+pub async fn h2_connect<B>(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    JoinHandle<hyper::Result<()>>,
+)
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .expect("h2 handshake");
+    (sender, tokio::spawn(conn))
+}
+
 /// An HTTP/1.1 backend (or HTTPS: [`Backend::start_tls`]) that answers with JSON describing the
 /// request it got: `{"backend": name, "method": ..., "path": ..., "query": ..., "headers": {name:
 /// value, ...}, "body": ...}` (repeated headers joined with `\n`), with the response headers
@@ -369,34 +428,7 @@ impl Backend {
     /// A backend speaking HTTPS with a certificate for 127.0.0.1 issued by a fresh CA; returns
     /// it and the CA's PEM file (for `--backend-ca`).
     pub async fn start_tls(name: &str) -> (Self, std::path::PathBuf) {
-        let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).expect("CA");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .expect("params")
-            .signed_by(&key, &ca, &ca_key)
-            .expect("certificate");
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .expect("server config");
-        let dir = std::env::temp_dir().join(format!(
-            "berth-proxy-test-{}-{}",
-            std::process::id(),
-            NEXT_DIR.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let ca_file = dir.join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).expect("write CA");
-        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let (acceptor, ca_file) = backend_tls(&["127.0.0.1", "localhost"], &[]);
         (Self::start_with(name, Some(acceptor)).await, ca_file)
     }
 
@@ -826,12 +858,7 @@ pub fn echo(body: &str) -> serde_json::Value {
 
 /// One HTTP/2 (h2c, prior knowledge) GET to `addr` with `authority` as `:authority` and no Host.
 pub async fn get_h2(addr: SocketAddr, authority: &str, path: &str) -> (StatusCode, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2_connect(addr).await;
     let request = Request::get(format!("http://{authority}{path}"))
         .version(http::Version::HTTP_2)
         .body(Empty::<Bytes>::new())

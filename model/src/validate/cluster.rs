@@ -9,8 +9,8 @@ use crate::host::parse_address;
 use crate::problem::Problem;
 
 pub(super) fn check(scope: &mut Scope<'_>, cluster: &Cluster) {
-    if !matches!(cluster.scheme.as_str(), "" | "http" | "https") {
-        scope.add("scheme", Problem::Scheme(cluster.scheme.clone()));
+    if !matches!(cluster.scheme.as_str(), "" | "http" | "https" | "h2c") {
+        scope.add("scheme", Problem::ClusterScheme(cluster.scheme.clone()));
     }
     if HostHeader::try_from(cluster.host_header).is_err() {
         scope.add(
@@ -36,6 +36,7 @@ pub(super) fn check(scope: &mut Scope<'_>, cluster: &Cluster) {
     if let Some(sticky) = &cluster.sticky {
         check_sticky(scope, sticky);
     }
+    check_upstream(scope, cluster);
     scope.requires(&cluster.requires, cluster_required_features(cluster));
 }
 
@@ -60,6 +61,57 @@ fn check_endpoint(scope: &mut Scope<'_>, i: usize, endpoint: &Endpoint) {
                 allowed: "at least 1",
             },
         );
+    }
+}
+
+/// A day, in milliseconds: the longest timeout or ejection a cluster may ask for.
+const DAY_MS: u64 = 86_400_000;
+
+/// Timeouts, passive health and retry policy: in range, and ejections no longer than their cap.
+fn check_upstream(scope: &mut Scope<'_>, cluster: &Cluster) {
+    const A_DAY: &str = "at most a day";
+    let mut limits: Vec<(&str, u64, u64, &'static str)> = Vec::new();
+    if let Some(t) = &cluster.timeouts {
+        limits.push(("timeouts.connect_ms", t.connect_ms, DAY_MS, A_DAY));
+        limits.push(("timeouts.first_byte_ms", t.first_byte_ms, DAY_MS, A_DAY));
+        limits.push(("timeouts.idle_ms", t.idle_ms, DAY_MS, A_DAY));
+    }
+    if let Some(h) = &cluster.passive_health {
+        limits.push((
+            "passive_health.base_ejection_ms",
+            h.base_ejection_ms,
+            DAY_MS,
+            A_DAY,
+        ));
+        limits.push(("passive_health.max_ejection_ms", h.max_ejection_ms, DAY_MS, A_DAY));
+        let percent = h.max_ejected_percent.into();
+        limits.push(("passive_health.max_ejected_percent", percent, 100, "0 to 100"));
+    }
+    if let Some(r) = &cluster.retry {
+        limits.push(("retry.attempts", r.attempts.into(), 10, "0 to 10"));
+        limits.push(("retry.budget_percent", r.budget_percent.into(), 100, "0 to 100"));
+    }
+    for (place, value, max, allowed) in limits {
+        if value > max {
+            let value = value.into();
+            scope.add(place, Problem::OutOfRange { value, allowed });
+        }
+    }
+    if let Some(h) = &cluster.passive_health {
+        if h.max_ejection_ms != 0 && h.max_ejection_ms < h.base_ejection_ms {
+            let (value, allowed) = (h.max_ejection_ms.into(), "0 or at least base_ejection_ms");
+            scope.add(
+                "passive_health.max_ejection_ms",
+                Problem::OutOfRange { value, allowed },
+            );
+        }
+    }
+    if let Some(r) = &cluster.retry {
+        for (i, method) in r.methods.iter().enumerate() {
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
+                scope.add(format!("retry.methods[{i}]"), Problem::Method(method.clone()));
+            }
+        }
     }
 }
 
@@ -149,15 +201,62 @@ mod tests {
     }
 
     #[test]
+    fn upstream_settings() {
+        use berth_proto::v1::{PassiveHealth, RetryPolicy, Timeouts};
+        let mut c = cluster("c");
+        c.timeouts = Some(Timeouts {
+            connect_ms: 500,
+            first_byte_ms: 0,
+            idle_ms: 90_000,
+        });
+        c.passive_health = Some(PassiveHealth {
+            base_ejection_ms: 1000,
+            max_ejection_ms: 0,
+            max_ejected_percent: 100,
+            ..Default::default()
+        });
+        c.retry = Some(RetryPolicy {
+            attempts: 3,
+            methods: vec!["GET".into()],
+            ..Default::default()
+        });
+        assert!(problems(c.clone()).is_empty());
+        c.timeouts.as_mut().unwrap().idle_ms = DAY_MS + 1;
+        c.passive_health = Some(PassiveHealth {
+            base_ejection_ms: 2000,
+            max_ejection_ms: 1000,
+            max_ejected_percent: 101,
+            ..Default::default()
+        });
+        c.retry = Some(RetryPolicy {
+            attempts: 11,
+            methods: vec!["get".into()],
+            budget_percent: 200,
+            ..Default::default()
+        });
+        assert_eq!(
+            problems(c),
+            vec![
+                r#"cluster "c": timeouts.idle_ms: 86400001 is out of range (at most a day)"#,
+                r#"cluster "c": passive_health.max_ejected_percent: 101 is out of range (0 to 100)"#,
+                r#"cluster "c": retry.attempts: 11 is out of range (0 to 10)"#,
+                r#"cluster "c": retry.budget_percent: 200 is out of range (0 to 100)"#,
+                r#"cluster "c": passive_health.max_ejection_ms: 1000 is out of range (0 or at least base_ejection_ms)"#,
+                r#"cluster "c": retry.methods[0]: "get" is not an HTTP method"#,
+            ]
+        );
+    }
+
+    #[test]
     fn scheme_and_enums() {
         let mut c = cluster("c");
-        c.scheme = "h2c".into();
+        c.scheme = "h2".into();
         c.host_header = 7;
         c.balancing = -1;
         assert_eq!(
             problems(c),
             vec![
-                r#"cluster "c": scheme: "h2c" is not a scheme Berth knows (http or https)"#,
+                r#"cluster "c": scheme: "h2" is not a backend scheme Berth knows (http, https or h2c)"#,
                 r#"cluster "c": host_header: 7 is not a HostHeader this version of Berth knows"#,
                 r#"cluster "c": balancing: -1 is not a Balancing this version of Berth knows"#,
             ]

@@ -4,7 +4,8 @@
 //! `middlewares[2](auth@consulcatalog).basic_auth.users[0]`.
 
 use berth_proto::v1::{
-    middleware::Kind, BasicAuth, Headers, IpAllowList, Middleware, RedirectScheme, SourceCriterion,
+    middleware::Kind, BasicAuth, CircuitBreaker, Headers, IpAllowList, Middleware, RedirectScheme,
+    SourceCriterion,
 };
 
 use super::{has_control, htpasswd, Scope};
@@ -67,6 +68,19 @@ pub(super) fn check(scope: &mut Scope<'_>, index: usize, m: &Middleware) {
             c.source("in_flight_req.source", i.source.as_ref(), false);
         }
         Kind::IpAllowList(a) => c.ip_allow_list(a),
+        Kind::Retry(r) => {
+            if !(1..=10).contains(&r.attempts) {
+                c.out_of_range("retry.attempts", r.attempts.into(), "1 to 10");
+            }
+            if r.initial_interval_ms > 60_000 {
+                c.out_of_range(
+                    "retry.initial_interval_ms",
+                    r.initial_interval_ms.into(),
+                    "at most 60000",
+                );
+            }
+        }
+        Kind::CircuitBreaker(b) => c.circuit_breaker(b),
     }
 }
 
@@ -186,6 +200,26 @@ impl Check<'_, '_> {
             self.add("ip_allow_list.reject_status", Problem::Status(status));
         }
         self.source("ip_allow_list.source", a.source.as_ref(), true);
+    }
+
+    /// The expression parses as oxy's would; the status is one a client can be answered with.
+    fn circuit_breaker(&mut self, b: &CircuitBreaker) {
+        if let Err(error) = crate::circuit_breaker::Expression::parse(&b.expression) {
+            self.add(
+                "circuit_breaker.expression",
+                Problem::CircuitBreakerExpression {
+                    expression: b.expression.clone(),
+                    error,
+                },
+            );
+        }
+        if b.response_code != 0 && !(200..=599).contains(&b.response_code) {
+            self.out_of_range(
+                "circuit_breaker.response_code",
+                b.response_code.into(),
+                "0 for 503, or 200 to 599",
+            );
+        }
     }
 
     /// Which client a per-client middleware counts. As in Traefik, an address strategy (depth,
@@ -338,6 +372,26 @@ mod tests {
         for kind in valid() {
             assert_eq!(problems(Some(kind.clone())), Vec::<String>::new(), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn retry() {
+        use berth_proto::v1::Retry;
+        assert!(problems(Some(Kind::Retry(Retry {
+            attempts: 3,
+            initial_interval_ms: 100,
+        })))
+        .is_empty());
+        assert_eq!(
+            problems(Some(Kind::Retry(Retry {
+                attempts: 0,
+                initial_interval_ms: 60_001,
+            }))),
+            vec![
+                "middlewares[0](m).retry.attempts: 0 is out of range (1 to 10)",
+                "middlewares[0](m).retry.initial_interval_ms: 60001 is out of range (at most 60000)",
+            ]
+        );
     }
 
     #[test]
@@ -540,5 +594,36 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.problems[0].at, "middlewares[0]");
+    }
+
+    #[test]
+    fn circuit_breaker_expression_and_status() {
+        let cb = |expression: &str, response_code| {
+            Some(Kind::CircuitBreaker(berth_proto::v1::CircuitBreaker {
+                expression: expression.into(),
+                response_code,
+                ..Default::default()
+            }))
+        };
+        assert_eq!(
+            problems(cb(
+                "ResponseCodeRatio(500, 600, 0, 600) > 0.25 || LatencyAtQuantileMS(50.0) > 100",
+                0
+            )),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(cb("NetworkErrorRatio() > 1", 999)),
+            vec![
+                r#"middlewares[0](m).circuit_breaker.expression: "NetworkErrorRatio() > 1" at column 23: expected a decimal number to compare a ratio with (write 1.0), found 1"#,
+                "middlewares[0](m).circuit_breaker.response_code: 999 is out of range (0 for 503, or 200 to 599)",
+            ]
+        );
+        assert_eq!(
+            problems(cb("", 503)),
+            vec![
+                r#"middlewares[0](m).circuit_breaker.expression: "" at column 1: expected a metric such as NetworkErrorRatio(), a number or "(", found the end of the expression"#
+            ]
+        );
     }
 }

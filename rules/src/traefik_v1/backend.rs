@@ -1,14 +1,15 @@
 //! Traefik v1 backend options (`<prefix>.backend.*`) and the instance-level tags `protocol` and
 //! `weight`: what the cluster of an instance looks like (scheme, sticky cookie) and the
-//! middleware a backend adds to each of its frontends (`maxconn`, an in-flight limit).
+//! middlewares a backend adds to each of its frontends (`maxconn`, an in-flight limit, and
+//! `circuitbreaker.expression`, a circuit breaker with oxy's defaults: v1 has no other setting).
 //!
 //! The load-balancing method is always weighted round robin: `drr` (v1's dynamic round robin,
 //! which shifts weight towards faster servers) is reported and balanced by static weights.
-//! Circuit breakers, health checks, buffering and response forwarding are reported as ignored.
+//! Health checks, buffering and response forwarding are reported as ignored.
 //!
 //! Not for: frontends (see `frontend`).
 
-use berth_proto::v1::{middleware::Kind, InFlightReq, Middleware, StickyCookie};
+use berth_proto::v1::{middleware::Kind, CircuitBreaker, InFlightReq, Middleware, StickyCookie};
 
 use super::frontend::extractor_source;
 use crate::construct::middleware;
@@ -139,6 +140,9 @@ pub(crate) fn read(node: Option<&Node>, backend_name: &str) -> Result<(Backend, 
             );
         }
     }
+    if let Some(cb) = fields.take("circuitbreaker") {
+        backend.middlewares.push(circuit_breaker(cb)?);
+    }
     if let Some(maxconn) = fields.take("maxconn") {
         let mut m = Fields::new(maxconn);
         let amount = m.value("amount");
@@ -187,7 +191,6 @@ pub(crate) fn read(node: Option<&Node>, backend_name: &str) -> Result<(Backend, 
     }
     fields.note_ignored(
         &[
-            ("circuitbreaker", "circuit breakers are not implemented by Berth"),
             (
                 "healthcheck",
                 "health checks are ignored: Berth routes to the instances Consul reports healthy",
@@ -205,6 +208,47 @@ pub(crate) fn read(node: Option<&Node>, backend_name: &str) -> Result<(Backend, 
     );
     fields.note_unknown("Traefik v1 backend option", &mut notes);
     Ok((backend, notes))
+}
+
+/// `backend.circuitbreaker.expression` (or the deprecated `backend.circuitbreaker`): v1's
+/// breaker, with oxy's defaults (checked every 100ms, 10s fallback answering 503, 10s recovery).
+fn circuit_breaker(node: &Node) -> Result<Middleware, BackendError> {
+    let mut fields = Fields::new(node);
+    let expression = fields.value("expression");
+    if let Some(unknown) = fields.unknown().first().copied() {
+        return fail(
+            unknown.first_leaf(),
+            Problem::Invalid {
+                option: "circuitbreaker",
+                problem: format!("has no option {:?}", unknown.name),
+            },
+        );
+    }
+    let Some(leaf) = expression.or(node.leaf.as_ref()) else {
+        return fail(
+            node.first_leaf(),
+            Problem::Invalid {
+                option: "circuitbreaker.expression",
+                problem: "is required".into(),
+            },
+        );
+    };
+    if let Err(e) = berth_model::circuit_breaker::Expression::parse(&leaf.value) {
+        return fail(
+            Some(leaf),
+            Problem::Invalid {
+                option: "circuitbreaker.expression",
+                problem: format!("{:?} {e}", leaf.value),
+            },
+        );
+    }
+    Ok(middleware(
+        "backend.circuitbreaker",
+        Kind::CircuitBreaker(CircuitBreaker {
+            expression: leaf.value.clone(),
+            ..Default::default()
+        }),
+    ))
 }
 
 /// The instance's `weight` (or the deprecated `backend.weight`): a positive whole number,
@@ -231,18 +275,20 @@ pub(crate) fn weight(root: &Node) -> Result<u32, BackendError> {
     }
 }
 
-/// The instance's `protocol`: "http" (default) or "https".
+/// The instance's `protocol`: "http" (default), "https" or "h2c" (Traefik 1.7's cleartext HTTP/2
+/// to the backend, for gRPC).
 pub(crate) fn protocol(root: &Node) -> Result<String, BackendError> {
     match root.child("protocol").and_then(|n| n.leaf.as_ref()) {
         None => Ok("http".into()),
         Some(leaf) => match leaf.value.to_ascii_lowercase().as_str() {
             "" | "http" => Ok("http".into()),
             "https" => Ok("https".into()),
+            "h2c" => Ok("h2c".into()),
             _ => fail(
                 Some(leaf),
                 Problem::Invalid {
                     option: "protocol",
-                    problem: format!("{:?} is neither http nor https", leaf.value),
+                    problem: format!("{:?} is not http, https or h2c", leaf.value),
                 },
             ),
         },
@@ -293,16 +339,37 @@ mod tests {
     fn methods_and_ignored_options() {
         let (_, notes) = backend(&[
             "backend.loadbalancer.method=drr",
-            "backend.circuitbreaker.expression=NetworkErrorRatio() > 0.5",
             "backend.healthcheck.path=/health",
         ])
         .expect("backend");
-        assert_eq!(notes.len(), 3);
+        assert_eq!(notes.len(), 2);
         assert!(notes[0].message.contains("drr"));
         let (_, notes) = backend(&["backend.loadbalancer=drr"]).expect("deprecated method");
         assert_eq!(notes.len(), 1);
         let (_, notes) = backend(&["backend.loadbalancer.method=wrr"]).expect("wrr");
         assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn circuit_breaker() {
+        let expression = |b: &Backend| match &b.middlewares[0].kind {
+            Some(Kind::CircuitBreaker(c)) => c.expression.clone(),
+            other => panic!("{other:?}"),
+        };
+        let (b, notes) =
+            backend(&["backend.circuitbreaker.expression=NetworkErrorRatio() > 0.5"]).expect("backend");
+        assert!(notes.is_empty());
+        assert_eq!(expression(&b), "NetworkErrorRatio() > 0.5");
+        assert_eq!(b.middlewares[0].name, "backend.circuitbreaker");
+        let (b, _) = backend(&["backend.circuitbreaker=RequestThreshold() > 5"]).expect("deprecated form");
+        assert_eq!(expression(&b), "RequestThreshold() > 5");
+        let err = backend(&["backend.circuitbreaker.expression=NetworkErrorRatio() > 5"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "circuitbreaker.expression: \"NetworkErrorRatio() > 5\" at column 23: expected a decimal number \
+             to compare a ratio with (write 5.0), found 5"
+        );
+        assert!(backend(&["backend.circuitbreaker.fallback=x"]).is_err());
     }
 
     #[test]
@@ -330,6 +397,7 @@ mod tests {
         assert_eq!(weight(&root(&["backend.weight=7"])), Ok(7));
         assert!(weight(&root(&["weight=0"])).is_err());
         assert_eq!(protocol(&root(&["protocol=https"])).as_deref(), Ok("https"));
-        assert!(protocol(&root(&["protocol=h2c"])).is_err());
+        assert_eq!(protocol(&root(&["protocol=H2C"])).as_deref(), Ok("h2c"));
+        assert!(protocol(&root(&["protocol=h2"])).is_err());
     }
 }

@@ -167,8 +167,15 @@ pub(crate) fn read(
     if let Some(m) = auth(fields.take("auth"), &mut notes)? {
         middlewares.push(m);
     }
+    // v1 wraps the load balancer in the circuit breaker outermost, around the rate limit and
+    // the connection limit.
+    let (breaker, limits): (Vec<Middleware>, Vec<Middleware>) = backend
+        .iter()
+        .cloned()
+        .partition(|m| matches!(m.kind, Some(berth_proto::v1::middleware::Kind::CircuitBreaker(_))));
+    middlewares.extend(breaker);
     middlewares.extend(rate_limit(fields.take("ratelimit"), &mut notes)?);
-    middlewares.extend(backend.iter().cloned());
+    middlewares.extend(limits);
 
     fields.note_ignored(
         &[
@@ -178,11 +185,11 @@ pub(crate) fn read(
             ),
             (
                 "passtlscert",
-                "Berth terminates no TLS, so there is no client certificate to pass",
+                "the proxy asks clients for no certificate (no mutual TLS), so there is none to pass",
             ),
             (
                 "passtlsclientcert",
-                "Berth terminates no TLS, so there is no client certificate to pass",
+                "the proxy asks clients for no certificate (no mutual TLS), so there is none to pass",
             ),
         ],
         &mut notes,

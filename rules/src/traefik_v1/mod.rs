@@ -248,6 +248,7 @@ pub(crate) fn compile(service: &str, tagged: &[Tagged<'_>], settings: &Settings,
                 sticky: group.shape.sticky.clone(),
                 balancing: Balancing::WeightedRoundRobin as i32,
                 requires: Vec::new(),
+                ..Default::default()
             });
             out.route(Route {
                 name: route_name,
@@ -260,6 +261,7 @@ pub(crate) fn compile(service: &str, tagged: &[Tagged<'_>], settings: &Settings,
                 middlewares: frontend.middlewares,
                 requires: Vec::new(),
                 origin: format!("traefik/v1 {name}"),
+                tls: false,
             });
         }
     }

@@ -1,24 +1,12 @@
 //! The Traefik v1 dialect end to end: tags of instances in, routes, clusters and errors out.
 
-use std::collections::BTreeMap;
-
 use berth_proto::v1::{
     middleware::Kind, BasicAuth, HeaderValue, Headers, HostHeader, IpAllowList, RedirectScheme,
 };
 
 use crate::construct::*;
+use crate::tests::{berth_prefix, instance};
 use crate::{compile_service, Instance, ServiceRoutes, Settings};
-
-fn instance(id: &str, tags: &[&str]) -> Instance {
-    Instance {
-        id: id.into(),
-        address: "10.0.0.1".into(),
-        port: 80,
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        meta: BTreeMap::new(),
-        routable: true,
-    }
-}
 
 fn compile(service: &str, instances: &[Instance], settings: &Settings) -> ServiceRoutes {
     compile_service(service, instances, settings, &|_| None)
@@ -135,10 +123,7 @@ fn exposed_without_rule_or_domain_is_an_error() {
 
 #[test]
 fn custom_prefix() {
-    let settings = Settings {
-        prefix: "berth".into(),
-        ..Settings::default()
-    };
+    let settings = berth_prefix();
     let tags = [
         "berth.enable=true",
         "berth.frontend.rule=Host:a.example",
@@ -460,4 +445,19 @@ fn a_bad_segment_leaves_the_other_frontends() {
     let e = error_with(&result, "must start with '/'");
     assert_eq!(e.router.as_deref(), Some("frontends.api"));
     assert_eq!(e.position, Some(26));
+}
+
+#[test]
+fn protocol_h2c_makes_an_h2c_cluster() {
+    let result = one(
+        "a",
+        &[
+            "traefik.enable=true",
+            "traefik.frontend.rule=Host:grpc.example",
+            "traefik.protocol=h2c",
+        ],
+    );
+    let cluster = &result.clusters[0];
+    assert_eq!(cluster.scheme, "h2c");
+    assert_eq!(cluster.requires, ["cluster/h2c"]);
 }

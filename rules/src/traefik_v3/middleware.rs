@@ -7,9 +7,9 @@
 //! Not for: resolving names (see `resolve`), or the routers that use a middleware.
 
 use berth_proto::v1::{
-    middleware::Kind, AddPrefix, BasicAuth, HeaderValue, Headers, InFlightReq, IpAllowList, Middleware,
-    RateLimit, RedirectRegex, RedirectScheme, ReplacePath, ReplacePathRegex, SourceCriterion, StripPrefix,
-    StripPrefixRegex,
+    middleware::Kind, AddPrefix, BasicAuth, CircuitBreaker, HeaderValue, Headers, InFlightReq, IpAllowList,
+    Middleware, RateLimit, RedirectRegex, RedirectScheme, ReplacePath, ReplacePathRegex, Retry,
+    SourceCriterion, StripPrefix, StripPrefixRegex,
 };
 
 use crate::construct::middleware;
@@ -90,8 +90,6 @@ const NOT_IMPLEMENTED: &[&str] = &[
     "digestauth",
     "compress",
     "buffering",
-    "circuitbreaker",
-    "retry",
     "errors",
     "passtlsclientcert",
     "contenttype",
@@ -146,6 +144,8 @@ pub(crate) fn define(name: &str, node: &Node, qualified: &str) -> Result<Definit
         "inflightreq" => make(in_flight_req(kind)?),
         "ipallowlist" => make(ip_allow_list(kind, "ipallowlist", true)?),
         "ipwhitelist" => make(ip_allow_list(kind, "ipwhitelist", false)?),
+        "retry" => make(retry(kind)?),
+        "circuitbreaker" => make(circuit_breaker(kind)?),
         "chain" => chain(kind),
         other if NOT_IMPLEMENTED.contains(&other) => fail(
             first_leaf,
@@ -229,6 +229,27 @@ impl<'a> Options<'a> {
                 Ok(n) => Ok(Some(n)),
                 Err(e) => self.value_error(leaf, option, e),
             },
+        }
+    }
+
+    /// A Traefik duration, in nanoseconds, with its leaf (`None` when absent). `option` is the name
+    /// Traefik documents (it is looked up lower-cased); a negative one is refused unless
+    /// `negative_ok`.
+    fn duration(&mut self, option: &'static str, negative_ok: bool) -> Result<Option<(i128, &'a Leaf)>> {
+        let Some(leaf) = self.leaf(&option.to_ascii_lowercase()) else {
+            return Ok(None);
+        };
+        match values::parse_duration(&leaf.value) {
+            Ok(ns) if ns < 0 && !negative_ok => fail(
+                Some(leaf),
+                Problem::Invalid {
+                    kind: self.kind,
+                    option,
+                    problem: "is negative".into(),
+                },
+            ),
+            Ok(ns) => Ok(Some((ns, leaf))),
+            Err(e) => self.value_error(leaf, option, e),
         }
     }
 
@@ -601,6 +622,77 @@ fn ip_strategy(kind: &'static str, node: Option<&Node>) -> Result<SourceCriterio
     Ok(criterion)
 }
 
+/// Traefik's `circuitBreaker`: `expression` (required; checked as oxy parses it, see
+/// `berth_model::circuit_breaker`), `checkPeriod`, `fallbackDuration`, `recoveryDuration`
+/// (Traefik durations; 0 or negative keeps the defaults of 100ms, 10s and 10s, as Traefik applies
+/// only positive values; below a millisecond counts as one) and `responseCode` (503 by default).
+fn circuit_breaker(node: &Node) -> Result<Kind> {
+    let mut o = Options::new("circuitBreaker", node);
+    let (expression, leaf) = o.required("expression")?;
+    if let Err(e) = berth_model::circuit_breaker::Expression::parse(&expression) {
+        return fail(
+            Some(leaf),
+            Problem::Invalid {
+                kind: "circuitBreaker",
+                option: "expression",
+                problem: format!("{expression:?} {e}"),
+            },
+        );
+    }
+    let mut duration_ms = |option: &'static str| -> Result<u64> {
+        Ok(match o.duration(option, true)? {
+            Some((ns, _)) if ns > 0 => u64::try_from((ns + 999_999) / 1_000_000).unwrap_or(u64::MAX),
+            _ => 0,
+        })
+    };
+    let check_period_ms = duration_ms("checkPeriod")?;
+    let fallback_duration_ms = duration_ms("fallbackDuration")?;
+    let recovery_duration_ms = duration_ms("recoveryDuration")?;
+    let response_code = o.int("responsecode", 200, 599)?.unwrap_or(503) as u32;
+    o.finish(&[])?;
+    Ok(Kind::CircuitBreaker(CircuitBreaker {
+        expression,
+        check_period_ms,
+        fallback_duration_ms,
+        recovery_duration_ms,
+        response_code,
+    }))
+}
+
+/// Traefik's `retry`: `attempts` (required, at least 1) tries in all, `initialInterval` between
+/// them. Only its network-error retry exists in Berth: `status` (retry on response codes) and
+/// `timeout` are refused; `disableRetryOnNetworkError=true` leaves nothing to do (Traefik then
+/// requires `status`); `maxRequestBodyBytes` and `retryNonIdempotentMethod` only concern status
+/// retries in Traefik and are read and checked but change nothing.
+fn retry(node: &Node) -> Result<Kind> {
+    let mut o = Options::new("retry", node);
+    let (attempts, leaf) = o.required("attempts")?;
+    let attempts = match values::parse_int(&attempts, 1, 10) {
+        Ok(n) => n as u32,
+        Err(e) => return o.value_error(leaf, "attempts", e),
+    };
+    let initial_interval_ms = o
+        .duration("initialInterval", false)?
+        .map_or(0, |(ns, _)| (ns / 1_000_000).min(60_000) as u64);
+    if let Some(true) = o.bool("disableretryonnetworkerror")? {
+        return fail(
+            o.fields.value("disableretryonnetworkerror"),
+            Problem::Invalid {
+                kind: "retry",
+                option: "disableRetryOnNetworkError",
+                problem: "true leaves only retries on status codes, which Berth does not implement".into(),
+            },
+        );
+    }
+    o.bool("retrynonidempotentmethod")?;
+    o.int("maxrequestbodybytes", i128::from(i64::MIN), i128::from(i64::MAX))?;
+    o.finish(&["status", "timeout"])?;
+    Ok(Kind::Retry(Retry {
+        attempts,
+        initial_interval_ms,
+    }))
+}
+
 fn rate_limit(node: &Node) -> Result<Option<Kind>> {
     let mut o = Options::new("rateLimit", node);
     let average = o
@@ -609,32 +701,19 @@ fn rate_limit(node: &Node) -> Result<Option<Kind>> {
     let burst = o
         .int("burst", i128::from(i64::MIN), i128::from(i64::MAX))?
         .unwrap_or(1);
-    let period_ns = match o.leaf("period") {
+    let period_ns = match o.duration("period", false)? {
         None => 0,
-        Some(leaf) => match values::parse_duration(&leaf.value) {
-            Ok(ns) if ns < 0 => {
-                return fail(
-                    Some(leaf),
-                    Problem::Invalid {
-                        kind: "rateLimit",
-                        option: "period",
-                        problem: "is negative".into(),
-                    },
-                )
-            }
-            Ok(ns) if ns > 0 && ns % 1_000_000 != 0 => {
-                return fail(
-                    Some(leaf),
-                    Problem::Invalid {
-                        kind: "rateLimit",
-                        option: "period",
-                        problem: "is not a whole number of milliseconds".into(),
-                    },
-                )
-            }
-            Ok(ns) => ns,
-            Err(e) => return o.value_error(leaf, "period", e),
-        },
+        Some((ns, leaf)) if ns % 1_000_000 != 0 => {
+            return fail(
+                Some(leaf),
+                Problem::Invalid {
+                    kind: "rateLimit",
+                    option: "period",
+                    problem: "is not a whole number of milliseconds".into(),
+                },
+            )
+        }
+        Some((ns, _)) => ns,
     };
     let source = source_criterion("rateLimit", o.node("sourcecriterion"))?;
     o.finish(&["redis"])?;

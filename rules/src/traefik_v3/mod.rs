@@ -24,7 +24,7 @@ pub(crate) mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use berth_proto::v1::{Balancing, Cluster, HostHeader, Middleware, Route};
+use berth_proto::v1::{Cluster, HostHeader, Middleware, Route};
 
 use crate::dialect::Tagged;
 use crate::error::{Fault, Output};
@@ -95,7 +95,9 @@ fn view<'a>(service: &str, tagged: &'a Tagged<'a>, settings: &Settings, out: &mu
             "tls" => {
                 for leaf in child.leaves() {
                     out.fault(
-                        Fault::new("ignored: Berth terminates no TLS, so TLS stores do not apply")
+                        Fault::new(
+                            "ignored: TLS stores, options and certificates are not read from tags; the proxy serves the certificates of its --cert-dir",
+                        )
                             .tag(&leaf.tag)
                             .instance(id),
                     );
@@ -587,6 +589,7 @@ pub(crate) fn compile(
             middlewares: chain,
             requires: Vec::new(),
             origin: format!("traefik/{syntax} router {name}@{PROVIDER}"),
+            tls: router.tls,
         });
     }
     // Report problems of this service's own middlewares even when no router here uses them
@@ -699,8 +702,10 @@ fn cluster(
             HostHeader::Endpoint as i32
         },
         sticky: shared.sticky,
-        balancing: Balancing::WeightedRoundRobin as i32,
+        balancing: shared.balancing as i32,
         requires: Vec::new(),
+        passive_health: shared.passive_health,
+        ..Default::default()
     };
     Ok((cluster, service_middlewares))
 }

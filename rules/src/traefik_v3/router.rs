@@ -2,8 +2,11 @@
 //! parsed into a matcher in the router's rule syntax, its priority (Traefik's default is the
 //! length of the rule), entrypoints, the middleware and service names it refers to.
 //!
-//! A router Berth cannot serve as Traefik would (a TLS router: Berth terminates no TLS) is an
-//! error; options that change nothing about routing (observability) are reported as ignored.
+//! A TLS router (`tls=true`, or any `tls.*` option) becomes a route served only on the proxy's
+//! TLS entrypoints, as Traefik serves a TLS router only to requests that came over TLS; its
+//! certificate options are reported as not used, since the proxy's certificates come from its
+//! `--cert-dir`. A router Berth cannot serve as Traefik would is an error; options that change
+//! nothing about routing (observability) are reported as ignored.
 //!
 //! Not for: resolving the names a router refers to (see the module root).
 
@@ -28,6 +31,8 @@ pub(crate) struct Router {
     pub middlewares: Vec<(String, Option<String>)>,
     /// The service reference as written, and its tag (none when linked by default).
     pub service: (String, Option<String>),
+    /// A TLS router: served only to requests that came over TLS.
+    pub tls: bool,
 }
 
 /// What a router's labels say besides the router: options ignored on purpose.
@@ -58,10 +63,8 @@ pub(crate) enum Problem {
     EmptyEntrypoint,
     #[error("middlewares has an empty name")]
     EmptyMiddleware,
-    #[error(
-        "TLS router: Traefik serves it only to HTTPS requests and Berth terminates no TLS; rejected rather than served over plain HTTP"
-    )]
-    Tls,
+    #[error("tls has no option {0:?} (Traefik knows certResolver, options and domains)")]
+    UnknownTlsOption(String),
     #[error("router has no option {0:?}")]
     UnknownOption(String),
     #[error("given twice with different values ({first:?} and {second:?})")]
@@ -186,15 +189,10 @@ pub(crate) fn read(
         },
     };
 
-    if let Some(tls) = fields.take("tls") {
-        let enabled = match &tls.leaf {
-            Some(leaf) => leaf.value.eq_ignore_ascii_case("true") || !tls.children.is_empty(),
-            None => true,
-        };
-        if enabled {
-            return fail(tls.first_leaf(), Problem::Tls);
-        }
-    }
+    let tls = match fields.take("tls") {
+        Some(node) => read_tls(node, &mut notes)?,
+        None => false,
+    };
     if let Some(observability) = fields.take("observability") {
         for leaf in observability.leaves() {
             notes.push(Note {
@@ -214,9 +212,38 @@ pub(crate) fn read(
             entrypoints,
             middlewares,
             service,
+            tls,
         },
         notes,
     ))
+}
+
+/// Whether the router's `tls` node makes it a TLS router, as Traefik reads it: `tls=true`, or
+/// any option under it (`tls=false` alone: a plain router). Its options choose certificates,
+/// which the proxy takes from its `--cert-dir` instead: noted as not used.
+fn read_tls(node: &Node, notes: &mut Vec<Note>) -> Result<bool, RouterError> {
+    const NOT_USED: &str =
+        "certificates come from the proxy's --cert-dir, chosen by SNI, not from the router; \
+         the router is still served over TLS only";
+    let mut fields = Fields::new(node);
+    fields.note_ignored(
+        &[
+            ("certresolver", NOT_USED),
+            ("options", NOT_USED),
+            ("domains", NOT_USED),
+        ],
+        notes,
+    );
+    if let Some(unknown) = fields.unknown().first().copied() {
+        return fail(
+            unknown.first_leaf(),
+            Problem::UnknownTlsOption(unknown.name.clone()),
+        );
+    }
+    Ok(match &node.leaf {
+        Some(leaf) => leaf.value.eq_ignore_ascii_case("true") || !node.children.is_empty(),
+        None => true,
+    })
 }
 
 #[cfg(test)]
@@ -298,12 +325,14 @@ mod tests {
         let err = router_from(&["rule=Host(`a`"], &linked()).expect_err("unbalanced");
         assert!(err.position.is_some());
         assert_eq!(err.tag.as_deref(), Some("traefik.r.rule=Host(`a`"));
-        let cases: [(&[&str], &str); 7] = [
+        let cases: [(&[&str], &str); 6] = [
             (&["rule=Host(`a`)", "priority=high"], "not a whole number"),
             (&["rule=Host(`a`)", "priority=9223372036854775000"], "exceeds"),
             (&["rule=Host(`a`)", "entrypoints=web,"], "empty name"),
-            (&["rule=Host(`a`)", "tls=true"], "TLS router"),
-            (&["rule=Host(`a`)", "tls.certresolver=le"], "TLS router"),
+            (
+                &["rule=Host(`a`)", "tls.certresolvr=le"],
+                "tls has no option \"certresolvr\"",
+            ),
             (&["rule=Host(`a`)", "rulle=x"], "no option \"rulle\""),
             (&["rule=Host(`a`)", "Rule=Host(`b`)"], "given twice"),
         ];
@@ -311,13 +340,54 @@ mod tests {
             let err = router_from(tags, &linked()).expect_err(expected);
             assert!(err.to_string().contains(expected), "{tags:?}: {err}");
         }
-        assert!(router_from(&["rule=Host(`a`)", "tls=false"], &linked()).is_ok());
         let unlinked = Defaults {
             rule: None,
             service: Some(Err("cannot be linked automatically".into())),
         };
         let err = router_from(&["rule=Host(`a`)"], &unlinked).expect_err("unlinked");
         assert!(err.to_string().contains("linked automatically"));
+    }
+
+    #[test]
+    fn tls_routers_are_served_over_tls_only() {
+        let (router, notes) = router_from(&["rule=Host(`a`)", "tls=true"], &linked()).expect("tls=true");
+        assert!(router.tls);
+        assert!(notes.is_empty(), "{notes:?}");
+        let (router, _) = router_from(&["rule=Host(`a`)", "TLS=True"], &linked()).expect("TLS=True");
+        assert!(router.tls);
+        let (router, _) = router_from(&["rule=Host(`a`)", "tls=false"], &linked()).expect("tls=false");
+        assert!(!router.tls, "tls=false is a plain router");
+        let (router, _) = router_from(&["rule=Host(`a`)"], &linked()).expect("no tls");
+        assert!(!router.tls);
+    }
+
+    #[test]
+    fn tls_certificate_options_make_a_tls_router_and_are_noted() {
+        let (router, notes) = router_from(
+            &[
+                "rule=Host(`a`)",
+                "tls.certresolver=le",
+                "tls.options=modern@file",
+                "tls.domains[0].main=a.example",
+                "tls.domains[0].sans=b.example,c.example",
+            ],
+            &linked(),
+        )
+        .expect("tls options");
+        assert!(
+            router.tls,
+            "tls.* without tls=true is a TLS router, as in Traefik"
+        );
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert!(
+            notes.iter().all(|n| n.message.contains("--cert-dir")),
+            "{notes:?}"
+        );
+        assert_eq!(notes[0].tag, "traefik.r.tls.certresolver=le");
+        let (router, notes) =
+            router_from(&["rule=Host(`a`)", "tls=true", "tls.certresolver=le"], &linked()).expect("both");
+        assert!(router.tls);
+        assert_eq!(notes.len(), 1);
     }
 
     #[test]

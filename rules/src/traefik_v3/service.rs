@@ -2,12 +2,15 @@
 //! what the cluster shares (pass-host-header, sticky cookie, balancing, service middlewares), and
 //! what each instance says about its own server (port, scheme, weight).
 //!
-//! Options Berth handles otherwise (health checks: Consul's health decides; response
-//! forwarding; servers transports) are reported as ignored; a server given by URL is refused.
+//! `strategy` maps to the cluster's balancing (`wrr`: weighted round robin, `p2c`: least request
+//! with two random choices; `hrw` and `leasttime` are reported and balanced by weighted round
+//! robin) and `passiveHealthCheck` to its passive health. Options Berth handles otherwise (active
+//! health checks: Consul's health decides; response forwarding; servers transports) are reported
+//! as ignored; a server given by URL is refused.
 //!
 //! Not for: endpoints (the module root adds the instances) or routers.
 
-use berth_proto::v1::StickyCookie;
+use berth_proto::v1::{Balancing, PassiveHealth, StickyCookie};
 
 use crate::labels::{Fields, Leaf, Node};
 use crate::values::{self, ValueError};
@@ -20,6 +23,10 @@ pub(crate) struct Service {
     pub sticky: Option<StickyCookie>,
     /// Middlewares of the service, as written, run after the router's.
     pub middlewares: Vec<(String, Option<String>)>,
+    /// `strategy`: `wrr` (default) is weighted round robin, `p2c` least request.
+    pub balancing: Balancing,
+    /// `passiveHealthCheck`: `maxFailedAttempts` failures eject a server for `failureWindow`.
+    pub passive_health: Option<PassiveHealth>,
 }
 
 /// What one instance says about its server in a service.
@@ -27,7 +34,8 @@ pub(crate) struct Service {
 pub(crate) struct Server {
     /// `server.port`; the instance's port when absent.
     pub port: Option<u16>,
-    /// `server.scheme`, lower case: "http" (default) or "https".
+    /// `server.scheme`, lower case: "http" (default), "https" or "h2c" (cleartext HTTP/2, for
+    /// gRPC backends).
     pub scheme: String,
     /// `server.weight` (default 1; 0 takes no traffic).
     pub weight: u32,
@@ -50,7 +58,7 @@ pub(crate) enum Problem {
     NoLoadBalancer,
     #[error("{option}: {error}")]
     Value { option: &'static str, error: ValueError },
-    #[error("server.scheme {0:?} is not supported (http or https)")]
+    #[error("server.scheme {0:?} is not supported (http, https or h2c)")]
     Scheme(String),
     #[error("server.url is not implemented by Berth: the servers are the Consul instances")]
     Url,
@@ -79,6 +87,8 @@ pub(crate) fn read(name: &str, node: Option<&Node>) -> Result<(Service, Vec<Note
         pass_host_header: true,
         sticky: None,
         middlewares: Vec::new(),
+        balancing: Balancing::WeightedRoundRobin,
+        passive_health: None,
     };
     let mut notes = Vec::new();
     let Some(node) = node else {
@@ -127,7 +137,8 @@ pub(crate) fn read(name: &str, node: Option<&Node>) -> Result<(Service, Vec<Note
     if let Some(leaf) = fields.value("strategy") {
         match leaf.value.as_str() {
             "" | "wrr" => {}
-            "p2c" | "hrw" | "leasttime" => notes.push(Note {
+            "p2c" => service.balancing = Balancing::LeastRequest,
+            "hrw" | "leasttime" => notes.push(Note {
                 tag: leaf.tag.clone(),
                 message: format!(
                     "strategy {:?} is not implemented by Berth; the service is balanced by weighted round robin",
@@ -137,14 +148,13 @@ pub(crate) fn read(name: &str, node: Option<&Node>) -> Result<(Service, Vec<Note
             other => return fail(name, Some(leaf), Problem::Strategy(other.to_string())),
         }
     }
+    if let Some(passive) = fields.take("passivehealthcheck") {
+        service.passive_health = Some(read_passive_health(name, passive)?);
+    }
     fields.note_ignored(
         &[
             (
                 "healthcheck",
-                "health checks are ignored: Berth routes to the instances Consul reports healthy",
-            ),
-            (
-                "passivehealthcheck",
                 "health checks are ignored: Berth routes to the instances Consul reports healthy",
             ),
             (
@@ -166,6 +176,57 @@ pub(crate) fn read(name: &str, node: Option<&Node>) -> Result<(Service, Vec<Note
         );
     }
     Ok((service, notes))
+}
+
+/// `passiveHealthCheck` (Traefik 3.7): a server that fails `maxFailedAttempts` times (default 1)
+/// is taken out for `failureWindow` (default 10s). Berth counts consecutive failures and ejects
+/// for that long each time, without its usual doubling.
+fn read_passive_health(name: &str, node: &Node) -> Result<PassiveHealth, ServiceError> {
+    let mut fields = Fields::new(node);
+    let mut health = PassiveHealth {
+        consecutive_failures: 1,
+        base_ejection_ms: 10_000,
+        max_ejection_ms: 10_000,
+        ..PassiveHealth::default()
+    };
+    if let Some(leaf) = fields.value("maxfailedattempts") {
+        let n = values::parse_int(&leaf.value, 1, 1_000_000).or_else(|error| {
+            fail(
+                name,
+                Some(leaf),
+                Problem::Value {
+                    option: "passiveHealthCheck.maxFailedAttempts",
+                    error,
+                },
+            )
+        })?;
+        health.consecutive_failures = n as u32;
+    }
+    if let Some(leaf) = fields.value("failurewindow") {
+        let ns = values::parse_duration(&leaf.value).or_else(|error| {
+            fail(
+                name,
+                Some(leaf),
+                Problem::Value {
+                    option: "passiveHealthCheck.failureWindow",
+                    error,
+                },
+            )
+        })?;
+        let ms = (ns / 1_000_000).clamp(1, i128::from(u32::MAX)) as u64;
+        if ns > 0 {
+            health.base_ejection_ms = ms;
+            health.max_ejection_ms = ms;
+        }
+    }
+    if let Some(unknown) = fields.unknown().first().copied() {
+        return fail(
+            name,
+            unknown.first_leaf(),
+            Problem::UnknownOption(format!("loadbalancer.passiveHealthCheck.{}", unknown.name)),
+        );
+    }
+    Ok(health)
 }
 
 /// `sticky.cookie` (`=true` or with options) gives a cookie; `sticky.cookie=false` none.
@@ -280,7 +341,7 @@ pub(crate) fn read_server(name: &str, node: Option<&Node>) -> Result<(Server, Ve
     }
     if let Some(leaf) = fields.value("scheme").filter(|l| !l.value.is_empty()) {
         let scheme = leaf.value.to_ascii_lowercase();
-        if scheme != "http" && scheme != "https" {
+        if !matches!(scheme.as_str(), "http" | "https" | "h2c") {
             return fail(name, Some(leaf), Problem::Scheme(leaf.value.clone()));
         }
         server.scheme = scheme;
@@ -408,10 +469,12 @@ mod tests {
                 weight: 3
             }
         );
+        let (s, _) = server(&["loadbalancer.server.scheme=H2C"]).expect("h2c");
+        assert_eq!(s.scheme, "h2c");
         let cases: [(&[&str], &str); 5] = [
             (&["loadbalancer.server.port=0"], "out of range"),
             (&["loadbalancer.server.port=http"], "not a whole number"),
-            (&["loadbalancer.server.scheme=h2c"], "not supported"),
+            (&["loadbalancer.server.scheme=h2"], "not supported"),
             (&["loadbalancer.server.weight=-1"], "out of range"),
             (&["loadbalancer.server.url=http://x"], "not implemented"),
         ];
@@ -426,7 +489,7 @@ mod tests {
         let (_, notes) = service(&[
             "loadbalancer.healthcheck.path=/health",
             "loadbalancer.healthcheck.interval=10s",
-            "loadbalancer.strategy=p2c",
+            "loadbalancer.strategy=hrw",
             "loadbalancer.sticky.cookie.domain=example.com",
         ])
         .expect("service");

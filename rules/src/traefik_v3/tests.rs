@@ -415,19 +415,28 @@ fn weights_schemes_and_bad_servers() {
 }
 
 #[test]
-fn tls_routers_are_rejected_and_observability_reported() {
+fn tls_routers_are_served_over_tls_only_and_observability_reported() {
     let tags = [
         "traefik.enable=true",
         "traefik.http.routers.secure.rule=Host(`a`)",
+        "traefik.http.routers.secure.entrypoints=websecure",
+        "traefik.http.routers.secure.tls=true",
         "traefik.http.routers.secure.tls.certresolver=le",
         "traefik.http.routers.plain.rule=Host(`a`)",
+        "traefik.http.routers.plain.tls=false",
         "traefik.http.routers.plain.observability.accesslogs=false",
     ];
     let result = compile("app", &[instance("a1", 80, &tags)], &Settings::default());
-    assert_eq!(names(&result), ["app/plain"]);
+    assert_eq!(names(&result), ["app/plain", "app/secure"]);
+    let tls: Vec<bool> = result.routes.iter().map(|r| r.tls).collect();
+    assert_eq!(tls, [false, true]);
+    assert_eq!(result.routes[1].entrypoints, ["websecure"]);
+    let note = error_with(&result, "--cert-dir");
+    assert!(note.error.starts_with("ignored"), "{note:?}");
+    assert_eq!(note.router.as_deref(), Some("secure"));
     assert_eq!(
-        error_with(&result, "TLS router").router.as_deref(),
-        Some("secure")
+        note.tag.as_deref(),
+        Some("traefik.http.routers.secure.tls.certresolver=le")
     );
     assert!(error_with(&result, "observability").error.starts_with("ignored"));
 }
@@ -529,4 +538,184 @@ fn services_of_other_providers_are_refused() {
     assert!(result.routes.is_empty());
     error_with(&result, "Traefik's own");
     error_with(&result, "not defined by this Consul service's tags");
+}
+
+#[test]
+fn h2c_servers_make_h2c_clusters() {
+    let tags = [
+        "traefik.enable=true",
+        "traefik.http.routers.grpc.rule=Host(`grpc.example`)",
+        "traefik.http.services.grpc.loadbalancer.server.scheme=h2c",
+    ];
+    let result = compile("app", &[instance("a1", 50051, &tags)], &Settings::default());
+    assert!(result.errors.is_empty(), "{:?}", result.errors);
+    let cluster = &result.clusters[0];
+    assert_eq!(cluster.scheme, "h2c");
+    assert_eq!(cluster.requires, ["cluster/h2c"]);
+}
+
+#[test]
+fn strategy_and_passive_health_check_set_the_cluster() {
+    use berth_proto::v1::{Balancing, PassiveHealth};
+    let tags = [
+        "traefik.enable=true",
+        "traefik.http.routers.r.rule=Host(`a`)",
+        "traefik.http.services.s.loadbalancer.strategy=p2c",
+        "traefik.http.services.s.loadbalancer.passivehealthcheck.maxFailedAttempts=3",
+        "traefik.http.services.s.loadbalancer.passivehealthcheck.failureWindow=30s",
+    ];
+    let result = compile("app", &[instance("a1", 80, &tags)], &Settings::default());
+    assert!(result.errors.is_empty(), "{:#?}", result.errors);
+    let c = &result.clusters[0];
+    assert_eq!(c.balancing, Balancing::LeastRequest as i32);
+    assert_eq!(
+        c.passive_health,
+        Some(PassiveHealth {
+            consecutive_failures: 3,
+            base_ejection_ms: 30_000,
+            max_ejection_ms: 30_000,
+            ..Default::default()
+        })
+    );
+    let tags = [
+        "traefik.enable=true",
+        "traefik.http.routers.r.rule=Host(`a`)",
+        "traefik.http.services.s.loadbalancer.strategy=wrr",
+        "traefik.http.services.s.loadbalancer.passivehealthcheck.maxFailedAttempts=0",
+    ];
+    let result = compile("app", &[instance("a1", 80, &tags)], &Settings::default());
+    assert!(result.routes.is_empty());
+    error_with(&result, "maxFailedAttempts");
+    let tags = [
+        "traefik.enable=true",
+        "traefik.http.routers.r.rule=Host(`a`)",
+        "traefik.http.services.s.loadbalancer.strategy=hrw",
+    ];
+    let result = compile("app", &[instance("a1", 80, &tags)], &Settings::default());
+    assert_eq!(result.clusters[0].balancing, Balancing::WeightedRoundRobin as i32);
+    error_with(&result, "not implemented by Berth");
+}
+
+#[test]
+fn retry_middlewares() {
+    use berth_proto::v1::Retry;
+    let tags = [
+        "traefik.enable=true",
+        "traefik.http.middlewares.again.retry.attempts=4",
+        "traefik.http.middlewares.again.retry.initialInterval=100ms",
+        "traefik.http.middlewares.again.retry.retryNonIdempotentMethod=true",
+        "traefik.http.routers.r.rule=Host(`a`)",
+        "traefik.http.routers.r.middlewares=again",
+    ];
+    let result = compile("app", &[instance("a1", 80, &tags)], &Settings::default());
+    assert!(result.errors.is_empty(), "{:#?}", result.errors);
+    assert_eq!(
+        kinds(&result, "app/r"),
+        [Kind::Retry(Retry {
+            attempts: 4,
+            initial_interval_ms: 100,
+        })]
+    );
+    for (tag, text) in [
+        (
+            "traefik.http.middlewares.again.retry.initialInterval=1s",
+            "attempts is required",
+        ),
+        ("traefik.http.middlewares.again.retry.attempts=0", "out of range"),
+        ("traefik.http.middlewares.again.retry.attempts=11", "out of range"),
+    ] {
+        let tags = [
+            "traefik.enable=true",
+            tag,
+            "traefik.http.routers.r.rule=Host(`a`)",
+            "traefik.http.routers.r.middlewares=again",
+        ];
+        let result = compile("app", &[instance("a1", 80, &tags)], &Settings::default());
+        assert!(result.routes.is_empty(), "{tag}");
+        error_with(&result, text);
+    }
+    for option in ["status=500-599", "timeout=5s"] {
+        let tags = [
+            "traefik.enable=true".to_string(),
+            "traefik.http.middlewares.again.retry.attempts=2".to_string(),
+            format!("traefik.http.middlewares.again.retry.{option}"),
+            "traefik.http.routers.r.rule=Host(`a`)".to_string(),
+            "traefik.http.routers.r.middlewares=again".to_string(),
+        ];
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let result = compile("app", &[instance("a1", 80, &tags)], &Settings::default());
+        assert!(result.routes.is_empty(), "{option}");
+        error_with(&result, "not implemented by Berth");
+    }
+}
+
+#[test]
+fn circuit_breaker_middlewares() {
+    use berth_proto::v1::CircuitBreaker;
+    let tags = [
+        "traefik.enable=true",
+        "traefik.http.middlewares.cb.circuitbreaker.expression=ResponseCodeRatio(500, 600, 0, 600) > 0.25 || LatencyAtQuantileMS(50.0) > 100",
+        "traefik.http.middlewares.cb.circuitbreaker.checkPeriod=250ms",
+        "traefik.http.middlewares.cb.circuitbreaker.fallbackDuration=2",
+        "traefik.http.middlewares.cb.circuitbreaker.recoveryDuration=-1s",
+        "traefik.http.middlewares.cb.circuitbreaker.responseCode=429",
+        "traefik.http.routers.r.rule=Host(`a`)",
+        "traefik.http.routers.r.middlewares=cb",
+        "traefik.http.routers.ok.rule=Host(`b`)",
+    ];
+    let result = compile("app", &[instance("a1", 80, &tags)], &Settings::default());
+    assert!(result.errors.is_empty(), "{:#?}", result.errors);
+    assert_eq!(
+        kinds(&result, "app/r"),
+        [Kind::CircuitBreaker(CircuitBreaker {
+            expression: "ResponseCodeRatio(500, 600, 0, 600) > 0.25 || LatencyAtQuantileMS(50.0) > 100"
+                .into(),
+            check_period_ms: 250,
+            fallback_duration_ms: 2_000,
+            recovery_duration_ms: 0,
+            response_code: 429,
+        })]
+    );
+    for (tag, text) in [
+        (
+            "traefik.http.middlewares.cb.circuitbreaker.expression=NetworkErrorRatio() > 1",
+            "circuitBreaker.expression: \"NetworkErrorRatio() > 1\" at column 23: expected a decimal number",
+        ),
+        (
+            "traefik.http.middlewares.cb.circuitbreaker.expression=NetworkErrorRatio() >",
+            "at column 22: expected a metric",
+        ),
+        (
+            "traefik.http.middlewares.cb.circuitbreaker.checkPeriod=1s",
+            "expression is required",
+        ),
+        (
+            "traefik.http.middlewares.cb.circuitbreaker.fallbackDuration=soon",
+            "fallbackDuration",
+        ),
+        (
+            "traefik.http.middlewares.cb.circuitbreaker.responseCode=99",
+            "out of range",
+        ),
+        (
+            "traefik.http.middlewares.cb.circuitbreaker.fallback=x",
+            "has no option",
+        ),
+    ] {
+        let with_expression = !tag.contains("expression=");
+        let mut tags = vec![
+            "traefik.enable=true",
+            tag,
+            "traefik.http.routers.r.rule=Host(`a`)",
+            "traefik.http.routers.r.middlewares=cb",
+            "traefik.http.routers.ok.rule=Host(`b`)",
+        ];
+        if with_expression && !text.contains("required") {
+            tags.push("traefik.http.middlewares.cb.circuitbreaker.expression=NetworkErrorRatio() > 0.5");
+        }
+        let result = compile("app", &[instance("a1", 80, &tags)], &Settings::default());
+        let names: Vec<&str> = result.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["app/ok"], "only the router using it is rejected: {tag}");
+        error_with(&result, text);
+    }
 }

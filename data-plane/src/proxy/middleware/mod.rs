@@ -10,6 +10,7 @@
 
 mod add_prefix;
 mod basic_auth;
+mod circuit_breaker;
 mod headers;
 mod htpasswd;
 mod in_flight_req;
@@ -21,6 +22,7 @@ mod redirect_scheme;
 mod replace_path;
 mod replace_path_regex;
 mod reply;
+mod retry;
 mod source;
 mod strip_prefix;
 mod strip_prefix_regex;
@@ -78,12 +80,14 @@ enum Kind {
     RateLimit(rate_limit::RateLimit),
     InFlightReq(in_flight_req::InFlightReq),
     IpAllowList(ip_allow_list::IpAllowList),
+    Retry(retry::Retry),
+    CircuitBreaker(circuit_breaker::CircuitBreaker),
 }
 
 impl Middleware {
     /// Compiles one middleware. `previous` is the middleware at the same place of the same route
-    /// in the table being replaced: a rate limit or in-flight limit with the same settings keeps
-    /// its counters.
+    /// in the table being replaced: a rate limit, in-flight limit or circuit breaker with the same
+    /// settings keeps its counters (and the breaker its state).
     pub(crate) fn compile(
         proto: &berth_proto::v1::Middleware,
         previous: Option<&Middleware>,
@@ -124,6 +128,14 @@ impl Middleware {
                 in_flight_req::InFlightReq::compile(c, previous).map(Kind::InFlightReq)
             }
             ProtoKind::IpAllowList(c) => ip_allow_list::IpAllowList::compile(c).map(Kind::IpAllowList),
+            ProtoKind::Retry(c) => retry::Retry::compile(c).map(Kind::Retry),
+            ProtoKind::CircuitBreaker(c) => {
+                let previous = previous.and_then(|p| match &p.kind {
+                    Kind::CircuitBreaker(b) => Some(b),
+                    _ => None,
+                });
+                circuit_breaker::CircuitBreaker::compile(c, previous).map(Kind::CircuitBreaker)
+            }
         };
         match compiled {
             Ok(kind) => Ok(Self {
@@ -153,6 +165,8 @@ impl Middleware {
             Kind::RateLimit(_) => "rate_limit",
             Kind::InFlightReq(_) => "in_flight_req",
             Kind::IpAllowList(_) => "ip_allow_list",
+            Kind::Retry(_) => "retry",
+            Kind::CircuitBreaker(_) => "circuit_breaker",
         }
     }
 
@@ -171,13 +185,18 @@ impl Middleware {
             Kind::RateLimit(m) => m.request(ctx, head).await,
             Kind::InFlightReq(m) => m.request(ctx, head),
             Kind::IpAllowList(m) => m.request(ctx, head),
+            // Acted on by the forward loop (see `retry_policy`).
+            Kind::Retry(_) => Flow::Next,
+            Kind::CircuitBreaker(m) => m.request(),
         }
     }
 
-    /// The response half (only `headers` has one).
-    fn response(&self, head: &mut response::Parts) {
-        if let Kind::Headers(m) = &self.kind {
-            m.response(head);
+    /// The response half (`headers` changes the head; `circuit_breaker` records the outcome).
+    fn response(&self, ctx: &RequestContext, head: &mut response::Parts) {
+        match &self.kind {
+            Kind::Headers(m) => m.response(head),
+            Kind::CircuitBreaker(m) => m.response(head.status, ctx.started),
+            _ => {}
         }
     }
 }
@@ -196,6 +215,8 @@ fn kind_name(kind: &ProtoKind) -> &'static str {
         ProtoKind::RateLimit(_) => "rate_limit",
         ProtoKind::InFlightReq(_) => "in_flight_req",
         ProtoKind::IpAllowList(_) => "ip_allow_list",
+        ProtoKind::Retry(_) => "retry",
+        ProtoKind::CircuitBreaker(_) => "circuit_breaker",
     }
 }
 
@@ -214,14 +235,34 @@ pub(crate) async fn run_request(
     None
 }
 
+/// The retry policy of the chain's last `retry` middleware, which replaces the cluster's.
+pub(crate) fn retry_policy(chain: &[Middleware]) -> Option<&crate::health::RetryPolicy> {
+    chain.iter().rev().find_map(|m| match &m.kind {
+        Kind::Retry(r) => Some(&r.policy),
+        _ => None,
+    })
+}
+
+/// The wait before retry `n` of a `retry` middleware's policy (see `retry::backoff`).
+pub(crate) fn retry_backoff(policy: &crate::health::RetryPolicy, n: u32) -> std::time::Duration {
+    retry::backoff(policy.interval, policy.attempts, n, 0.5 + fastrand::f64())
+}
+
 /// Runs the response halves of `chain` over `response`, last middleware first.
-pub(crate) fn run_response(chain: &[Middleware], response: Response<Body>) -> Response<Body> {
-    if !chain.iter().any(|m| matches!(m.kind, Kind::Headers(_))) {
+pub(crate) fn run_response(
+    chain: &[Middleware],
+    ctx: &RequestContext,
+    response: Response<Body>,
+) -> Response<Body> {
+    if !chain
+        .iter()
+        .any(|m| matches!(m.kind, Kind::Headers(_) | Kind::CircuitBreaker(_)))
+    {
         return response;
     }
     let (mut head, body) = response.into_parts();
     for middleware in chain.iter().rev() {
-        middleware.response(&mut head);
+        middleware.response(ctx, &mut head);
     }
     Response::from_parts(head, body)
 }
@@ -400,7 +441,7 @@ mod tests {
             .expect("the allow list answers");
         assert_eq!(at, 3);
         assert_eq!(ctx.path(), "/x", "middlewares before it ran");
-        let response = run_response(&chain[..at], answer);
+        let response = run_response(&chain[..at], &ctx, answer);
         assert_eq!(response.status(), 403);
         assert_eq!(
             response.headers()["x-order"],

@@ -28,7 +28,8 @@ impl RedirectRegex {
     }
 
     pub(crate) fn request(&self, ctx: &mut RequestContext, head: &mut Parts) -> Flow {
-        let url = format!("http://{}{}", ctx.host_text(), ctx.request_uri());
+        let scheme = if ctx.entrypoint.tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}{}", ctx.host_text(), ctx.request_uri());
         match self.redirect.answer(&url, &head.method) {
             Some(response) => Flow::Answer(response),
             None => Flow::Next,

@@ -56,7 +56,7 @@ impl RedirectScheme {
 
 /// The URL the client asked for, as Traefik's RedirectScheme reconstructs it.
 fn client_request_url(ctx: &RequestContext, head: &Parts) -> String {
-    let mut scheme = "http";
+    let mut scheme = if ctx.entrypoint.tls { "https" } else { "http" };
     let host_header = ctx.host_text();
     let (host, port) = match split_host_port(host_header) {
         Some((host, port)) => (host, Some(port)),
@@ -114,6 +114,28 @@ mod tests {
                 .insert("x-forwarded-proto", HeaderValue::from_str(p).unwrap());
         }
         redirect_outcome(mw.request(&mut ctx, &mut head))
+    }
+
+    #[test]
+    fn over_tls_the_scheme_is_https() {
+        let mw = RedirectScheme::compile(&berth_proto::v1::RedirectScheme {
+            scheme: "https".into(),
+            port: String::new(),
+            permanent: false,
+        })
+        .expect("compiles");
+        let mut ctx = RequestContext::for_test("GET", "/x", "foo", "10.0.0.1:1");
+        ctx.entrypoint.tls = true;
+        assert_eq!(
+            redirect_outcome(mw.request(&mut ctx, &mut head("GET", "/x"))),
+            (200, None),
+            "already https: no redirect"
+        );
+        ctx.entrypoint.tls = false;
+        assert_eq!(
+            redirect_outcome(mw.request(&mut ctx, &mut head("GET", "/x"))),
+            (302, Some("https://foo/x".into()))
+        );
     }
 
     #[test]

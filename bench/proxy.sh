@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# Proxy throughput and latency, side by side in one run: berth-proxy (routes from a real
+# berth-control reading a Consul dev agent), nginx (proxy_pass, upstream keepalive), HAProxy
+# (http-reuse always) and Traefik (file provider, GOMAXPROCS = workers), each with 1 worker and then
+# 2, over the same three 1-worker nginx backends answering a static 200, with the same Host-routed
+# round robin and the same client (wrk -t1). All traffic on 127.0.0.1, every load bounded in time.
+#
+#   bench/proxy.sh [--full|--quick|--smoke] [--duration S] [--rounds N] [--connections C]
+#                  [--scenarios "1 1000 10000 mw h2"] [--workers "1 2"]
+#                  [--targets "berth-proxy nginx haproxy traefik"] [--bin-dir DIR] [--no-build]
+#                  [--out FILE]
+#
+# Scenarios: `1` = one route; `1000`, `10000` = that many Host routes, each request to a random one
+# (a wrk Lua script, the same for every target); `mw` = one route with strip prefix + a request
+# and a response header; `h2` = one route over HTTP/2 without TLS (prior knowledge), the client
+# h2load (-c64 -m1, per-request latencies from its log). For each scenario and worker count,
+# rounds are interleaved (A B C D, A B C D, ...) and the medians reported: requests/s, p50/p99
+# latency, requests/s per core the proxy used (utime+stime of the proxy's processes from /proc
+# over the run) and berth-proxy's ratios to each peer. Also berth-proxy's and berth-control's RSS per scenario.
+#
+# Result lines (`result ...`, `ratio ...`, `memory ...`) go to stdout and, unless --out -, to
+# bench/results/<time>-proxy.txt. --smoke: tiny sizes, one round of 1 s, records nothing.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+duration=8 rounds=3 conns=64 scenarios="1 1000 10000 mw h2" workers="1 2"
+targets="berth-proxy nginx haproxy traefik" bin_dir="$root/target/release" build=1 out= mode=full
+cmdline="bench/proxy.sh $*"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --full) mode=full; shift ;;
+    --quick) mode=quick; duration=4; rounds=3; scenarios="1 10000"; shift ;;
+    --smoke) mode=smoke; duration=1; rounds=1; scenarios="1 20 mw h2"; workers="1"; out=-; shift ;;
+    --duration) duration=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --connections) conns=$2; shift 2 ;;
+    --scenarios) scenarios=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    --targets) targets=$2; shift 2 ;;
+    --bin-dir) bin_dir=$2; shift 2 ;;
+    --no-build) build=; shift ;;
+    --out) out=$2; shift 2 ;;
+    *) echo "bench/proxy.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+for tool in wrk h2load nginx haproxy python3 curl; do
+  command -v "$tool" >/dev/null || { echo "bench/proxy.sh: $tool is missing: run scripts/setup.sh load" >&2; exit 1; }
+done
+consul=$(command -v consul || echo "$root/.tools/consul/usr/bin/consul")
+[ -x "$consul" ] || { echo "bench/proxy.sh: consul is missing: run scripts/setup.sh consul" >&2; exit 1; }
+traefik="$root/.tools/traefik/traefik"
+if [[ " $targets " == *" traefik "* ]] && [ ! -x "$traefik" ]; then
+  echo "bench/proxy.sh: $traefik is missing (scripts/setup.sh traefik): Traefik left out" >&2
+  targets=${targets//traefik/}
+fi
+if [ -n "$build" ]; then
+  cargo build --release --locked -p berth-proxy -p berth-control >&2
+fi
+
+work=$(mktemp -d /tmp/berth-bench-proxy.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_http() { # url host [status]
+  local deadline=$((SECONDS + 30)) code
+  while :; do
+    code=$(curl -s ${curl_h2:-} -o /dev/null -w '%{http_code}' -H "Host: $2" "$1" || true)
+    [ "$code" = "${3:-200}" ] && return 0
+    [ $SECONDS -lt $deadline ] || { echo "bench: $1 (Host $2) answered $code, not ${3:-200}" >&2; return 1; }
+    sleep 0.1
+  done
+}
+start() { # name cmd... ; sets $last
+  local name=$1; shift
+  "$@" >"$work/$name.log" 2>&1 &
+  last=$!
+  pids+=("$last")
+}
+stop() { # pid
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+# utime+stime (clock ticks) of a process and its direct children (nginx's workers).
+ticks() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1"); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+hz=$(getconf CLK_TCK)
+
+# Three 1-worker nginx backends answering a static 200.
+backends=()
+for i in 1 2 3; do
+  port=$(free_port)
+  mkdir -p "$work/backend$i"
+  cat >"$work/backend$i/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $work/backend$i/nginx.pid; error_log $work/backend$i/error.log error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 10000000; keepalive_timeout 120s;
+  server { listen 127.0.0.1:$port; location / { default_type text/plain; return 200 "ok from backend $i\n"; } } }
+EOF
+  start "backend$i" nginx -c "$work/backend$i/nginx.conf" -p "$work/backend$i"
+  backends+=("$port")
+done
+for p in "${backends[@]}"; do wait_http "http://127.0.0.1:$p/" any; done
+
+# The scenario's routes: hosts and the path requested.
+hosts_of() { # scenario -> count of Host routes (0 for the single-route scenarios)
+  case "$1" in 1|mw|h2) echo 0 ;; *) echo "$1" ;; esac
+}
+
+# Writes the scenario's catalog into Consul: one service per route, three instances each.
+register() { # consul_http scenario
+  python3 - "$1" "$2" "${backends[@]}" <<'EOF'
+import json, sys, urllib.request
+base, scenario, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
+def txn(ops):
+    for i in range(0, len(ops), 64):
+        req = urllib.request.Request(base + "/v1/txn", data=json.dumps(ops[i:i+64]).encode(), method="PUT")
+        urllib.request.urlopen(req, timeout=30).read()
+def v1(host):
+    return ["traefik.enable=true", "traefik.frontend.entryPoints=http", "traefik.frontend.rule=Host:" + host]
+services = []
+if scenario in ("1", "h2"):
+    services.append(("web", v1("bench.example")))
+elif scenario == "mw":
+    services.append(("mw", ["traefik.enable=true",
+        "traefik.http.routers.mw.rule=Host(`bench.example`) && PathPrefix(`/api`)",
+        "traefik.http.routers.mw.entrypoints=http",
+        "traefik.http.routers.mw.middlewares=mw-strip,mw-hdr",
+        "traefik.http.middlewares.mw-strip.stripprefix.prefixes=/api",
+        "traefik.http.middlewares.mw-hdr.headers.customrequestheaders.X-Bench=1",
+        "traefik.http.middlewares.mw-hdr.headers.customresponseheaders.X-Served=bench"]))
+else:
+    services += [("svc-%d" % i, v1("svc-%d.example" % i)) for i in range(int(scenario))]
+txn([{"Node": {"Verb": "set", "Node": {"Node": "bench-%d" % n, "Address": "127.0.0.1"}}} for n in range(3)])
+ops = []
+for name, tags in services:
+    for n, port in enumerate(ports):
+        ops.append({"Service": {"Verb": "set", "Node": "bench-%d" % n, "Service": {
+            "ID": "%s-%d" % (name, n), "Service": name, "Address": "127.0.0.1", "Port": port, "Tags": tags}}})
+txn(ops)
+EOF
+}
+
+# Peers' configurations for a scenario and a worker count.
+nginx_conf() { # dir port scenario workers
+  local n; n=$(hosts_of "$3")
+  {
+    echo "worker_processes $4; daemon off; pid $1/nginx.pid; error_log $1/error.log error;"
+    echo "events { worker_connections 4096; }"
+    echo "http { access_log off; keepalive_requests 10000000; server_names_hash_max_size 65536; server_names_hash_bucket_size 128;"
+    echo "upstream web { keepalive 64; keepalive_requests 10000000;"
+    for p in "${backends[@]}"; do echo "  server 127.0.0.1:$p;"; done
+    echo "}"
+    local h2=; [ "$3" = h2 ] && h2=" http2"
+    echo "server { listen 127.0.0.1:$2$h2 default_server; return 404; }"
+    local px='proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $remote_addr;'
+    case "$3" in
+      1|h2) echo "server { listen 127.0.0.1:$2$h2; server_name bench.example; location / { proxy_pass http://web; $px } }" ;;
+      mw) echo "server { listen 127.0.0.1:$2; server_name bench.example; location /api/ { proxy_pass http://web/; $px proxy_set_header X-Bench 1; add_header X-Served bench; } }" ;;
+      *) for ((i = 0; i < n; i++)); do
+           echo "server { listen 127.0.0.1:$2; server_name svc-$i.example; location / { proxy_pass http://web; $px } }"
+         done ;;
+    esac
+    echo "}"
+  } >"$1/nginx.conf"
+}
+haproxy_conf() { # dir port scenario workers
+  local n; n=$(hosts_of "$3")
+  {
+    echo "global"; echo "  nbthread $4"; echo "  maxconn 8192"
+    echo "defaults"; echo "  mode http"; echo "  timeout connect 2s"; echo "  timeout client 30s"; echo "  timeout server 30s"
+    echo "  option http-keep-alive"; echo "  option forwardfor"
+    echo "frontend fe"; echo "  bind 127.0.0.1:$2$([ "$3" = h2 ] && echo " proto h2")"
+    case "$3" in
+      1|h2) echo "  use_backend web if { hdr(host) -i bench.example }" ;;
+      mw) echo "  use_backend web if { hdr(host) -i bench.example } { path_beg /api }" ;;
+      *) for ((i = 0; i < n; i++)); do echo "svc-$i.example"; done >"$1/hosts.lst"
+         echo "  use_backend web if { hdr(host),lower -f $1/hosts.lst }" ;;
+    esac
+    echo "  default_backend notfound"
+    echo "backend notfound"; echo "  http-request return status 404"
+    echo "backend web"; echo "  balance roundrobin"; echo "  http-reuse always"
+    if [ "$3" = mw ]; then
+      echo "  http-request set-header X-Bench 1"; echo "  http-request set-path %[path,regsub(^/api,)]"
+      echo "  http-response set-header X-Served bench"
+    fi
+    i=0; for p in "${backends[@]}"; do i=$((i+1)); echo "  server b$i 127.0.0.1:$p"; done
+  } >"$1/haproxy.cfg"
+}
+traefik_conf() { # dir scenario
+  local n; n=$(hosts_of "$2")
+  {
+    echo "http:"
+    echo "  services:"; echo "    web:"; echo "      loadBalancer:"; echo "        servers:"
+    for p in "${backends[@]}"; do echo "          - url: \"http://127.0.0.1:$p\""; done
+    echo "  middlewares:"
+    echo "    strip: { stripPrefix: { prefixes: [\"/api\"] } }"
+    echo "    hdr: { headers: { customRequestHeaders: { X-Bench: \"1\" }, customResponseHeaders: { X-Served: bench } } }"
+    echo "  routers:"
+    case "$2" in
+      1|h2) echo "    r: { rule: \"Host(\`bench.example\`)\", service: web, entryPoints: [web] }" ;;
+      mw) echo "    r: { rule: \"Host(\`bench.example\`) && PathPrefix(\`/api\`)\", service: web, entryPoints: [web], middlewares: [strip, hdr] }" ;;
+      *) for ((i = 0; i < n; i++)); do echo "    r$i: { rule: \"Host(\`svc-$i.example\`)\", service: web, entryPoints: [web] }"; done ;;
+    esac
+  } >"$1/dynamic.yml"
+}
+
+# wrk's Lua script spreading requests over the scenario's hosts.
+cat >"$work/hosts.lua" <<'EOF'
+local n = tonumber(os.getenv("BENCH_HOSTS"))
+math.randomseed(42)
+request = function()
+  return wrk.format(nil, nil, { Host = "svc-" .. math.random(0, n - 1) .. ".example" })
+end
+EOF
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "nan"}'; }
+
+lines=()
+emit() { lines+=("$*"); echo "$*"; }
+
+for scenario in $scenarios; do
+  n=$(hosts_of "$scenario")
+  # A fresh Consul and berth-control per scenario: the table holds that scenario's routes only.
+  c_http=$(free_port)
+  start consul "$consul" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -data-dir "$work/consul-$scenario" -log-level warn \
+    -hcl "ports { http = $c_http, dns = -1, grpc = -1, serf_lan = $(free_port), serf_wan = $(free_port), server = $(free_port) }"
+  consul_pid=$last
+  wait_http "http://127.0.0.1:$c_http/v1/status/leader" any
+  register "http://127.0.0.1:$c_http" "$scenario"
+  grpc=$(free_port); cp_admin=$(free_port)
+  start "control-$scenario" "$bin_dir/berth-control" --consul-addr "http://127.0.0.1:$c_http" \
+    --grpc-addr "127.0.0.1:$grpc" --admin-addr "127.0.0.1:$cp_admin"
+  cp_pid=$last
+  wait_http "http://127.0.0.1:$cp_admin/healthz" any
+  if [ "$n" -gt 0 ]; then path=/; probe_host="svc-$((n - 1)).example"; else probe_host=bench.example; fi
+  [ "$scenario" = mw ] && path=/api/x || path=/
+  curl_h2=; [ "$scenario" = h2 ] && curl_h2=--http2-prior-knowledge
+
+  for w in $workers; do
+    declare -A url=() pid=()
+    for t in $targets; do
+      port=$(free_port)
+      case "$t" in
+        berth-proxy)
+          RUST_LOG=warn start "berth-$scenario-$w" "$bin_dir/berth-proxy" --control-plane "http://127.0.0.1:$grpc" \
+            --entrypoint "http=127.0.0.1:$port" --admin-addr "127.0.0.1:$(free_port)" --node-id "bench-$w" --workers "$w" ;;
+        nginx)
+          d="$work/nginx-$scenario-$w"; mkdir -p "$d"; nginx_conf "$d" "$port" "$scenario" "$w"
+          start "nginx-$scenario-$w" nginx -c "$d/nginx.conf" -p "$d" ;;
+        haproxy)
+          d="$work/haproxy-$scenario-$w"; mkdir -p "$d"; haproxy_conf "$d" "$port" "$scenario" "$w"
+          start "haproxy-$scenario-$w" haproxy -f "$d/haproxy.cfg" ;;
+        traefik)
+          d="$work/traefik-$scenario-$w"; mkdir -p "$d"; traefik_conf "$d" "$scenario"
+          GOMAXPROCS=$w start "traefik-$scenario-$w" "$traefik" --entryPoints.web.address="127.0.0.1:$port" \
+            --providers.file.filename="$d/dynamic.yml" --log.level=ERROR \
+            --global.checkNewVersion=false --global.sendAnonymousUsage=false ;;
+      esac
+      pid[$t]=$last
+      url[$t]="http://127.0.0.1:$port$path"
+    done
+    for t in $targets; do
+      wait_http "${url[$t]}" "$probe_host" || { echo "bench: $t does not route $probe_host; its log:" >&2; cat "$work/$t"*"-$scenario-$w.log" >&2 || true; exit 1; }
+    done
+    if [ "$scenario" = mw ]; then
+      for t in $targets; do # the middlewares are in force: the response header is there
+        curl -s -o /dev/null -D - -H "Host: bench.example" "${url[$t]}" | grep -qi '^x-served: bench' \
+          || { echo "bench: $t does not apply the headers middleware" >&2; exit 1; }
+      done
+    fi
+    if [[ " $targets " == *" berth-proxy "* ]]; then
+      # Idle: routes loaded, before any load.
+      emit "memory scenario=$scenario workers=$w berth-proxy_rss_idle_mib=$(rss_mib "${pid[berth-proxy]}") berth-control_rss_mib=$(rss_mib "$cp_pid")"
+    fi
+    declare -A rps=() p50=() p99=() pc=() bad=()
+    for round in $(seq "$rounds"); do
+      for t in $targets; do
+        before=$(ticks "${pid[$t]}")
+        if [ "$scenario" = h2 ]; then
+          # HTTP/2 without TLS (prior knowledge), one stream per connection at a time like wrk;
+          # per-request latencies from h2load's log.
+          rm -f "$work/h2.log"
+          o=$(timeout $((duration + 30)) h2load -t1 -c"$conns" -m1 -D"$duration" --log-file="$work/h2.log" \
+            -H ":authority: bench.example" "${url[$t]}")
+          o+=$'\n'$(awk -F'\t' '{print $3}' "$work/h2.log" | sort -n | awk '{a[NR]=$1} END {
+            printf "  50%% %.3fms\n  99%% %.3fms\n", a[int(NR*0.5)+1]/1000, a[int(NR*0.99)+1]/1000}')
+          o+=$'\n'$(awk '/^finished in/ {sub(/,/, "", $3); printf "Requests/sec: %s\n", $4} /^requests:/ {printf "%s requests in\n", $6; done=$6}
+            /^status codes:/ {if (done - $3 > 0) printf "Non-2xx or 3xx responses: %d\n", done - $3}' <<<"$o")
+        elif [ "$n" -gt 0 ]; then
+          o=$(BENCH_HOSTS=$n timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" --latency -s "$work/hosts.lua" "${url[$t]}")
+        else
+          o=$(timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" --latency -H "Host: bench.example" "${url[$t]}")
+        fi
+        used=$(( $(ticks "${pid[$t]}") - before ))
+        reqs=$(awk '/requests in/ {print $1}' <<<"$o")
+        r=$(awk '/Requests\/sec/ {print $2}' <<<"$o")
+        rps[$t]+="$r "
+        p50[$t]+="$(awk '$1=="50%" {print $2}' <<<"$o" | to_ms) "
+        p99[$t]+="$(awk '$1=="99%" {print $2}' <<<"$o" | to_ms) "
+        pc[$t]+="$(awk -v q="$reqs" -v u="$used" -v hz="$hz" 'BEGIN {if (u > 0) printf "%.0f", q / (u / hz); else print "nan"}') "
+        e=$(awk '/Non-2xx/ {print "non2xx:" $5} /Socket errors/ {gsub(/ /, ""); print $0}' <<<"$o" | tr '\n' ' ')
+        bad[$t]+="${e:-0} "
+        echo "round $round scenario=$scenario workers=$w $t: $r req/s, cpu $(awk -v u="$used" -v hz="$hz" -v d="$duration" 'BEGIN {printf "%.2f", u/hz/d}') cores${e:+, errors $e}" >&2
+      done
+    done
+    declare -A m=() mpc=()
+    for t in $targets; do
+      m[$t]=$(median <<<"${rps[$t]}"); mpc[$t]=$(median <<<"${pc[$t]}")
+      emit "result scenario=$scenario workers=$w target=$t rps=${m[$t]} p50_ms=$(median <<<"${p50[$t]}") p99_ms=$(median <<<"${p99[$t]}") rps_per_core=${mpc[$t]} rounds_rps=\"${rps[$t]% }\" errors=\"${bad[$t]% }\""
+    done
+    if [[ " $targets " == *" berth-proxy "* ]]; then
+      emit "memory scenario=$scenario workers=$w berth-proxy_rss_after_load_mib=$(rss_mib "${pid[berth-proxy]}")"
+      for t in $targets; do
+        [ "$t" = berth-proxy ] && continue
+        emit "ratio scenario=$scenario workers=$w berth-proxy/$t rps=$(ratio "${m[berth-proxy]}" "${m[$t]}") per_core=$(ratio "${mpc[berth-proxy]}" "${mpc[$t]}")"
+      done
+    fi
+    for t in $targets; do stop "${pid[$t]}"; done
+    unset url pid rps p50 p99 pc bad m mpc
+  done
+  stop "$cp_pid"; stop "$consul_pid"
+done
+
+if [ "$out" != - ]; then
+  mkdir -p bench/results
+  out=${out:-bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)-proxy.txt}
+  {
+    echo "# Berth benchmark: proxy throughput and latency ($mode), $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "command: $cmdline"
+    echo "machine: $(nproc) cores, $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
+    echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+    echo "load: wrk -t1 -c$conns -d${duration}s --latency, $rounds interleaved rounds, medians; backends: 3 nginx (1 worker, static 200)"
+    echo "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "haproxy " $3}'), traefik $("$traefik" version 2>/dev/null | awk '/^Version/ {print $2}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+    echo "per core = requests / (utime+stime of the proxy's processes over the run); berth-proxy --workers N, nginx worker_processes N, haproxy nbthread N, traefik GOMAXPROCS=N"
+    echo
+    printf '%s\n' "${lines[@]}"
+  } >"$out"
+  echo "bench: written to $out" >&2
+fi

@@ -1,0 +1,219 @@
+//! Phases 4 and 5 together: pick an endpoint, send, and where the request failed before any
+//! response byte arrived, count it against the endpoint and send it again to another one.
+//!
+//! For: the attempt loop. Each attempt picks an endpoint (`endpoint`: sticky cookie, balancer,
+//! ejected and already-tried endpoints skipped), makes the head ready for it (`forwarded`), sends
+//! it (`forward`) and tells passive health how it went (`table::Cluster::record`). A failed
+//! attempt is retried when all of these hold:
+//! - the request has no body (`is_end_stream`): Berth streams bodies and keeps no copy, so only
+//!   the head is kept (copied before the first attempt) to rebuild the request;
+//! - the policy allows it: the route's `retry` middleware if it has one (Traefik's: any method
+//!   when nothing was sent, outside the budget), else the cluster's retry policy (its methods,
+//!   idempotent by default, and its budget, a share of the cluster's requests);
+//! - the failure is one where no response byte arrived: connection refused or failed, connect
+//!   timeout (nothing sent), or a reset or close of the connection before the response headers
+//!   (a pooled keep-alive connection whose backend died), for idempotent methods only. A
+//!   first-byte timeout is not retried: the backend may be working on it, and retrying would
+//!   multiply the wait. Under the cluster's policy, an endpoint that could not be connected to is
+//!   not tried again by the same request when no other endpoint is left.
+//!
+//! Not for: the response's processing (`forwarded::response`, upgrades: the caller) or the
+//! transport (`forward`).
+
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body as _, Incoming};
+
+use super::context::RequestContext;
+use super::forward::Forwarder;
+use super::{endpoint, forwarded, middleware, ProxyError};
+use crate::health::{self, Outcome, RetryPolicy};
+use crate::table::{Endpoint, Route, Tried};
+
+/// Sends the request to an endpoint of the route's cluster, retrying as the module documentation
+/// says. The response (headers received) and the endpoint that sent it.
+pub(crate) async fn send<'r>(
+    forwarder: &Forwarder,
+    ctx: &mut RequestContext,
+    route: &'r Route,
+    mut head: Parts,
+    body: Incoming,
+) -> Result<(Response<Incoming>, &'r Endpoint), ProxyError> {
+    let cluster = &route.cluster;
+    let now = health::now_ms();
+    let (mut index, mut endpoint) = endpoint::pick(route, ctx, &head, now)?;
+    ctx.endpoint = Some(endpoint.authority.clone());
+    let empty_body = body.is_end_stream();
+    let middleware_policy = middleware::retry_policy(&route.middlewares);
+    let policy = middleware_policy.unwrap_or(&cluster.retry);
+    let retryable =
+        empty_body && policy.attempts > 1 && (policy.allows(&head.method) || policy.any_method_unsent);
+    if middleware_policy.is_none() {
+        cluster.budget.request(now);
+    }
+    if !retryable {
+        forwarded::request(ctx, &mut head, empty_body, cluster, endpoint)?;
+        let req = Request::from_parts(head, Either::Left(body));
+        let result = attempt(forwarder, route, index, endpoint, req).await;
+        return result.map(|response| (response, endpoint));
+    }
+    // The body is empty: every attempt sends an empty one, and keeps the head to rebuild.
+    drop(body);
+    let original = copy_head(&head);
+    let mut tried = Tried::default();
+    let mut n = 1;
+    loop {
+        forwarded::request(ctx, &mut head, true, cluster, endpoint)?;
+        let req = Request::from_parts(head, Either::Right(Empty::new()));
+        let error = match attempt(forwarder, route, index, endpoint, req).await {
+            Ok(response) => return Ok((response, endpoint)),
+            Err(error) => error,
+        };
+        if n >= policy.attempts || !may_retry(policy, &original.method, &error, middleware_policy.is_some()) {
+            return Err(error);
+        }
+        tried.add(index);
+        let now = health::now_ms();
+        let (next, next_endpoint) = endpoint::next(route, ctx, tried, now)?;
+        if middleware_policy.is_none() {
+            if next == index && unsent(&error) {
+                // Nowhere else to go, and this endpoint just refused: sending again is pointless
+                // (a reset pooled connection, by contrast, is worth a fresh one). Traefik's retry
+                // middleware does try its only server again, after its wait.
+                return Err(error);
+            }
+            if !cluster.budget.try_retry(now, policy.budget_percent) {
+                return Err(error);
+            }
+        }
+        let wait = middleware::retry_backoff(policy, n);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        (index, endpoint) = (next, next_endpoint);
+        n += 1;
+        ctx.endpoint = Some(endpoint.authority.clone());
+        health::on_retry(&cluster.name, n);
+        head = copy_head(&original);
+    }
+}
+
+/// One attempt at endpoint `index`, counted by passive health.
+async fn attempt(
+    forwarder: &Forwarder,
+    route: &Route,
+    index: usize,
+    endpoint: &Endpoint,
+    req: Request<super::forward::RequestBody>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let cluster = &route.cluster;
+    let result = {
+        let _in_flight = cluster.health.get(index).map(|h| h.start());
+        forwarder.send(req, &endpoint.authority, &cluster.timeouts).await
+    };
+    let outcome = match &result {
+        Ok(response) => match response.status() {
+            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+                Outcome::Failure
+            }
+            _ => Outcome::Success,
+        },
+        Err(error) if unsent(error) => {
+            crate::metrics::connect_error(&cluster.name);
+            Outcome::ConnectFailure
+        }
+        Err(_) => Outcome::Failure,
+    };
+    cluster.record(index, outcome, health::now_ms());
+    result
+}
+
+/// Whether the request surely never reached the endpoint.
+fn unsent(error: &ProxyError) -> bool {
+    matches!(
+        error,
+        ProxyError::Refused { .. } | ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout { .. }
+    )
+}
+
+/// Whether a failed attempt may be sent again (the policy's attempts and budget aside).
+fn may_retry(policy: &RetryPolicy, method: &Method, error: &ProxyError, middleware: bool) -> bool {
+    if unsent(error) {
+        return policy.any_method_unsent || policy.allows(method);
+    }
+    match error {
+        // Reset or closed before the response headers.
+        ProxyError::Backend { .. } => {
+            if middleware {
+                is_idempotent(method)
+            } else {
+                policy.allows(method)
+            }
+        }
+        _ => false,
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// A copy of a request head (its extensions are not copied: nothing after the middlewares
+/// reads them).
+fn copy_head(head: &Parts) -> Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers.clone();
+    req.into_parts().0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::uri::Authority;
+
+    #[test]
+    fn which_failures_are_retried() {
+        let endpoint = Authority::from_static("10.0.0.1:80");
+        let refused = ProxyError::Refused {
+            endpoint: endpoint.clone(),
+        };
+        let reset = ProxyError::Backend {
+            endpoint: endpoint.clone(),
+            reason: "connection reset".into(),
+        };
+        let timeout = ProxyError::ResponseTimeout {
+            endpoint,
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let cluster = RetryPolicy::from_proto(None);
+        assert!(may_retry(&cluster, &Method::GET, &refused, false));
+        assert!(may_retry(&cluster, &Method::GET, &reset, false));
+        assert!(!may_retry(&cluster, &Method::GET, &timeout, false));
+        assert!(!may_retry(&cluster, &Method::POST, &refused, false));
+        let traefik = RetryPolicy {
+            any_method_unsent: true,
+            ..cluster
+        };
+        assert!(may_retry(&traefik, &Method::POST, &refused, true));
+        assert!(!may_retry(&traefik, &Method::POST, &reset, true));
+        assert!(may_retry(&traefik, &Method::GET, &reset, true));
+    }
+
+    #[test]
+    fn head_copies_keep_what_is_sent() {
+        let mut head = crate::proxy::middleware::testing::head("GET", "/a?b");
+        head.headers.insert("x-a", http::HeaderValue::from_static("1"));
+        let copy = copy_head(&head);
+        assert_eq!(
+            (copy.method, copy.uri, copy.headers),
+            (head.method, head.uri, head.headers)
+        );
+    }
+}

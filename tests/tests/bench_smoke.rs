@@ -1,0 +1,77 @@
+//! The benchmark suite's smoke run, so CI notices when `bench/bench.sh` or one of its parts
+//! breaks: `bench/bench.sh --smoke` on the debug binaries (tiny sizes, a second of load per
+//! target), checked for every part's result lines. Speed is not checked here; the figures are
+//! in bench/RESULTS.md. Needs wrk, nginx and haproxy (scripts/setup.sh load), Consul and Traefik.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use berth_tests::{bin, workspace_root, Result};
+
+#[tokio::test]
+async fn bench_suite_smoke_run_produces_every_result_line() -> Result<()> {
+    // The directory of the debug binaries the suite runs against (built by
+    // `cargo build --workspace --bins`, beside berth-bench-*).
+    let proxy = bin("berth-proxy");
+    let bin_dir = proxy.parent().context("berth-proxy has a directory")?;
+    for name in [
+        "berth-control",
+        "berth-bench-propagation",
+        "berth-bench-fanout",
+        "berth-bench-consul-scale",
+    ] {
+        bin(name);
+    }
+    let root = workspace_root();
+    let mut command = tokio::process::Command::new("bash");
+    command
+        .arg(root.join("bench/bench.sh"))
+        .args(["--smoke", "--no-build", "--bin-dir"])
+        .arg(bin_dir)
+        .current_dir(&root)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(400), command.output())
+        .await
+        .context("bench/bench.sh --smoke did not finish within 400 s")??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.success(),
+        "bench/bench.sh --smoke failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let expected = [
+        // proxy: every target measured, ratios computed, in each scenario
+        "result scenario=1 workers=1 target=berth-proxy rps=",
+        "result scenario=1 workers=1 target=nginx rps=",
+        "result scenario=1 workers=1 target=haproxy rps=",
+        "result scenario=20 workers=1 target=berth-proxy rps=",
+        "result scenario=mw workers=1 target=berth-proxy rps=",
+        "result scenario=h2 workers=1 target=berth-proxy rps=",
+        "ratio scenario=1 workers=1 berth-proxy/nginx rps=",
+        // propagation
+        "register -> every berth-proxy routes: n=3 p50=",
+        "deregister -> every berth-proxy answers 404: n=3 p50=",
+        // fan-out and scale
+        "Consul write -> every proxy ACKed: p50",
+        "KiB per connected proxy",
+        "bytes encoded",
+        "first full snapshot: published",
+        // memory
+        "berth-proxy_rss_idle_mib=",
+    ];
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|line| !stdout.contains(line))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "bench/bench.sh --smoke printed no {missing:?}:\n{stdout}\n{stderr}"
+    );
+    // No target answered anything but 2xx: the routes are what the figures claim to measure.
+    for line in stdout.lines().filter(|l| l.starts_with("result ")) {
+        ensure!(line.contains("errors=\"0\""), "errors during the load: {line}");
+    }
+    Ok(())
+}
