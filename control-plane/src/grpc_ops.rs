@@ -89,6 +89,7 @@ mod tests {
 
     use std::time::Duration;
 
+    use berth_proto::v1::Snapshot;
     use tokio_stream::StreamExt;
     use tonic::Request;
     use tonic_health::pb::health_check_response::ServingStatus as Wire;
@@ -138,10 +139,10 @@ mod tests {
         wait_for(&reporter, &names, Wire::NotServing).await;
 
         store.publish(Compiled {
-            snapshot: Default::default(),
+            snapshot: Snapshot::default(),
             version: "v1".into(),
             errors: Vec::new(),
-            changed: None,
+            digests: Default::default(),
         });
         wait_for(&reporter, &names, Wire::Serving).await;
 
