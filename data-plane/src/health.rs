@@ -246,12 +246,17 @@ impl RetryPolicy {
         }
         match &self.methods {
             Some(methods) => methods.contains(method),
-            None => matches!(
-                *method,
-                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-            ),
+            None => is_idempotent(method),
         }
     }
+}
+
+/// The idempotent methods (RFC 9110 §9.2.2), retried by default.
+pub(crate) fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// Retries allowed as a share of a cluster's requests, counted over 10-second windows.

@@ -137,9 +137,10 @@ fn a_stuck_writer_never_blocks_a_push_and_lines_are_dropped_and_counted() {
         log.push(entry());
     }
     assert!(started.elapsed() < Duration::from_secs(5), "pushes waited");
-    // The writer holds at most one line and the queue four: the rest were dropped.
+    // The queue holds four lines and the writer the few it took into its buffer before the
+    // stuck write (one, or a handful if it ran between pushes): the rest were dropped.
     let dropped = metrics::global().access_log_dropped_count() - dropped_before;
-    assert!(dropped >= 95, "dropped {dropped}");
+    assert!(dropped >= 90, "dropped {dropped}");
     drop(held);
     drop(log);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -28,7 +28,7 @@ use hyper::body::{Body as _, Incoming};
 use super::context::RequestContext;
 use super::forward::Forwarder;
 use super::{endpoint, forwarded, middleware, ProxyError};
-use crate::health::{self, Outcome, RetryPolicy};
+use crate::health::{self, is_idempotent, Outcome, RetryPolicy};
 use crate::table::{Endpoint, Route, Tried};
 
 /// Sends the request to an endpoint of the route's cluster, retrying as the module documentation
@@ -153,13 +153,6 @@ fn may_retry(policy: &RetryPolicy, method: &Method, error: &ProxyError, middlewa
         }
         _ => false,
     }
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }
 
 /// A copy of a request head (its extensions are not copied: nothing after the middlewares
