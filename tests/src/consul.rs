@@ -304,6 +304,13 @@ impl Api {
         self.txn(vec![op]).await
     }
 
+    /// Removes `node` and every instance on it from the catalog in one transaction, at one
+    /// index (as Consul does when it reaps a node that left).
+    pub async fn deregister_node(&self, node: &str) -> Result<()> {
+        let op = json!({ "Node": { "Verb": "delete", "Node": { "Node": node } } });
+        self.txn(vec![op]).await
+    }
+
     async fn txns(&self, ops: Vec<Value>) -> Result<()> {
         let mut chunks = ops.chunks(TXN_MAX_OPS).map(<[Value]>::to_vec);
         let mut in_flight = tokio::task::JoinSet::new();

@@ -45,6 +45,19 @@ pub async fn get_json_via(client: &reqwest::Client, url: &str) -> Result<serde_j
     serde_json::from_str(&body).with_context(|| format!("GET {url}: not JSON: {body}"))
 }
 
+/// GET `url` and return its body as text; a non-2xx status is an error naming the URL.
+pub async fn get_text(url: &str) -> Result<String> {
+    let response = client()
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let body = response.text().await?;
+    anyhow::ensure!(status.is_success(), "GET {url}: {status}: {body}");
+    Ok(body)
+}
+
 pub async fn status(url: &str) -> Result<u16> {
     Ok(client()
         .get(url)

@@ -28,6 +28,8 @@ async fn compose_topology_routes_the_articles_hosts_to_every_container() -> Resu
 
     let proxy1_http = free_port();
     let proxy2_http = free_port();
+    let proxy1_admin = free_port();
+    let proxy2_admin = free_port();
     let control_admin = free_port();
     let mut project = Compose::new(workspace_root().join("deploy/docker-compose.yml"), "berthtest")
         .env("BERTH_CONSUL_HTTP_PORT", free_port())
@@ -38,9 +40,9 @@ async fn compose_topology_routes_the_articles_hosts_to_every_container() -> Resu
         .env("BERTH_CONTROL_ADMIN_PORT", control_admin)
         .env("BERTH_PROXY_BIND", "127.0.0.1")
         .env("BERTH_PROXY1_HTTP_PORT", proxy1_http)
-        .env("BERTH_PROXY1_ADMIN_PORT", free_port())
+        .env("BERTH_PROXY1_ADMIN_PORT", proxy1_admin)
         .env("BERTH_PROXY2_HTTP_PORT", proxy2_http)
-        .env("BERTH_PROXY2_ADMIN_PORT", free_port())
+        .env("BERTH_PROXY2_ADMIN_PORT", proxy2_admin)
         .env("BERTH_WEB_PYTHON_PORT", free_port())
         .env("RUST_LOG", "info");
 
@@ -69,11 +71,14 @@ async fn compose_topology_routes_the_articles_hosts_to_every_container() -> Resu
     .await
     .with_context(|| project.logs())?;
 
-    for (proxy, port) in [("proxy-1", proxy1_http), ("proxy-2", proxy2_http)] {
+    for (proxy, port, admin) in [
+        ("proxy-1", proxy1_http, proxy1_admin),
+        ("proxy-2", proxy2_http, proxy2_admin),
+    ] {
         let url = format!("http://127.0.0.1:{port}/");
         let seen = Mutex::new(BTreeSet::new());
         let last = Mutex::new(String::new());
-        wait_until(
+        let routed = wait_until(
             &format!("{proxy} to route {GO_HOST} to all three web_go containers {web_go:?}"),
             Duration::from_secs(90),
             || async {
@@ -98,15 +103,24 @@ async fn compose_topology_routes_the_articles_hosts_to_every_container() -> Resu
                 Ok((seen.len() == web_go.len()).then_some(()))
             },
         )
-        .await
-        .with_context(|| {
-            format!(
-                "{proxy}: answered by {:?} so far; last answer: {}\n{}",
+        .await;
+        if let Err(e) = routed {
+            let snapshot = http::get_json(&format!("http://127.0.0.1:{control_admin}/api/snapshot")).await;
+            let metrics = http::get_text(&format!("http://127.0.0.1:{admin}/metrics")).await;
+            let upstream: Vec<&str> = metrics
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .filter(|l| l.contains("connect_errors") || l.contains("ejections") || l.contains("retries"))
+                .collect();
+            return Err(e.context(format!(
+                "{proxy}: answered by {:?} so far; last answer: {}\n\
+                 berth-control's snapshot: {snapshot:?}\n{proxy}'s upstream metrics: {upstream:#?}\n{}",
                 seen.lock().unwrap(),
                 last.lock().unwrap(),
                 project.logs()
-            )
-        })?;
+            )));
+        }
         let seen = seen.into_inner().unwrap();
         eprintln!("{proxy} ({url}): {GO_HOST} answered by all of {seen:?}");
 

@@ -283,6 +283,73 @@ async fn one_service_change_is_routed_within_a_second_and_rereads_only_that_serv
     Ok(())
 }
 
+/// The endpoints berth-control's snapshot routes `host` to (`None`: no route for `host`).
+async fn endpoints_of(cp: &ControlPlane, host: &str) -> Result<Option<usize>> {
+    let snapshot = http::get_json(&format!("http://{}/api/snapshot", cp.admin_addr)).await?;
+    let routes = snapshot["routes"].as_array().cloned().unwrap_or_default();
+    Ok(routes
+        .iter()
+        .find(|r| r["rule"].as_str().is_some_and(|rule| rule.contains(host)))
+        .map(|r| r["endpoints"].as_array().map_or(0, Vec::len)))
+}
+
+/// One answer of Consul's service list can carry several changes at one index: a transaction
+/// that adds a service and an instance of another, or a node's removal that takes a service's
+/// only instance and another service's second one. The list shows only the service that
+/// appeared or left; the other change must still be routed at once, not at the next full read.
+#[tokio::test]
+async fn changes_folded_into_one_index_are_all_routed() -> Result<()> {
+    let consul = Consul::start().await?;
+    let api = consul.api();
+    let backends = start_backends(2).await?;
+    let b1 = Registration::traefik("host-0", "svc-b", "svc-b-1", backends[0].port, "b.example");
+    api.register_many(&[
+        Registration::traefik("host-0", "svc-a", "svc-a", backends[0].port, "a.example"),
+        b1,
+    ])
+    .await?;
+    api.register_many(&[Registration::traefik(
+        "host-1",
+        "placeholder",
+        "placeholder",
+        backends[1].port,
+        "p.example",
+    )])
+    .await?;
+    let cp = ControlPlane::start(&consul, &[])?;
+    let proxy = Proxy::start("proxy-folded", &cp.url())?;
+    wait_status(&proxy, "b.example", 200, Duration::from_secs(20)).await?;
+
+    // One transaction: svc-b gains an instance on host-1 and svc-c appears there.
+    let b2 = Registration::traefik("host-1", "svc-b", "svc-b-2", backends[1].port, "b.example");
+    let c = Registration::traefik("host-1", "svc-c", "svc-c", backends[1].port, "c.example");
+    api.set_services(&[b2, c]).await?;
+    wait_status(&proxy, "c.example", 200, Duration::from_secs(5)).await?;
+    let backend_1 = backends[1].name.as_str();
+    wait_until(
+        "svc-b's instance added beside svc-c to answer through the proxy",
+        Duration::from_secs(5),
+        || async {
+            let answer = proxy.get("b.example", "/").await?;
+            Ok((answer.instance() == Some(backend_1)).then_some(()))
+        },
+    )
+    .await
+    .with_context(|| cp.proc.logs())?;
+
+    // One removal: host-1 leaves with svc-c's only instance and svc-b's second one.
+    api.deregister_node("host-1").await?;
+    wait_status(&proxy, "c.example", 404, Duration::from_secs(5)).await?;
+    wait_until(
+        "berth-control to drop svc-b's instance on the removed node",
+        Duration::from_secs(5),
+        || async { Ok((endpoints_of(&cp, "b.example").await? == Some(1)).then_some(())) },
+    )
+    .await
+    .with_context(|| cp.proc.logs())?;
+    Ok(())
+}
+
 /// A restartable single Consul server with `services` services registered through its agent
 /// (as Registrator and berth-agent do: the server keeps them in its data directory and re-syncs
 /// them to the catalog when it comes back), a control plane and a proxy routing all of them.

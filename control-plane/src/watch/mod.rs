@@ -9,10 +9,14 @@
 //!
 //! Each answer says which services changed (see [`state`]); only those are read again, with
 //! `/v1/catalog/service/:name`, at most `read_concurrency` at a time. A health change needs no
-//! read at all. The whole catalog is read node by node (`/v1/catalog/nodes` and
-//! `/v1/catalog/node/:node`) at start, when an index goes backwards, when the service list moved
-//! without saying which service changed and Consul's summary cannot tell either, and every
-//! `resync` period as a safety net. So the watch holds at most `2 + read_concurrency`
+//! read at all. One answer of the service list can fold several changes (Consul answers with the
+//! state at the time it runs the query, and one transaction, such as a node's removal, changes
+//! several services at one index), and the list itself shows only names and tags: so every move
+//! of the list also asks Consul's per-service summary (`/v1/internal/ui/services`), which shows
+//! every service that gained, lost or moved an instance. The whole catalog is read node by node
+//! (`/v1/catalog/nodes` and `/v1/catalog/node/:node`) at start, when an index goes backwards,
+//! when neither a read nor the summary explains the list's move (an instance changed in place),
+//! and every `resync` period as a safety net. So the watch holds at most `2 + read_concurrency`
 //! connections to Consul.
 //!
 //! Nothing is handed to the compiler until every read it started has succeeded: a failed or
@@ -96,6 +100,9 @@ struct Pending {
     /// The service list's index after its last move: the change made at that index must be
     /// found among the services read, or the whole catalog is compared.
     explain: Option<u64>,
+    /// Consul's summary was read for the list's move to `explain` (kept across a failed read,
+    /// so a retry does not ask again).
+    summarized: bool,
     /// The indexes the service reads of this round returned.
     read_at: BTreeSet<u64>,
     /// Services to read again.
@@ -105,9 +112,10 @@ struct Pending {
 }
 
 impl Pending {
-    /// Whether a service read of this round explains the service list's move to `index`. A
-    /// read at a later index may hide the change at `index`, but a later move of the list
-    /// follows it and is explained the same way.
+    /// Whether a service read of this round explains the service list's move to `index`: one
+    /// read at `index` or later saw the change made there (a read at a later index may hide
+    /// it, but a later move of the list follows that later change and is explained the same
+    /// way). Other changes folded into the same answer are found by the summary.
     fn explained(&self, index: u64) -> bool {
         self.read_at.iter().any(|&at| at >= index)
     }
@@ -228,6 +236,8 @@ impl Watch {
                 debug!(services = changed.len(), index, "service list moved");
                 self.pending.read.extend(changed);
                 self.pending.explain = Some(index);
+                // A new move may fold new changes: the summary is asked again.
+                self.pending.summarized = false;
             }
             Event::Checks(checks) => {
                 *have_checks = true;
@@ -240,12 +250,13 @@ impl Watch {
     /// Does the pending work; on success returns the views that changed.
     ///
     /// The service list names the services that appeared, left or changed tags: those are read.
-    /// The change that moved the list's index to `explain` must then be among them (a read
-    /// returns its service's own index). When it is not, Consul's summary names the services
-    /// that gained or lost instances, and those are read; when even that does not explain it,
-    /// an instance changed in place and the whole catalog is compared. Several changes that
-    /// Consul folded into one answer can still hide one behind a later one; the periodic full
-    /// read catches those.
+    /// Because one answer of the list can fold several changes, Consul's summary is then asked
+    /// too, and the services whose instance count or nodes differ from what the watch holds are
+    /// read as well (a read of one service that changed at the list's index says nothing of
+    /// another that changed beside it). The change that moved the list's index to `explain`
+    /// must then be among the reads (a read returns its service's own index); when it is not,
+    /// an instance changed in place and the whole catalog is compared. An in-place change
+    /// folded into the same answer as another change stays hidden until the periodic full read.
     async fn work(&mut self) -> Result<Update, berth_consul::Error> {
         if self.pending.full {
             self.read_and_compare().await?;
@@ -254,11 +265,12 @@ impl Watch {
             self.read_services().await?;
         }
         if let Some(index) = self.pending.explain {
-            if !self.pending.explained(index) {
+            if !self.pending.summarized {
                 self.summarize().await;
-                if !self.pending.compare && !self.pending.read.is_empty() {
-                    self.read_services().await?;
-                }
+                self.pending.summarized = true;
+            }
+            if !self.pending.compare && !self.pending.read.is_empty() {
+                self.read_services().await?;
             }
             if !self.pending.explained(index) {
                 debug!(
@@ -272,6 +284,7 @@ impl Watch {
             self.read_and_compare().await?;
         }
         self.pending.explain = None;
+        self.pending.summarized = false;
         self.pending.read_at.clear();
         let touched = std::mem::take(&mut self.pending.touched);
         self.status.set_services(self.state.len());
@@ -315,6 +328,7 @@ impl Watch {
         self.pending.full = false;
         self.pending.compare = false;
         self.pending.explain = None;
+        self.pending.summarized = false;
         self.pending.read.clear();
         Ok(())
     }
