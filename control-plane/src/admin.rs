@@ -108,7 +108,7 @@ async fn snapshot(State(state): State<AdminState>) -> Response {
         .routes
         .iter()
         .map(|route| {
-            let cluster = snap.clusters.iter().find(|c| c.name == route.cluster);
+            let cluster = snap.cluster(&route.cluster);
             let endpoints: Vec<Value> = cluster
                 .map(|c| {
                     c.endpoints

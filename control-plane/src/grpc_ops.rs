@@ -89,7 +89,6 @@ mod tests {
 
     use std::time::Duration;
 
-    use berth_proto::v1::Snapshot;
     use tokio_stream::StreamExt;
     use tonic::Request;
     use tonic_health::pb::health_check_response::ServingStatus as Wire;
@@ -139,10 +138,10 @@ mod tests {
         wait_for(&reporter, &names, Wire::NotServing).await;
 
         store.publish(Compiled {
-            snapshot: Snapshot::default(),
+            snapshot: Default::default(),
             version: "v1".into(),
             errors: Vec::new(),
-            digests: Default::default(),
+            changed: None,
         });
         wait_for(&reporter, &names, Wire::Serving).await;
 

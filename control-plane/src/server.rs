@@ -37,6 +37,11 @@ use crate::wire::Push;
 /// How long a new stream may take to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many ACK deadlines a push may wait in its stream's queue before the connection takes it
+/// (a busy connection, say during a mass reconnect); a stream whose push is still not taken
+/// after that is stuck and dropped.
+const QUEUED_DEADLINES: u32 = 3;
+
 /// What the admin API shows of one connected proxy.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ProxyStatus {
@@ -144,6 +149,7 @@ impl DiscoveryService {
         // One push is in flight at a time (the next waits for its answer), so the queue holds
         // at most that push and the final status.
         let (tx, rx) = mpsc::channel(2);
+        let (taken_tx, taken) = mpsc::unbounded_channel();
         let session = Session {
             id,
             store: self.store.clone(),
@@ -151,6 +157,8 @@ impl DiscoveryService {
             metrics: self.metrics.clone(),
             nonce: 0,
             tx,
+            taken_tx,
+            taken,
             stop: self.stop.clone(),
             ack_timeout: self.ack_timeout,
         };
@@ -166,6 +174,9 @@ struct Session {
     metrics: Arc<Metrics>,
     nonce: u64,
     tx: mpsc::Sender<Result<Push, Status>>,
+    /// Each push tells, by its nonce, when the connection takes it from `tx`'s queue.
+    taken_tx: mpsc::UnboundedSender<u64>,
+    taken: mpsc::UnboundedReceiver<u64>,
     stop: watch::Receiver<bool>,
     ack_timeout: Duration,
 }
@@ -175,7 +186,10 @@ struct InFlight {
     nonce: String,
     version: String,
     kind: PushKind,
+    /// While queued: `QUEUED_DEADLINES` ACK deadlines from when it was queued; once the
+    /// connection has taken it, one ACK deadline from then.
     deadline: tokio::time::Instant,
+    taken: bool,
 }
 
 impl Session {
@@ -205,7 +219,8 @@ impl Session {
     /// One push is in flight at a time: the next is chosen when the proxy has answered, from the
     /// latest state then (so a slow proxy skips the versions it was too slow for, and a delta
     /// always starts from the version the proxy ACKed). A proxy that does not answer within
-    /// `ack_timeout` is dropped; it reconnects and says what it holds.
+    /// `ack_timeout` of the connection taking the push (or whose connection does not take it
+    /// within `QUEUED_DEADLINES` of them) is dropped; it reconnects and says what it holds.
     async fn serve(&mut self, held: Option<String>, incoming: &mut Streaming<ProxyMessage>) -> String {
         let mut published = self.store.subscribe();
         let mut stop = self.stop.clone();
@@ -249,10 +264,22 @@ impl Session {
                 }
                 () = sleep_until(deadline) => {
                     self.metrics.stream_timed_out();
-                    let _ = self.tx.try_send(Err(Status::deadline_exceeded(format!(
-                        "no ACK or NACK within {:?} of a push (--stream-ack-timeout)", self.ack_timeout
-                    ))));
-                    return format!("dropped: no ACK or NACK within {:?} of a push", self.ack_timeout);
+                    let why = if in_flight.as_ref().is_some_and(|f| f.taken) {
+                        format!("no ACK or NACK within {:?} of a push (--stream-ack-timeout)", self.ack_timeout)
+                    } else {
+                        format!(
+                            "a push waited {:?} for the connection to take it ({QUEUED_DEADLINES} x --stream-ack-timeout)",
+                            self.ack_timeout * QUEUED_DEADLINES
+                        )
+                    };
+                    let _ = self.tx.try_send(Err(Status::deadline_exceeded(why.clone())));
+                    return format!("dropped: {why}");
+                }
+                Some(nonce) = self.taken.recv() => {
+                    if let Some(f) = in_flight.as_mut().filter(|f| !f.taken && f.nonce == nonce.to_string()) {
+                        f.taken = true;
+                        f.deadline = tokio::time::Instant::now() + self.ack_timeout;
+                    }
                 }
                 message = incoming.next() => match message {
                     None => return "stream closed by the proxy".into(),
@@ -276,7 +303,8 @@ impl Session {
         };
         self.nonce += 1;
         let nonce = self.nonce.to_string();
-        let push = Push::new(&version, &nonce, encoded.body.clone());
+        let push =
+            Push::new(&version, &nonce, encoded.body.clone()).on_taken(self.taken_tx.clone(), self.nonce);
         let bytes = push.len();
         debug!(stream = self.id, %version, %nonce, kind = encoded.kind.as_str(), items = encoded.items, bytes, "sending update");
         self.tx
@@ -291,7 +319,8 @@ impl Session {
             nonce,
             version,
             kind: encoded.kind,
-            deadline: tokio::time::Instant::now() + self.ack_timeout,
+            deadline: tokio::time::Instant::now() + self.ack_timeout * QUEUED_DEADLINES,
+            taken: false,
         })
     }
 

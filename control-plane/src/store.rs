@@ -7,7 +7,9 @@
 //! Every update a stream sends is encoded here, once, and shared by every stream that sends it
 //! (see [`Encoded`]): the full snapshot of a version, and the delta between two versions (kept
 //! while the target is the current version). Deltas can start from any of the last
-//! [`HISTORY`] versions, whose per-item digests the store keeps (not their snapshots).
+//! [`HISTORY`] versions: the store keeps, for each, the names of the items that changed since
+//! the version before it (not their snapshots), so a publication costs what changed, not the
+//! catalog's size.
 //! Bursts of changes are coalesced: [`follow`] compiles and publishes at most once per window.
 
 use std::collections::{HashMap, VecDeque};
@@ -15,14 +17,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use berth_proto::v1::route_update::Body;
-use berth_proto::v1::{Delta, RouteUpdate, Snapshot, UpToDate};
-use berth_proto::{cluster_digest, route_digest, ItemDigest};
+use berth_proto::v1::{Delta, RouteUpdate, UpToDate};
+use berth_proto::{cluster_digest, route_digest};
 use bytes::Bytes;
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::compile::{Compiled, Compiler};
+use crate::compile::{Changed, Compiled, Compiler, Items};
 use crate::metrics::Metrics;
 use crate::watch::{Update, WatchStatus};
 
@@ -42,12 +44,7 @@ impl Published {
     /// The full snapshot, encoded once.
     pub(crate) fn full(&self) -> Arc<Encoded> {
         self.full
-            .get_or_init(|| {
-                Arc::new(Encoded::new(
-                    Kind::Full,
-                    Body::Snapshot(self.compiled.snapshot.clone()),
-                ))
-            })
+            .get_or_init(|| Arc::new(Encoded::snapshot(&self.compiled.snapshot)))
             .clone()
     }
 }
@@ -103,51 +100,31 @@ impl Encoded {
         }
     }
 
+    /// A full snapshot, encoded from the shared items (as `Body::Snapshot` would be, without
+    /// copying them into a `Snapshot` first).
+    fn snapshot(items: &Items) -> Encoded {
+        use prost::encoding::{encode_key, encode_varint, message, WireType};
+        let mut inner = Vec::new();
+        for route in &items.routes {
+            message::encode(1, route.as_ref(), &mut inner);
+        }
+        for cluster in &items.clusters {
+            message::encode(2, cluster.as_ref(), &mut inner);
+        }
+        let mut body = Vec::with_capacity(inner.len() + 16);
+        // RouteUpdate.snapshot (field 3 of the `body` oneof).
+        encode_key(3, WireType::LengthDelimited, &mut body);
+        encode_varint(inner.len() as u64, &mut body);
+        body.extend_from_slice(&inner);
+        Encoded {
+            kind: Kind::Full,
+            body: Bytes::from(body),
+            items: items.routes.len() + items.clusters.len(),
+        }
+    }
+
     pub(crate) fn up_to_date() -> Encoded {
         Encoded::new(Kind::UpToDate, Body::UpToDate(UpToDate {}))
-    }
-}
-
-/// The digest of every item of one version, by name.
-#[derive(Debug, Default)]
-struct Index {
-    routes: HashMap<String, ItemDigest>,
-    clusters: HashMap<String, ItemDigest>,
-}
-
-impl Index {
-    fn of(compiled: &Compiled) -> Index {
-        let snapshot = &compiled.snapshot;
-        let digests = &compiled.digests;
-        let routes = if digests.routes.len() == snapshot.routes.len() {
-            snapshot
-                .routes
-                .iter()
-                .zip(&digests.routes)
-                .map(|(r, d)| (r.name.clone(), *d))
-                .collect()
-        } else {
-            snapshot
-                .routes
-                .iter()
-                .map(|r| (r.name.clone(), route_digest(r)))
-                .collect()
-        };
-        let clusters = if digests.clusters.len() == snapshot.clusters.len() {
-            snapshot
-                .clusters
-                .iter()
-                .zip(&digests.clusters)
-                .map(|(c, d)| (c.name.clone(), *d))
-                .collect()
-        } else {
-            snapshot
-                .clusters
-                .iter()
-                .map(|c| (c.name.clone(), cluster_digest(c)))
-                .collect()
-        };
-        Index { routes, clusters }
     }
 }
 
@@ -156,7 +133,8 @@ impl Index {
 struct Recent {
     version: String,
     built_at: SystemTime,
-    index: Arc<Index>,
+    /// What may differ from the version before it in the history (empty for the oldest).
+    changed: Arc<Changed>,
 }
 
 #[derive(Debug, Default)]
@@ -196,30 +174,55 @@ impl Store {
     /// Publishes `compiled` unless the current snapshot has the same version and errors.
     /// Only the compile loop publishes. The history learns a new version before any stream is
     /// woken for it, so every stream finds the delta to it.
-    pub(crate) fn publish(&self, compiled: Compiled) -> bool {
-        let (same, new_version) = match self.tx.borrow().as_ref() {
-            Some(c) => (
-                c.compiled.version == compiled.version && c.compiled.errors == compiled.errors,
-                c.compiled.version != compiled.version,
-            ),
-            None => (false, true),
+    pub(crate) fn publish(&self, mut compiled: Compiled) -> bool {
+        let (same, new_version, changed) = match self.tx.borrow().as_ref() {
+            Some(c) => {
+                let new_version = c.compiled.version != compiled.version;
+                let changed = match compiled.changed.take() {
+                    Some(changed) => changed,
+                    None if new_version => differences(&c.compiled.snapshot, &compiled.snapshot),
+                    None => Changed::default(),
+                };
+                (
+                    !new_version && c.compiled.errors == compiled.errors,
+                    new_version,
+                    changed,
+                )
+            }
+            None => (false, true, Changed::default()),
         };
         if same {
             return false;
         }
         let built_at = SystemTime::now();
         if new_version {
-            let index = Arc::new(Index::of(&compiled));
             let version = compiled.version.clone();
             let mut history = self.lock();
-            history.recent.retain(|r| r.version != version);
+            // A version seen again (a change undone) moves to the end; what led to its old
+            // place still leads to the version after it.
+            if let Some(at) = history.recent.iter().position(|r| r.version == version) {
+                if let Some(old) = history.recent.remove(at) {
+                    if let Some(next) = history.recent.get_mut(at) {
+                        if at > 0 {
+                            let mut merged = Changed::clone(&old.changed);
+                            merged.extend(&next.changed);
+                            next.changed = Arc::new(merged);
+                        } else {
+                            next.changed = Arc::default();
+                        }
+                    }
+                }
+            }
             history.recent.push_back(Recent {
                 version,
                 built_at,
-                index,
+                changed: Arc::new(changed),
             });
             while history.recent.len() > HISTORY {
                 history.recent.pop_front();
+                if let Some(oldest) = history.recent.front_mut() {
+                    oldest.changed = Arc::default();
+                }
             }
             history.deltas.clear();
         }
@@ -249,22 +252,31 @@ impl Store {
     /// The delta from `from` to `current`, encoded once for every stream; `None` if `from` is
     /// not a recent version (or `current` is no longer the newest).
     pub(crate) fn delta(&self, from: &str, current: &Published) -> Option<Arc<Encoded>> {
-        let (base, target, slot) = {
+        let (since, slot) = {
             let mut history = self.lock();
             let target = history.recent.back()?;
             if target.version != current.compiled.version || from == target.version {
                 return None;
             }
-            let target = target.index.clone();
-            let base = history.recent.iter().find(|r| r.version == from)?.index.clone();
+            let at = history.recent.iter().position(|r| r.version == from)?;
+            let since: Vec<Arc<Changed>> = history
+                .recent
+                .iter()
+                .skip(at + 1)
+                .map(|r| r.changed.clone())
+                .collect();
             let slot = history.deltas.entry(from.to_owned()).or_default().clone();
-            (base, target, slot)
+            (since, slot)
         };
         Some(
             slot.get_or_init(|| {
+                let mut changed = Changed::default();
+                for step in &since {
+                    changed.extend(step);
+                }
                 Arc::new(Encoded::new(
                     Kind::Delta,
-                    Body::Delta(delta(from, &base, &target, current)),
+                    Body::Delta(delta(from, &changed, &current.compiled.snapshot)),
                 ))
             })
             .clone(),
@@ -272,42 +284,66 @@ impl Store {
     }
 }
 
-/// What turns the version `base` describes into `current`.
-fn delta(from: &str, base: &Index, now: &Index, current: &Published) -> Delta {
-    let snapshot: &Snapshot = &current.compiled.snapshot;
-    let routes = snapshot
-        .routes
-        .iter()
-        .filter(|r| base.routes.get(&r.name) != now.routes.get(&r.name))
-        .cloned()
-        .collect();
-    let clusters = snapshot
-        .clusters
-        .iter()
-        .filter(|c| base.clusters.get(&c.name) != now.clusters.get(&c.name))
-        .cloned()
-        .collect();
-    let mut removed_routes: Vec<String> = base
-        .routes
-        .keys()
-        .filter(|n| !now.routes.contains_key(*n))
-        .cloned()
-        .collect();
-    let mut removed_clusters: Vec<String> = base
-        .clusters
-        .keys()
-        .filter(|n| !now.clusters.contains_key(*n))
-        .cloned()
-        .collect();
-    removed_routes.sort();
-    removed_clusters.sort();
-    Delta {
-        base_version: from.to_owned(),
-        routes,
-        removed_routes,
-        clusters,
-        removed_clusters,
+/// The names of the items that differ between `old` and `new` (by digest), for a snapshot that
+/// does not say what changed.
+fn differences(old: &Items, new: &Items) -> Changed {
+    let routes = |items: &Items| -> HashMap<String, _> {
+        items
+            .routes
+            .iter()
+            .map(|r| (r.name.clone(), route_digest(r)))
+            .collect()
+    };
+    let clusters = |items: &Items| -> HashMap<String, _> {
+        items
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), cluster_digest(c)))
+            .collect()
+    };
+    fn differ<D: PartialEq>(
+        old: HashMap<String, D>,
+        new: HashMap<String, D>,
+    ) -> std::collections::BTreeSet<String> {
+        let mut names: std::collections::BTreeSet<String> = old
+            .iter()
+            .filter(|(n, d)| new.get(*n) != Some(*d))
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.extend(
+            new.iter()
+                .filter(|(n, _)| !old.contains_key(*n))
+                .map(|(n, _)| n.clone()),
+        );
+        names
     }
+    Changed {
+        routes: differ(routes(old), routes(new)),
+        clusters: differ(clusters(old), clusters(new)),
+    }
+}
+
+/// What turns the version `from` into `current`, given the names of every item that may have
+/// changed between them: those still there are sent whole, the others are removed. (An item
+/// changed and changed back is sent again: the proxy's upsert leaves it as it was.)
+fn delta(from: &str, changed: &Changed, current: &Items) -> Delta {
+    let mut delta = Delta {
+        base_version: from.to_owned(),
+        ..Delta::default()
+    };
+    for name in &changed.routes {
+        match current.route(name) {
+            Some(route) => delta.routes.push(berth_proto::v1::Route::clone(route)),
+            None => delta.removed_routes.push(name.clone()),
+        }
+    }
+    for name in &changed.clusters {
+        match current.cluster(name) {
+            Some(cluster) => delta.clusters.push(berth_proto::v1::Cluster::clone(cluster)),
+            None => delta.removed_clusters.push(name.clone()),
+        }
+    }
+    delta
 }
 
 /// Applies every update of the watch to `compiler` and publishes the result. Updates that
@@ -380,32 +416,36 @@ mod tests {
 
     fn compiled(version: &str, routes: &[&str], clusters: &[(&str, u32)]) -> Compiled {
         Compiled {
-            snapshot: Snapshot {
+            snapshot: Items {
                 routes: routes
                     .iter()
-                    .map(|name| Route {
-                        name: (*name).into(),
-                        cluster: (*name).into(),
-                        ..Default::default()
+                    .map(|name| {
+                        Arc::new(Route {
+                            name: (*name).into(),
+                            cluster: (*name).into(),
+                            ..Default::default()
+                        })
                     })
                     .collect(),
                 clusters: clusters
                     .iter()
-                    .map(|(name, weight)| Cluster {
-                        name: (*name).into(),
-                        endpoints: vec![berth_proto::v1::Endpoint {
-                            address: "127.0.0.1".into(),
-                            port: 80,
-                            weight: *weight,
-                            id: "a".into(),
-                        }],
-                        ..Default::default()
+                    .map(|(name, weight)| {
+                        Arc::new(Cluster {
+                            name: (*name).into(),
+                            endpoints: vec![berth_proto::v1::Endpoint {
+                                address: "127.0.0.1".into(),
+                                port: 80,
+                                weight: *weight,
+                                id: "a".into(),
+                            }],
+                            ..Default::default()
+                        })
                     })
                     .collect(),
             },
             version: version.into(),
             errors: Vec::new(),
-            digests: Default::default(),
+            changed: None,
         }
     }
 
@@ -443,6 +483,72 @@ mod tests {
         assert!(store.delta("v2", &current).is_none());
         assert_eq!(store.behind_since("v2"), None);
         assert!(store.behind_since("v1").is_some());
+    }
+
+    #[test]
+    fn deltas_follow_the_compilers_changes_across_versions_and_undone_changes() {
+        let with = |mut c: Compiled, routes: &[&str], clusters: &[&str]| {
+            c.changed = Some(Changed {
+                routes: routes.iter().map(|n| n.to_string()).collect(),
+                clusters: clusters.iter().map(|n| n.to_string()).collect(),
+            });
+            c
+        };
+        let store = Store::new();
+        store.publish(compiled("v1", &["a", "b"], &[("a", 1), ("b", 1)]));
+        store.publish(with(
+            compiled("v2", &["a", "b"], &[("a", 2), ("b", 1)]),
+            &[],
+            &["a"],
+        ));
+        store.publish(with(compiled("v3", &["a"], &[("a", 2)]), &["b"], &["b"]));
+        // v2 again (b is back): v2's old place is forgotten, what led to it is kept.
+        store.publish(with(
+            compiled("v2", &["a", "b"], &[("a", 2), ("b", 1)]),
+            &["b"],
+            &["b"],
+        ));
+        let current = store.current().expect("published");
+        let Body::Delta(d) = decode(&store.delta("v1", &current).expect("v1 is recent")) else {
+            panic!("not a delta")
+        };
+        let names = |items: &[Route]| items.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&d.routes), ["b"]);
+        let clusters: Vec<&str> = d.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(clusters, ["a", "b"]);
+        assert!(d.removed_routes.is_empty() && d.removed_clusters.is_empty());
+        let Body::Delta(d) = decode(&store.delta("v3", &current).expect("v3 is recent")) else {
+            panic!("not a delta")
+        };
+        assert_eq!(names(&d.routes), ["b"]);
+        // The full snapshot, encoded from the shared items, decodes to the same items.
+        let Body::Snapshot(full) = decode(&current.full()) else {
+            panic!("not a snapshot")
+        };
+        assert_eq!(names(&full.routes), ["a", "b"]);
+        assert_eq!(full.clusters[0].endpoints[0].weight, 2);
+        assert_eq!(current.full().items, 4);
+        // Byte for byte what prost encodes for the same snapshot.
+        let snapshot = berth_proto::v1::Snapshot {
+            routes: current
+                .compiled
+                .snapshot
+                .routes
+                .iter()
+                .map(|r| Route::clone(r))
+                .collect(),
+            clusters: current
+                .compiled
+                .snapshot
+                .clusters
+                .iter()
+                .map(|c| Cluster::clone(c))
+                .collect(),
+        };
+        assert_eq!(
+            current.full().body,
+            Encoded::new(Kind::Full, Body::Snapshot(snapshot)).body
+        );
     }
 
     #[test]

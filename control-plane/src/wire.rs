@@ -11,7 +11,9 @@
 //! per-stream buffer that keeps the capacity of the largest message sent, so every stream would
 //! hold a copy of the full snapshot for as long as it lives. Here each push goes out as two HTTP/2
 //! data chunks, the gRPC frame header with the stream's header, then the shared body itself (a
-//! reference, not a copy), and the stream holds nothing once HTTP/2 has sent it.
+//! reference, not a copy), and the stream holds nothing once HTTP/2 has sent it. When the
+//! connection takes a push from the stream's queue, the push tells its session (see
+//! [`Push::on_taken`]): the session's ACK deadline counts from then, not from when it queued it.
 //!
 //! Not for: what is sent when (see `server`) or how a body is built (see `store`).
 
@@ -24,6 +26,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt as _;
 use hyper::body::Frame;
 use prost::Message as _;
+use tokio::sync::mpsc;
 use tonic::body::Body as TonicBody;
 use tonic::codec::{DecodeBuf, Decoder};
 use tonic::codegen::{http, BoxFuture, Service, StdError};
@@ -41,6 +44,8 @@ const MAX_PROXY_MESSAGE: usize = 4 * 1024 * 1024;
 pub(crate) struct Push {
     header: Bytes,
     body: Bytes,
+    /// Told `nonce` when the connection takes the push out of the stream's queue.
+    taken: Option<(mpsc::UnboundedSender<u64>, u64)>,
 }
 
 impl Push {
@@ -54,7 +59,14 @@ impl Push {
         Push {
             header: Bytes::from(header),
             body,
+            taken: None,
         }
+    }
+
+    /// Sends `nonce` to `taken` when the connection takes this push from the stream's queue.
+    pub(crate) fn on_taken(mut self, taken: mpsc::UnboundedSender<u64>, nonce: u64) -> Push {
+        self.taken = Some((taken, nonce));
+        self
     }
 
     /// Bytes on the wire (the message, without gRPC's 5-byte frame header).
@@ -65,6 +77,10 @@ impl Push {
     /// The push as HTTP/2 data: gRPC's frame header (uncompressed, length) and the stream's own
     /// header in one small chunk, then the shared body, not copied.
     fn frames(self) -> Result<[Frame<Bytes>; 2], Status> {
+        if let Some((taken, nonce)) = &self.taken {
+            // The session may be gone already; then nobody waits for this.
+            let _ = taken.send(*nonce);
+        }
         let len = u32::try_from(self.len()).map_err(|_| {
             Status::internal(format!("an update of {} bytes is too large for gRPC", self.len()))
         })?;
@@ -242,5 +258,14 @@ mod tests {
         );
         assert_eq!(head.len() - 5 + shared.len(), len);
         assert_eq!(shared.as_ptr(), body.as_ptr(), "the shared body itself");
+    }
+
+    #[test]
+    fn a_push_says_when_the_connection_takes_it() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let push = Push::new("v1", "3", Bytes::from_static(b"x")).on_taken(tx, 3);
+        assert!(rx.try_recv().is_err(), "queued, not taken yet");
+        push.frames().expect("small enough");
+        assert_eq!(rx.try_recv().ok(), Some(3));
     }
 }

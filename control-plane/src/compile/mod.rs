@@ -21,7 +21,7 @@ mod shared;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use berth_proto::v1::{Cluster, Route, Snapshot};
+use berth_proto::v1::{Cluster, Route};
 use berth_proto::{ItemDigest, VersionSum};
 use berth_rules::Settings;
 use serde::Serialize;
@@ -58,34 +58,82 @@ impl From<berth_rules::RouteError> for RouteError {
     }
 }
 
-/// A snapshot as assembled from the compiler's state.
-#[derive(Debug, Clone, PartialEq)]
+/// A snapshot as assembled from the compiler's state. Its items are shared with the compiler
+/// (and with the snapshots published before it): assembling one copies pointers, not routes.
+#[derive(Debug, Clone)]
 pub(crate) struct Compiled {
     /// Canonical: routes and clusters sorted by name, each item canonical.
-    pub snapshot: Snapshot,
+    pub snapshot: Items,
     pub version: String,
     pub errors: Vec<RouteError>,
-    /// The digest of each route and cluster of `snapshot`, in the same order (empty when not
-    /// known: the store then computes them).
-    pub digests: Digests,
+    /// The names of the routes and clusters that may differ from the previous snapshot the
+    /// compiler assembled (added, changed, removed, served or no longer served); `None` when not
+    /// known (the store then compares every item with the current snapshot's).
+    pub changed: Option<Changed>,
 }
 
-/// Digests of a snapshot's items, parallel to its `routes` and `clusters`.
+/// Equal when the snapshots, versions and errors are: `changed` says how a snapshot was reached,
+/// not what it is.
+impl PartialEq for Compiled {
+    fn eq(&self, other: &Compiled) -> bool {
+        self.snapshot == other.snapshot && self.version == other.version && self.errors == other.errors
+    }
+}
+
+/// A snapshot's routes and clusters, each sorted by name.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Digests {
-    pub routes: Vec<ItemDigest>,
-    pub clusters: Vec<ItemDigest>,
+pub(crate) struct Items {
+    pub routes: Vec<Arc<Route>>,
+    pub clusters: Vec<Arc<Cluster>>,
+}
+
+impl Items {
+    /// The route named `name` (the routes are sorted by name).
+    pub(crate) fn route(&self, name: &str) -> Option<&Arc<Route>> {
+        let at = self.routes.binary_search_by(|r| r.name.as_str().cmp(name)).ok()?;
+        self.routes.get(at)
+    }
+
+    /// The cluster named `name` (the clusters are sorted by name).
+    pub(crate) fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
+        let at = self
+            .clusters
+            .binary_search_by(|c| c.name.as_str().cmp(name))
+            .ok()?;
+        self.clusters.get(at)
+    }
+}
+
+/// Names of routes and clusters touched by a change.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Changed {
+    pub routes: BTreeSet<String>,
+    pub clusters: BTreeSet<String>,
+}
+
+impl Changed {
+    pub(crate) fn extend(&mut self, other: &Changed) {
+        self.routes.extend(other.routes.iter().cloned());
+        self.clusters.extend(other.clusters.iter().cloned());
+    }
+}
+
+/// Items touched since the last snapshot, with the digest each was served with before.
+#[derive(Debug, Default)]
+struct Touched {
+    routes: BTreeMap<String, Option<ItemDigest>>,
+    clusters: BTreeMap<String, Option<ItemDigest>>,
 }
 
 #[derive(Debug)]
 struct RouteEntry {
-    route: Route,
+    route: Arc<Route>,
     digest: ItemDigest,
 }
 
 #[derive(Debug)]
 struct ClusterEntry {
-    cluster: Cluster,
+    cluster: Arc<Cluster>,
     digest: ItemDigest,
 }
 
@@ -111,6 +159,9 @@ pub(crate) struct Compiler {
     rejected: BTreeMap<String, RouteError>,
     shared: Registry,
     version: VersionSum,
+    /// The routes and clusters touched since the last [`Compiler::compiled`], each with the
+    /// digest it was served with before (`None`: not served).
+    touched: Touched,
 }
 
 impl Compiler {
@@ -128,6 +179,7 @@ impl Compiler {
             rejected: BTreeMap::new(),
             shared: Registry::default(),
             version: VersionSum::default(),
+            touched: Touched::default(),
         }
     }
 
@@ -178,19 +230,19 @@ impl Compiler {
             .collect()
     }
 
-    /// The current snapshot, its version and every error.
-    pub(crate) fn compiled(&self) -> Compiled {
-        let (routes, route_digests) = self
+    /// The current snapshot, its version and every error, with what changed since the last call.
+    pub(crate) fn compiled(&mut self) -> Compiled {
+        let routes = self
             .routes
             .iter()
-            .filter(|(name, _)| !self.rejected.contains_key(*name))
-            .map(|(_, entry)| (entry.route.clone(), entry.digest))
-            .unzip();
-        let (clusters, cluster_digests) = self
+            .filter(|(name, _)| self.rejected.is_empty() || !self.rejected.contains_key(*name))
+            .map(|(_, entry)| entry.route.clone())
+            .collect();
+        let clusters = self
             .clusters
             .values()
-            .map(|entry| (entry.cluster.clone(), entry.digest))
-            .unzip();
+            .map(|entry| entry.cluster.clone())
+            .collect();
         let errors = self
             .services
             .values()
@@ -198,13 +250,51 @@ impl Compiler {
             .chain(self.rejected.values().cloned())
             .collect();
         Compiled {
-            snapshot: Snapshot { routes, clusters },
+            snapshot: Items { routes, clusters },
             version: self.version.version(),
             errors,
-            digests: Digests {
-                routes: route_digests,
-                clusters: cluster_digests,
-            },
+            changed: Some(self.take_changed()),
+        }
+    }
+
+    /// What differs, among the items touched, from when they were first touched.
+    fn take_changed(&mut self) -> Changed {
+        let touched = std::mem::take(&mut self.touched);
+        Changed {
+            routes: touched
+                .routes
+                .into_iter()
+                .filter(|(name, before)| self.served_route(name) != *before)
+                .map(|(name, _)| name)
+                .collect(),
+            clusters: touched
+                .clusters
+                .into_iter()
+                .filter(|(name, before)| self.clusters.get(name).map(|e| e.digest) != *before)
+                .map(|(name, _)| name)
+                .collect(),
+        }
+    }
+
+    fn served_route(&self, name: &str) -> Option<ItemDigest> {
+        self.routes
+            .get(name)
+            .filter(|_| !self.rejected.contains_key(name))
+            .map(|e| e.digest)
+    }
+
+    /// Remembers how `name` was served, before it changes.
+    fn touch_route(&mut self, name: &str) {
+        if !self.touched.routes.contains_key(name) {
+            let before = self.served_route(name);
+            self.touched.routes.insert(name.to_owned(), before);
+        }
+    }
+
+    fn touch_cluster(&mut self, name: &str) {
+        if !self.touched.clusters.contains_key(name) {
+            let before = self.clusters.get(name).map(|e| e.digest);
+            self.touched.clusters.insert(name.to_owned(), before);
         }
     }
 
@@ -227,6 +317,7 @@ impl Compiler {
             return;
         };
         for name in output.routes {
+            self.touch_route(&name);
             let Some(entry) = self.routes.remove(&name) else {
                 continue;
             };
@@ -238,6 +329,7 @@ impl Compiler {
             }
         }
         for name in output.clusters {
+            self.touch_cluster(&name);
             if let Some(entry) = self.clusters.remove(&name) {
                 self.version.remove(entry.digest);
             }
@@ -277,8 +369,14 @@ impl Compiler {
             let digest = berth_proto::cluster_digest(&cluster);
             self.version.add(digest);
             output.clusters.push(cluster.name.clone());
-            self.clusters
-                .insert(cluster.name.clone(), ClusterEntry { cluster, digest });
+            self.touch_cluster(&cluster.name);
+            self.clusters.insert(
+                cluster.name.clone(),
+                ClusterEntry {
+                    cluster: Arc::new(cluster),
+                    digest,
+                },
+            );
         }
         for route in routes {
             let digest = berth_proto::route_digest(&route);
@@ -286,8 +384,14 @@ impl Compiler {
             self.version.add(digest);
             keys.insert(self.claims.add(&route));
             output.routes.push(route.name.clone());
-            self.routes
-                .insert(route.name.clone(), RouteEntry { route, digest });
+            self.touch_route(&route.name);
+            self.routes.insert(
+                route.name.clone(),
+                RouteEntry {
+                    route: Arc::new(route),
+                    digest,
+                },
+            );
         }
         self.services.insert(view.name.clone(), output);
     }
@@ -296,6 +400,7 @@ impl Compiler {
     fn settle(&mut self, keys: &BTreeSet<ClaimKey>) {
         let keys: BTreeSet<&ClaimKey> = keys.iter().collect();
         for (name, lost) in self.claims.settle(&keys) {
+            self.touch_route(&name);
             let Some(entry) = self.routes.get(&name) else {
                 continue;
             };

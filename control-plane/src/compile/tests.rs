@@ -264,3 +264,21 @@ fn a_middleware_defined_elsewhere_recompiles_its_users() {
         .unwrap_or_else(|| panic!("web is routed: {:?}", after.errors));
     assert_eq!(web.middlewares.len(), 1);
 }
+
+#[test]
+fn a_snapshot_names_only_what_changed_since_the_last() {
+    let mut compiler = Compiler::new(Settings::default(), Health::Passing);
+    compiler.apply(&catalog(vec![instance("web_go", "go-1", 9001, &GO, true)]));
+    let first = compiler.compiled().changed.expect("known");
+    assert_eq!((first.routes.len(), first.clusters.len()), (1, 1));
+    // Same tags, another port: the cluster changed, the route did not.
+    compiler.apply(&catalog(vec![instance("web_go", "go-1", 9002, &GO, true)]));
+    let second = compiler.compiled().changed.expect("known");
+    assert!(second.routes.is_empty(), "{second:?}");
+    assert_eq!(second.clusters, first.clusters);
+    // Nothing since.
+    assert_eq!(compiler.compiled().changed, Some(Changed::default()));
+    // The service leaves: both named.
+    compiler.apply(&[("web_go".to_string(), None)].into());
+    assert_eq!(compiler.compiled().changed, Some(first));
+}

@@ -2,20 +2,20 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use berth_proto::v1::{Route, Snapshot};
+use berth_proto::v1::Route;
 use dashmap::DashMap;
 
 use super::*;
-use crate::compile::{Compiled, RouteError};
+use crate::compile::{Compiled, Items, RouteError};
 use crate::server::ProxyStatus;
 use crate::watch::status::{Part, Request};
 
 fn published(version: &str, routes: usize, rejected: usize, built_at: SystemTime) -> Published {
     Published {
         compiled: Compiled {
-            snapshot: Snapshot {
-                routes: vec![Route::default(); routes],
-                ..Snapshot::default()
+            snapshot: Items {
+                routes: (0..routes).map(|_| Arc::new(Route::default())).collect(),
+                ..Items::default()
             },
             version: version.into(),
             errors: vec![
@@ -29,7 +29,7 @@ fn published(version: &str, routes: usize, rejected: usize, built_at: SystemTime
                 };
                 rejected
             ],
-            digests: Default::default(),
+            changed: None,
         },
         built_at,
         full: Default::default(),
