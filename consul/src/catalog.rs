@@ -18,9 +18,11 @@
 //! something changed or `wait` elapsed. Consul's wire names stay in this module: callers get
 //! [`Instance`] and [`FailingCheck`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::{Client, Error, Indexed};
@@ -73,13 +75,108 @@ pub struct FailingCheck {
     pub service_name: String,
 }
 
-/// Per service: how many instances, on which nodes (Consul's UI summary).
+/// Per service: how many instances, on which nodes (Consul's UI summary). Borrows its text from
+/// the [`Summaries`] it was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceSummary {
-    pub name: String,
+pub struct ServiceSummary<'a> {
+    pub name: Cow<'a, str>,
     pub instance_count: usize,
     /// One entry per instance, sorted.
-    pub nodes: Vec<String>,
+    pub nodes: Vec<Cow<'a, str>>,
+}
+
+/// One service of a [`ServiceList`]: its name and the union of its instances' tags, sorted and
+/// without duplicates. Borrows its text from the list.
+pub type ServiceEntry<'a> = (Cow<'a, str>, Vec<Cow<'a, str>>);
+
+/// Consul's service list as it came over the wire. It names every service of the catalog and is
+/// read again on every change, so [`ServiceList::entries`] borrows names and tags from the answer
+/// instead of copying them: a caller that compares it with what it knew allocates only for what
+/// changed.
+#[derive(Debug, Clone)]
+pub struct ServiceList {
+    body: Bytes,
+}
+
+impl ServiceList {
+    /// A list from a body in Consul's format (`{"name": ["tag", ...], ...}`); checked when read.
+    pub fn from_json(body: impl Into<Bytes>) -> ServiceList {
+        ServiceList { body: body.into() }
+    }
+
+    /// Every service, sorted by name, each with its tags sorted and without duplicates.
+    pub fn entries(&self) -> Result<Vec<ServiceEntry<'_>>, serde_json::Error> {
+        let Entries(mut entries) = serde_json::from_slice(&self.body)?;
+        // Consul (Go) writes an object's keys in byte order; sort anyway if it ever does not.
+        if !entries.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            entries.dedup_by(|a, b| a.0 == b.0);
+        }
+        Ok(entries)
+    }
+}
+
+/// Consul's per-service summary as it came over the wire; see [`Summaries::entries`].
+#[derive(Debug, Clone)]
+pub struct Summaries {
+    body: Bytes,
+}
+
+impl Summaries {
+    /// Summaries from a body in Consul's format (`/v1/internal/ui/services`); checked when read.
+    pub fn from_json(body: impl Into<Bytes>) -> Summaries {
+        Summaries { body: body.into() }
+    }
+
+    /// Every service's summary, borrowing names from the answer; nodes sorted.
+    pub fn entries(&self) -> Result<Vec<ServiceSummary<'_>>, serde_json::Error> {
+        let raw: Vec<RawSummary<'_>> = serde_json::from_slice(&self.body)?;
+        Ok(raw
+            .into_iter()
+            .map(|s| {
+                let mut nodes: Vec<Cow<'_, str>> =
+                    s.nodes.unwrap_or_default().into_iter().map(|n| n.0).collect();
+                nodes.sort();
+                ServiceSummary {
+                    name: s.name.0,
+                    instance_count: s.instance_count,
+                    nodes,
+                }
+            })
+            .collect())
+    }
+}
+
+/// A string read from a JSON answer, borrowed unless it holds escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The service list's object read into name-sorted pairs without building a map.
+struct Entries<'a>(Vec<ServiceEntry<'a>>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object mapping service names to lists of tags")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((name, tags)) = map.next_entry::<Text<'de>, Option<Vec<Text<'de>>>>()? {
+                    let mut tags: Vec<Cow<'de, str>> =
+                        tags.unwrap_or_default().into_iter().map(|t| t.0).collect();
+                    // Consul builds this union from a map: its order changes between answers.
+                    tags.sort_unstable();
+                    tags.dedup();
+                    entries.push((name.0, tags));
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 /// A node of the catalog.
@@ -167,38 +264,31 @@ struct RawNodeService {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RawSummary {
-    name: String,
+struct RawSummary<'a> {
+    #[serde(borrow)]
+    name: Text<'a>,
     #[serde(default)]
     instance_count: usize,
-    #[serde(default, deserialize_with = "crate::null_as_default")]
-    nodes: Vec<String>,
+    #[serde(borrow, default)]
+    nodes: Option<Vec<Text<'a>>>,
 }
 
 impl Client {
     /// `GET /v1/catalog/services`: every service name with the union of its instances' tags
     /// (sorted). The index moves with any change to any service registration.
-    pub async fn catalog_services(
-        &self,
-        index: u64,
-        wait: Duration,
-    ) -> Result<Indexed<BTreeMap<String, Vec<String>>>, Error> {
-        let raw: Indexed<BTreeMap<String, Option<Vec<String>>>> = self
-            .get_blocking("/v1/catalog/services", &[], index, wait)
+    pub async fn catalog_services(&self, index: u64, wait: Duration) -> Result<Indexed<ServiceList>, Error> {
+        let (url, raw) = self
+            .get_blocking_raw("/v1/catalog/services", &[], index, wait)
             .await?;
+        let list = ServiceList { body: raw.value };
+        // Checked here, so a malformed answer fails (and is retried) like any failed request.
+        list.entries().map_err(|e| Error::Decode {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(Indexed {
             index: raw.index,
-            value: raw
-                .value
-                .into_iter()
-                .map(|(name, tags)| {
-                    // Consul builds this union from a map: its order changes between answers.
-                    let mut tags = tags.unwrap_or_default();
-                    tags.sort_unstable();
-                    tags.dedup();
-                    (name, tags)
-                })
-                .collect(),
+            value: list,
         })
     }
 
@@ -270,23 +360,16 @@ impl Client {
     /// `GET /v1/internal/ui/services`: per service, the number of instances and their nodes.
     /// This is the endpoint Consul's own UI uses; it is not part of Consul's stable API, so a
     /// caller must treat an error here as "unknown" and fall back to [`Client::catalog_node`].
-    pub async fn service_summaries(&self) -> Result<Vec<ServiceSummary>, Error> {
-        let raw: Indexed<Vec<RawSummary>> = self
-            .get_blocking("/v1/internal/ui/services", &[], 0, Duration::ZERO)
+    pub async fn service_summaries(&self) -> Result<Summaries, Error> {
+        let (url, raw) = self
+            .get_blocking_raw("/v1/internal/ui/services", &[], 0, Duration::ZERO)
             .await?;
-        Ok(raw
-            .value
-            .into_iter()
-            .map(|s| {
-                let mut nodes = s.nodes;
-                nodes.sort();
-                ServiceSummary {
-                    name: s.name,
-                    instance_count: s.instance_count,
-                    nodes,
-                }
-            })
-            .collect())
+        let summaries = Summaries { body: raw.value };
+        summaries.entries().map_err(|e| Error::Decode {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(summaries)
     }
 
     /// `GET /v1/status/leader`: the cluster's leader address, empty while there is none.
@@ -342,6 +425,36 @@ mod tests {
         let checks: Vec<FailingCheck> = serde_json::from_str(json).expect("valid json");
         assert_eq!(checks[0].check_id, "serfHealth");
         assert!(checks[0].service_id.is_empty());
+    }
+
+    #[test]
+    fn reads_the_service_list_sorted_borrowed_and_deduplicated() {
+        let list = ServiceList::from_json(r#"{"web":["b","a","b"],"consul":null,"api\u0041":[]}"#);
+        let entries = list.entries().expect("valid list");
+        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(names, ["apiA", "consul", "web"]);
+        assert_eq!(entries[2].1, ["a", "b"]);
+        assert!(
+            matches!(entries[2].0, Cow::Borrowed(_)),
+            "names without escapes are not copied"
+        );
+        assert!(entries[1].1.is_empty());
+        assert!(ServiceList::from_json("[1]").entries().is_err());
+    }
+
+    #[test]
+    fn reads_summaries_with_sorted_nodes() {
+        let summaries = Summaries::from_json(
+            r#"[{"Name":"web","InstanceCount":2,"Nodes":["n2","n1"],"ChecksPassing":3},
+                {"Name":"db","Nodes":null}]"#,
+        );
+        let entries = summaries.entries().expect("valid summaries");
+        assert_eq!(entries[0].name, "web");
+        assert_eq!(
+            (entries[0].instance_count, entries[0].nodes.clone()),
+            (2, vec!["n1".into(), "n2".into()])
+        );
+        assert!(entries[1].nodes.is_empty());
     }
 
     #[test]

@@ -204,6 +204,22 @@ impl Client {
         index: u64,
         wait: Duration,
     ) -> Result<Indexed<T>, Error> {
+        let (url, answer) = self.get_blocking_raw(path, query, index, wait).await?;
+        Ok(Indexed {
+            index: answer.index,
+            value: decode(&url, &answer.value)?,
+        })
+    }
+
+    /// [`Client::get_blocking`] without decoding: the body as Consul sent it, and the URL asked
+    /// (for errors).
+    pub(crate) async fn get_blocking_raw(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        index: u64,
+        wait: Duration,
+    ) -> Result<(Url, Indexed<Bytes>), Error> {
         let (at, mut url) = self.url_at(path);
         let mut params: Vec<(&str, String)> = query.iter().map(|(k, v)| (*k, v.to_string())).collect();
         params.extend(self.read_params(path));
@@ -224,8 +240,13 @@ impl Client {
                 url: url.to_string(),
                 reason: "no X-Consul-Index header".into(),
             })?;
-        let value = decode(&url, &answer.body)?;
-        Ok(Indexed { index, value })
+        Ok((
+            url,
+            Indexed {
+                index,
+                value: answer.body,
+            },
+        ))
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
@@ -453,7 +474,7 @@ fn read_token_file(path: &std::path::Path) -> Result<String, Error> {
     Ok(token.to_string())
 }
 
-fn decode<T: DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode<T: DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| Error::Decode {
         url: url.to_string(),
         reason: e.to_string(),

@@ -36,12 +36,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_consul::catalog::Instance;
+use berth_consul::catalog::{Instance, ServiceList};
 use berth_consul::{next_index, Client, Indexed};
 use berth_support::backoff::Retry;
 use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use state::State;
 pub(crate) use state::{Health, ServiceView};
@@ -83,7 +83,7 @@ pub(crate) fn spawn(
 
 enum Event {
     Services {
-        tags: BTreeMap<String, Vec<String>>,
+        list: ServiceList,
         index: u64,
         reset: bool,
     },
@@ -226,13 +226,22 @@ async fn tick(timer: &mut Option<tokio::time::Interval>) {
 impl Watch {
     fn take(&mut self, event: Event, have_services: &mut bool, have_checks: &mut bool) {
         match event {
-            Event::Services { tags, index, reset } => {
+            Event::Services { list, index, reset } => {
                 *have_services = true;
                 if reset {
                     info!("Consul's service index went backwards (a restore or a new cluster): reading the whole catalog again");
                     self.pending.full = true;
                 }
-                let changed = self.state.take_service_list(tags);
+                let entries = match list.entries() {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        // Checked when it arrived: cannot happen, but never trust a guess.
+                        warn!("Consul's service list could not be read ({e}); comparing the whole catalog");
+                        self.pending.compare = true;
+                        return;
+                    }
+                };
+                let changed = self.state.take_service_list(&entries);
                 debug!(services = changed.len(), index, "service list moved");
                 self.pending.read.extend(changed);
                 self.pending.explain = Some(index);
@@ -299,7 +308,15 @@ impl Watch {
         self.status.request(Request::UiServices);
         match self.client.service_summaries().await {
             Ok(summaries) => {
-                let differing = self.state.differing_counts(&summaries);
+                let differing = match summaries.entries() {
+                    Ok(entries) => self.state.differing_counts(&entries),
+                    Err(e) => {
+                        // Checked when it arrived: cannot happen.
+                        debug!("Consul's service summary could not be read ({e}); reading the whole catalog to find what changed");
+                        self.pending.compare = true;
+                        return;
+                    }
+                };
                 self.pending.read.extend(differing);
             }
             Err(e) => {
@@ -414,7 +431,7 @@ async fn follow_services(client: Client, status: Arc<WatchStatus>, events: mpsc:
             status.request(Request::CatalogServices);
             client.catalog_services(index, BLOCKING_WAIT)
         },
-        |tags, index, reset| Event::Services { tags, index, reset },
+        |list, index, reset| Event::Services { list, index, reset },
     )
     .await
 }

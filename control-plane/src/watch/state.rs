@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use berth_consul::catalog::{FailingCheck, Instance, ServiceSummary};
+use berth_consul::catalog::{FailingCheck, Instance, ServiceEntry, ServiceSummary};
 
 /// The health of one instance, from its checks and its node's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,28 +74,51 @@ impl State {
         self.services.len()
     }
 
-    /// Takes a new service list; returns the services that appeared, left or changed tags. An
-    /// empty answer with a moved index means the change is not visible in the list.
-    pub(crate) fn take_service_list(&mut self, tags: BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+    /// Takes a new service list (sorted by name, as [`ServiceList::entries`] gives it); returns
+    /// the services that appeared, left or changed tags. An empty answer with a moved index
+    /// means the change is not visible in the list. The list and what is known are walked side
+    /// by side, so only what changed is copied.
+    ///
+    /// [`ServiceList::entries`]: berth_consul::catalog::ServiceList::entries
+    pub(crate) fn take_service_list(&mut self, list: &[ServiceEntry<'_>]) -> BTreeSet<String> {
         let mut changed = BTreeSet::new();
-        for (name, new) in &tags {
-            if self.tags.get(name) != Some(new) {
-                changed.insert(name.clone());
+        let mut updated: Vec<(String, Vec<String>)> = Vec::new();
+        let mut known = self.tags.iter().peekable();
+        let mut read = self.services.keys().peekable();
+        for (name, tags) in list {
+            let name = name.as_ref();
+            // Known services before this one in order have left the list.
+            while let Some((gone, _)) = known.next_if(|(known, _)| known.as_str() < name) {
+                changed.insert(gone.clone());
+            }
+            match known.next_if(|(known, _)| known.as_str() == name) {
+                Some((_, old)) if old.iter().map(String::as_str).eq(tags.iter().map(AsRef::as_ref)) => {}
+                _ => {
+                    changed.insert(name.to_string());
+                    updated.push((name.to_string(), tags.iter().map(|t| t.to_string()).collect()));
+                }
+            }
+            // A service in the list that was never read (its read failed, or the list raced
+            // ahead of a full read) is read too.
+            while read.next_if(|read| read.as_str() < name).is_some() {}
+            if read.next_if(|read| read.as_str() == name).is_none() {
+                changed.insert(name.to_string());
             }
         }
-        for name in self.tags.keys() {
-            if !tags.contains_key(name) {
-                changed.insert(name.clone());
-            }
+        changed.extend(known.map(|(gone, _)| gone.clone()));
+        // Apply: drop what left, write what changed.
+        let gone: Vec<String> = changed
+            .iter()
+            .filter(|name| {
+                list.binary_search_by(|(n, _)| n.as_ref().cmp(name.as_str()))
+                    .is_err()
+            })
+            .cloned()
+            .collect();
+        for name in gone {
+            self.tags.remove(&name);
         }
-        // A service in the list that was never read (its read failed, or the list raced ahead
-        // of a full read) is read too.
-        for name in tags.keys() {
-            if !self.services.contains_key(name) {
-                changed.insert(name.clone());
-            }
-        }
-        self.tags = tags;
+        self.tags.extend(updated);
         changed
     }
 
@@ -117,25 +140,33 @@ impl State {
     }
 
     /// The services whose instance count or nodes differ from Consul's summary.
-    pub(crate) fn differing_counts(&self, summaries: &[ServiceSummary]) -> BTreeSet<String> {
+    pub(crate) fn differing_counts(&self, summaries: &[ServiceSummary<'_>]) -> BTreeSet<String> {
         let mut differing = BTreeSet::new();
-        let mut seen = BTreeSet::new();
+        let mut known = 0;
         for summary in summaries {
-            seen.insert(summary.name.as_str());
-            let ours: Vec<&str> = self
-                .services
-                .get(&summary.name)
-                .map(|instances| instances.iter().map(|i| i.node.as_str()).collect())
-                .unwrap_or_default();
+            let name = summary.name.as_ref();
+            let Some(ours) = self.services.get(name) else {
+                differing.insert(name.to_string());
+                continue;
+            };
+            known += 1;
             // Instances are sorted by node first, so their nodes are in order.
-            if ours.len() != summary.instance_count || ours != summary.nodes {
-                differing.insert(summary.name.clone());
+            let same = ours.len() == summary.instance_count
+                && ours.len() == summary.nodes.len()
+                && ours.iter().zip(&summary.nodes).all(|(i, n)| i.node == n.as_ref());
+            if !same {
+                differing.insert(name.to_string());
             }
         }
-        for name in self.services.keys() {
-            if !seen.contains(name.as_str()) {
-                differing.insert(name.clone());
-            }
+        // Services the summary does not name are gone (looked for only when some are missing).
+        if known != self.services.len() {
+            let named: BTreeSet<&str> = summaries.iter().map(|s| s.name.as_ref()).collect();
+            differing.extend(
+                self.services
+                    .keys()
+                    .filter(|n| !named.contains(n.as_str()))
+                    .cloned(),
+            );
         }
         differing
     }
@@ -239,6 +270,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
     fn instance(service: &str, node: &str, id: &str, port: u16) -> Instance {
         Instance {
@@ -265,10 +297,15 @@ mod tests {
         }
     }
 
-    fn tags(list: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        list.iter()
-            .map(|(n, t)| (n.to_string(), t.iter().map(|s| s.to_string()).collect()))
-            .collect()
+    /// A service list as [`ServiceList::entries`](berth_consul::catalog::ServiceList::entries)
+    /// gives it: sorted by name.
+    fn tags<'a>(list: &[(&'a str, &[&'a str])]) -> Vec<ServiceEntry<'a>> {
+        let mut entries: Vec<ServiceEntry<'a>> = list
+            .iter()
+            .map(|(n, t)| (Cow::Borrowed(*n), t.iter().map(|s| Cow::Borrowed(*s)).collect()))
+            .collect();
+        entries.sort();
+        entries
     }
 
     fn names(list: &[&str]) -> BTreeSet<String> {
@@ -277,7 +314,7 @@ mod tests {
 
     fn seeded() -> State {
         let mut state = State::default();
-        state.take_service_list(tags(&[("web", &["t"]), ("api", &["t"])]));
+        state.take_service_list(&tags(&[("web", &["t"]), ("api", &["t"])]));
         state.set_instances(
             "web",
             vec![instance("web", "n2", "w2", 2), instance("web", "n1", "w1", 1)],
@@ -290,12 +327,12 @@ mod tests {
     #[test]
     fn the_service_list_names_what_appeared_left_or_changed_tags() {
         let mut state = seeded();
-        let changed = state.take_service_list(tags(&[("web", &["t", "u"]), ("new", &[])]));
+        let changed = state.take_service_list(&tags(&[("web", &["t", "u"]), ("new", &[])]));
         assert_eq!(changed, names(&["web", "api", "new"]));
         // The same list again changes nothing, even though "new" has not been read yet... except
         // that an unread service is always asked for.
         assert_eq!(
-            state.take_service_list(tags(&[("web", &["t", "u"]), ("new", &[])])),
+            state.take_service_list(&tags(&[("web", &["t", "u"]), ("new", &[])])),
             names(&["new"])
         );
     }
@@ -304,7 +341,7 @@ mod tests {
     fn an_unchanged_list_attributes_nothing() {
         let mut state = seeded();
         assert!(state
-            .take_service_list(tags(&[("web", &["t"]), ("api", &["t"])]))
+            .take_service_list(&tags(&[("web", &["t"]), ("api", &["t"])]))
             .is_empty());
     }
 
@@ -356,10 +393,10 @@ mod tests {
     #[test]
     fn summaries_find_added_and_moved_instances() {
         let state = seeded();
-        let summary = |name: &str, nodes: &[&str]| ServiceSummary {
-            name: name.into(),
+        let summary = |name: &'static str, nodes: &[&'static str]| ServiceSummary {
+            name: Cow::Borrowed(name),
             instance_count: nodes.len(),
-            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            nodes: nodes.iter().map(|n| Cow::Borrowed(*n)).collect(),
         };
         assert!(state
             .differing_counts(&[summary("web", &["n1", "n2"]), summary("api", &["n1"])])
