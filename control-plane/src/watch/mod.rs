@@ -100,9 +100,9 @@ struct Pending {
     /// The service list's index after its last move: the change made at that index must be
     /// found among the services read, or the whole catalog is compared.
     explain: Option<u64>,
-    /// Consul's summary was read for the list's move to `explain` (kept across a failed read,
-    /// so a retry does not ask again).
-    summarized: bool,
+    /// The service list moved since Consul's summary was last read: the summary must be read
+    /// (it finds the changes one answer of the list folded together).
+    summary: bool,
     /// The indexes the service reads of this round returned.
     read_at: BTreeSet<u64>,
     /// Services to read again.
@@ -123,6 +123,7 @@ impl Pending {
     fn is_empty(&self) -> bool {
         !self.full
             && !self.compare
+            && !self.summary
             && self.explain.is_none()
             && self.read.is_empty()
             && self.touched.is_empty()
@@ -245,8 +246,8 @@ impl Watch {
                 debug!(services = changed.len(), index, "service list moved");
                 self.pending.read.extend(changed);
                 self.pending.explain = Some(index);
-                // A new move may fold new changes: the summary is asked again.
-                self.pending.summarized = false;
+                // Any move may fold changes the list does not show.
+                self.pending.summary = true;
             }
             Event::Checks(checks) => {
                 *have_checks = true;
@@ -259,13 +260,17 @@ impl Watch {
     /// Does the pending work; on success returns the views that changed.
     ///
     /// The service list names the services that appeared, left or changed tags: those are read.
-    /// Because one answer of the list can fold several changes, Consul's summary is then asked
-    /// too, and the services whose instance count or nodes differ from what the watch holds are
-    /// read as well (a read of one service that changed at the list's index says nothing of
-    /// another that changed beside it). The change that moved the list's index to `explain`
-    /// must then be among the reads (a read returns its service's own index); when it is not,
-    /// an instance changed in place and the whole catalog is compared. An in-place change
-    /// folded into the same answer as another change stays hidden until the periodic full read.
+    /// The change that moved the list's index to `explain` must be among the reads (a read
+    /// returns its service's own index). One answer of the list can fold several changes,
+    /// though, and a read of one service that changed at the list's index says nothing of
+    /// another that changed beside it: so after every move Consul's summary is asked too, and
+    /// the services whose instance count or nodes differ from what the watch holds are read.
+    /// When the reads explain the move, what they found is handed on first and the summary
+    /// follows at once (the run loop finds it pending), so a single change is not delayed by
+    /// the summary; when they do not, the summary comes first, and if even it does not explain
+    /// the move, an instance changed in place and the whole catalog is compared. An in-place
+    /// change folded into the same answer as another change stays hidden until the periodic
+    /// full read.
     async fn work(&mut self) -> Result<Update, berth_consul::Error> {
         if self.pending.full {
             self.read_and_compare().await?;
@@ -274,12 +279,8 @@ impl Watch {
             self.read_services().await?;
         }
         if let Some(index) = self.pending.explain {
-            if !self.pending.summarized {
-                self.summarize().await;
-                self.pending.summarized = true;
-            }
-            if !self.pending.compare && !self.pending.read.is_empty() {
-                self.read_services().await?;
+            if !self.pending.explained(index) && self.pending.summary {
+                self.summarize_and_read().await?;
             }
             if !self.pending.explained(index) {
                 debug!(
@@ -293,13 +294,29 @@ impl Watch {
             self.read_and_compare().await?;
         }
         self.pending.explain = None;
-        self.pending.summarized = false;
         self.pending.read_at.clear();
+        // Nothing to hand on first: what the list's answer may have folded is looked for now.
+        if self.pending.summary && self.pending.touched.is_empty() {
+            self.summarize_and_read().await?;
+            if self.pending.compare {
+                self.read_and_compare().await?;
+            }
+        }
         let touched = std::mem::take(&mut self.pending.touched);
         self.status.set_services(self.state.len());
         Ok(Update {
             changed: self.state.refresh_views(&touched),
         })
+    }
+
+    /// [`Watch::summarize`], then reads what it found (unless a full comparison is due).
+    async fn summarize_and_read(&mut self) -> Result<(), berth_consul::Error> {
+        self.summarize().await;
+        self.pending.summary = false;
+        if !self.pending.compare && !self.pending.read.is_empty() {
+            self.read_services().await?;
+        }
+        Ok(())
     }
 
     /// Asks Consul's summary which services gained or lost instances, and queues them for
@@ -345,7 +362,7 @@ impl Watch {
         self.pending.full = false;
         self.pending.compare = false;
         self.pending.explain = None;
-        self.pending.summarized = false;
+        self.pending.summary = false;
         self.pending.read.clear();
         Ok(())
     }
