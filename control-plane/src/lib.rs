@@ -196,9 +196,10 @@ struct Args {
     )]
     admin_addr: SocketAddr,
 
-    /// How long to gather changes after the first one before publishing them as one version:
-    /// a burst (a service scaled to fifty instances) becomes a few pushes, not fifty, and a
-    /// change waits at most this much longer. 0 publishes every change at once.
+    /// Paces publications: a change after a quiet spell is published at once, and changes
+    /// within this long of the last publication are gathered and published together when it
+    /// has passed. A burst (a service scaled to fifty instances) becomes a few pushes, not
+    /// fifty, and a change waits at most this much longer. 0 publishes every change at once.
     #[arg(
         long,
         env = "BERTH_CONTROL_PUSH_COALESCE",

@@ -349,9 +349,11 @@ fn delta(from: &str, changed: &Changed, current: &Items) -> Delta {
 /// Applies every update of the watch to `compiler` and publishes the result. Updates that
 /// arrive while one is being compiled are applied together. Runs until the watch ends.
 ///
-/// `coalesce` is the window after a change during which further changes are gathered into the
-/// same compile and publish: a burst (a service scaled to fifty instances) becomes a few
-/// versions instead of fifty, each change waiting at most `coalesce` more.
+/// `coalesce` paces publications: a change that comes after a quiet spell is published at once;
+/// changes that come within `coalesce` of the last publication are gathered until that window
+/// ends and published together. So a single change waits for nothing, and a burst (a service
+/// scaled to fifty instances) becomes a few versions instead of fifty, each change waiting at
+/// most `coalesce` more.
 pub(crate) async fn follow(
     mut updates: mpsc::UnboundedReceiver<Update>,
     mut compiler: Compiler,
@@ -360,17 +362,18 @@ pub(crate) async fn follow(
     metrics: Arc<Metrics>,
     coalesce: Duration,
 ) {
+    // When the window opened by the last publication closes.
+    let mut window_ends: Option<tokio::time::Instant> = None;
     while let Some(update) = updates.recv().await {
         let mut changed = update.changed;
-        let until = tokio::time::Instant::now() + coalesce;
-        loop {
-            while let Ok(more) = updates.try_recv() {
+        if let Some(until) = window_ends.filter(|until| *until > tokio::time::Instant::now()) {
+            // Within the window of the last publication: gather until it closes.
+            while let Ok(Some(more)) = tokio::time::timeout_at(until, updates.recv()).await {
                 changed.extend(more.changed);
             }
-            match tokio::time::timeout_at(until, updates.recv()).await {
-                Ok(Some(more)) => changed.extend(more.changed),
-                Ok(None) | Err(_) => break,
-            }
+        }
+        while let Ok(more) = updates.try_recv() {
+            changed.extend(more.changed);
         }
         let started = Instant::now();
         status.compiled_services(compiler.apply(&changed));
@@ -384,6 +387,7 @@ pub(crate) async fn follow(
         if store.publish(compiled) {
             info!(%version, routes, errors, services = changed.len(), "published snapshot");
         }
+        window_ends = Some(tokio::time::Instant::now() + coalesce);
         // Only the errors of what changed: an unchanged bad tag is not logged again.
         for service in changed.keys() {
             for e in compiler.errors_of(service) {
@@ -578,20 +582,53 @@ mod tests {
             metrics.clone(),
             Duration::from_secs(2),
         ));
-        // Ten changes, spread over much less than the window.
+        let watch_for_render = watch.clone();
+        let compiles = move |metrics: &Metrics| {
+            metrics
+                .render(None, &watch_for_render, &Arc::default())
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("berth_control_compile_duration_seconds_count ")
+                        .map(str::to_owned)
+                })
+        };
+        // Waits (at most 10 s) until `n` compiles are counted; returns when.
+        let compiled = |n: &'static str| {
+            let metrics = metrics.clone();
+            let compiles = compiles.clone();
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while compiles(&metrics).as_deref() != Some(n) {
+                    assert!(tokio::time::Instant::now() < deadline, "never compiled {n} times");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                tokio::time::Instant::now()
+            }
+        };
+        // A first change after a quiet spell is compiled and published at once, long before
+        // the window would close.
+        let started = tokio::time::Instant::now();
+        tx.send(Update::default()).expect("open");
+        published.changed().await.expect("published");
+        let first = compiled("1").await;
+        assert!(first - started < Duration::from_secs(1), "{:?}", first - started);
+        // Ten more within the window that publication opened: gathered into one compile when
+        // it closes.
         for _ in 0..10 {
-            tx.send(Update {
-                changed: Default::default(),
-            })
-            .expect("open");
+            tx.send(Update::default()).expect("open");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        published.changed().await.expect("published");
-        let text = metrics.render(None, &watch, &Arc::default());
+        let second = compiled("2").await;
         assert!(
-            text.lines()
-                .any(|l| l == "berth_control_compile_duration_seconds_count 1"),
-            "{text}"
+            second - first >= Duration::from_secs(2) - Duration::from_millis(50),
+            "{:?}",
+            second - first
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            compiles(&metrics).as_deref(),
+            Some("2"),
+            "the burst was compiled once"
         );
     }
 }
