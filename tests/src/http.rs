@@ -34,20 +34,19 @@ pub async fn get_json(url: &str) -> Result<serde_json::Value> {
 /// GET `url` with `client` and read the answer as JSON; a non-2xx status is an error naming the
 /// URL, the status and the body.
 pub async fn get_json_via(client: &reqwest::Client, url: &str) -> Result<serde_json::Value> {
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let status = response.status();
-    let body = response.text().await?;
-    anyhow::ensure!(status.is_success(), "GET {url}: {status}: {body}");
+    let body = get_text_via(client, url).await?;
     serde_json::from_str(&body).with_context(|| format!("GET {url}: not JSON: {body}"))
 }
 
 /// GET `url` and return its body as text; a non-2xx status is an error naming the URL.
 pub async fn get_text(url: &str) -> Result<String> {
-    let response = client()
+    get_text_via(&client(), url).await
+}
+
+/// GET `url` with `client` and return its body; a non-2xx status is an error naming the URL, the
+/// status and the body.
+async fn get_text_via(client: &reqwest::Client, url: &str) -> Result<String> {
+    let response = client
         .get(url)
         .send()
         .await
