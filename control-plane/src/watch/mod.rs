@@ -323,19 +323,16 @@ impl Watch {
     /// reading; when the summary is not available, queues a full comparison instead.
     async fn summarize(&mut self) {
         self.status.request(Request::UiServices);
-        match self.client.service_summaries().await {
-            Ok(summaries) => {
-                let differing = match summaries.entries() {
-                    Ok(entries) => self.state.differing_counts(&entries),
-                    Err(e) => {
-                        // Checked when it arrived: cannot happen.
-                        debug!("Consul's service summary could not be read ({e}); reading the whole catalog to find what changed");
-                        self.pending.compare = true;
-                        return;
-                    }
-                };
-                self.pending.read.extend(differing);
-            }
+        // Read once, here: a summary Consul sent but that cannot be read counts as unavailable.
+        let differing = match self.client.service_summaries().await {
+            Ok(summaries) => summaries
+                .entries()
+                .map(|entries| self.state.differing_counts(&entries))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match differing {
+            Ok(differing) => self.pending.read.extend(differing),
             Err(e) => {
                 self.status.error(Part::Summary);
                 debug!("Consul's service summary is not available ({e}); reading the whole catalog to find what changed");

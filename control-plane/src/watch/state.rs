@@ -83,13 +83,14 @@ impl State {
     pub(crate) fn take_service_list(&mut self, list: &[ServiceEntry<'_>]) -> BTreeSet<String> {
         let mut changed = BTreeSet::new();
         let mut updated: Vec<(String, Vec<String>)> = Vec::new();
+        let mut gone: Vec<String> = Vec::new();
         let mut known = self.tags.iter().peekable();
         let mut read = self.services.keys().peekable();
         for (name, tags) in list {
             let name = name.as_ref();
             // Known services before this one in order have left the list.
-            while let Some((gone, _)) = known.next_if(|(known, _)| known.as_str() < name) {
-                changed.insert(gone.clone());
+            while let Some((left, _)) = known.next_if(|(known, _)| known.as_str() < name) {
+                gone.push(left.clone());
             }
             match known.next_if(|(known, _)| known.as_str() == name) {
                 Some((_, old)) if old.iter().map(String::as_str).eq(tags.iter().map(AsRef::as_ref)) => {}
@@ -105,19 +106,12 @@ impl State {
                 changed.insert(name.to_string());
             }
         }
-        changed.extend(known.map(|(gone, _)| gone.clone()));
+        gone.extend(known.map(|(left, _)| left.clone()));
         // Apply: drop what left, write what changed.
-        let gone: Vec<String> = changed
-            .iter()
-            .filter(|name| {
-                list.binary_search_by(|(n, _)| n.as_ref().cmp(name.as_str()))
-                    .is_err()
-            })
-            .cloned()
-            .collect();
-        for name in gone {
-            self.tags.remove(&name);
+        for name in &gone {
+            self.tags.remove(name);
         }
+        changed.extend(gone);
         self.tags.extend(updated);
         changed
     }
