@@ -99,7 +99,8 @@ pub struct ServiceList {
 }
 
 impl ServiceList {
-    /// A list from a body in Consul's format (`{"name": ["tag", ...], ...}`); checked when read.
+    /// A list from a body in Consul's format (`{"name": ["tag", ...], ...}`); checked when read
+    /// ([`ServiceList::entries`]).
     pub fn from_json(body: impl Into<Bytes>) -> ServiceList {
         ServiceList { body: body.into() }
     }
@@ -119,7 +120,7 @@ impl ServiceList {
 /// Consul's per-service summary as it came over the wire; see [`Summaries::entries`].
 #[derive(Debug, Clone)]
 pub struct Summaries {
-    body: Bytes,
+    pub(crate) body: Bytes,
 }
 
 impl Summaries {
@@ -131,25 +132,13 @@ impl Summaries {
     /// Every service's summary, borrowing names from the answer; nodes sorted.
     pub fn entries(&self) -> Result<Vec<ServiceSummary<'_>>, serde_json::Error> {
         let raw: Vec<RawSummary<'_>> = serde_json::from_slice(&self.body)?;
-        Ok(raw
-            .into_iter()
-            .map(|s| {
-                let mut nodes: Vec<Cow<'_, str>> =
-                    s.nodes.unwrap_or_default().into_iter().map(|n| n.0).collect();
-                nodes.sort();
-                ServiceSummary {
-                    name: s.name.0,
-                    instance_count: s.instance_count,
-                    nodes,
-                }
-            })
-            .collect())
+        Ok(raw.into_iter().map(RawSummary::into_summary).collect())
     }
 }
 
 /// A string read from a JSON answer, borrowed unless it holds escapes.
 #[derive(Deserialize)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+pub(crate) struct Text<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
 
 /// The service list's object read into name-sorted pairs without building a map.
 struct Entries<'a>(Vec<ServiceEntry<'a>>);
@@ -262,9 +251,10 @@ struct RawNodeService {
     modify_index: u64,
 }
 
+/// One entry of Consul's summary, as written.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RawSummary<'a> {
+pub(crate) struct RawSummary<'a> {
     #[serde(borrow)]
     name: Text<'a>,
     #[serde(default)]
@@ -273,22 +263,31 @@ struct RawSummary<'a> {
     nodes: Option<Vec<Text<'a>>>,
 }
 
+impl<'a> RawSummary<'a> {
+    /// The summary with its nodes sorted.
+    pub(crate) fn into_summary(self) -> ServiceSummary<'a> {
+        let mut nodes: Vec<Cow<'a, str>> = self.nodes.unwrap_or_default().into_iter().map(|n| n.0).collect();
+        nodes.sort();
+        ServiceSummary {
+            name: self.name.0,
+            instance_count: self.instance_count,
+            nodes,
+        }
+    }
+}
+
 impl Client {
     /// `GET /v1/catalog/services`: every service name with the union of its instances' tags
     /// (sorted). The index moves with any change to any service registration.
     pub async fn catalog_services(&self, index: u64, wait: Duration) -> Result<Indexed<ServiceList>, Error> {
-        let (url, raw) = self
+        let (_, raw) = self
             .get_blocking_raw("/v1/catalog/services", &[], index, wait)
             .await?;
-        let list = ServiceList { body: raw.value };
-        // Checked here, so a malformed answer fails (and is retried) like any failed request.
-        list.entries().map_err(|e| Error::Decode {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+        // Read once, by the caller ([`ServiceList::entries`]): at 10,000 services the answer is
+        // over a megabyte, and it comes again after every change.
         Ok(Indexed {
             index: raw.index,
-            value: list,
+            value: ServiceList { body: raw.value },
         })
     }
 

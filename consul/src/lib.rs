@@ -4,6 +4,8 @@
 //!   control plane's watch.
 //! - [`agent`]: registering, listing and removing services (and their checks) on the local Consul
 //!   agent, for `berth-agent`.
+//! - [`summaries`]: Consul's per-service summary followed from answer to answer at the cost of
+//!   what changed, for the watch to find changes its other queries do not show.
 //! - [`config`]: how to reach Consul (one or more addresses, ACL token, datacenter, read mode,
 //!   TLS), from flags or from the standard `CONSUL_*` environment variables.
 //! - `client` (the HTTP plumbing and failover between addresses) and `tls` (certificates, and
@@ -18,6 +20,7 @@ pub mod catalog;
 mod client;
 pub mod config;
 mod error;
+pub mod summaries;
 mod tls;
 
 pub use client::{Client, Indexed};

@@ -13,7 +13,8 @@
 //! state at the time it runs the query, and one transaction, such as a node's removal, changes
 //! several services at one index), and the list itself shows only names and tags: so every move
 //! of the list also asks Consul's per-service summary (`/v1/internal/ui/services`), which shows
-//! every service that gained, lost or moved an instance. The whole catalog is read node by node
+//! every service that gained, lost or moved an instance (only where it differs from the last one
+//! is parsed and compared: see `berth_consul::summaries`). The whole catalog is read node by node
 //! (`/v1/catalog/nodes` and `/v1/catalog/node/:node`) at start, when an index goes backwards,
 //! when neither a read nor the summary explains the list's move (an instance changed in place),
 //! and every `resync` period as a safety net. So the watch holds at most `2 + read_concurrency`
@@ -233,11 +234,17 @@ impl Watch {
                     info!("Consul's service index went backwards (a restore or a new cluster): reading the whole catalog again");
                     self.pending.full = true;
                 }
+                // Read once, here. An answer that cannot be read says nothing of what changed:
+                // the whole catalog is compared instead (the next answer is read as usual).
                 let entries = match list.entries() {
                     Ok(entries) => entries,
                     Err(e) => {
-                        // Checked when it arrived: cannot happen, but never trust a guess.
-                        warn!("Consul's service list could not be read ({e}); comparing the whole catalog");
+                        self.status.error(Part::Services);
+                        warn!(
+                            index,
+                            "Consul's service list at {} could not be read ({e}); comparing the whole catalog",
+                            self.client.address()
+                        );
                         self.pending.compare = true;
                         return;
                     }
@@ -325,10 +332,7 @@ impl Watch {
         self.status.request(Request::UiServices);
         // Read once, here: a summary Consul sent but that cannot be read counts as unavailable.
         let differing = match self.client.service_summaries().await {
-            Ok(summaries) => summaries
-                .entries()
-                .map(|entries| self.state.differing_counts(&entries))
-                .map_err(|e| e.to_string()),
+            Ok(summaries) => self.state.take_summaries(&summaries).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match differing {

@@ -6,8 +6,11 @@
 //! - The service list (`/v1/catalog/services`) names the services that appeared, left, or whose
 //!   tags changed; those are re-read.
 //! - A list whose index moved while no name or tag changed means an instance was added, removed
-//!   or re-registered without changing the tags: [`State::differing_counts`] finds it from
-//!   Consul's per-service summary, and failing that a full read compares every instance.
+//!   or re-registered without changing the tags: [`State::take_summaries`] finds it from
+//!   Consul's per-service summary, and failing that a full read compares every instance. The
+//!   summary names every service of the catalog, but only what may disagree is compared: the
+//!   entries that changed since the last summary (see [`SummaryIndex`]), the services read since,
+//!   and those that disagreed last time.
 //! - The failing checks (`/v1/health/state/any` without the passing ones) name the instances
 //!   whose health changed: their services are recomputed, not re-read (the instances did not
 //!   change). A node check concerns every service with an instance on that node.
@@ -18,7 +21,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use berth_consul::catalog::{FailingCheck, Instance, ServiceEntry, ServiceSummary};
+use berth_consul::catalog::{FailingCheck, Instance, ServiceEntry, ServiceSummary, Summaries};
+use berth_consul::summaries::{SummaryChanges, SummaryIndex};
 
 /// The health of one instance, from its checks and its node's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,6 +70,11 @@ pub(crate) struct State {
     by_node: BTreeMap<String, BTreeSet<String>>,
     /// The views last handed to the compiler.
     views: BTreeMap<String, Arc<ServiceView>>,
+    /// Consul's last summary.
+    summary: SummaryIndex,
+    /// The services that may disagree with the last summary without its entry having changed:
+    /// those read since it was compared, and those that disagreed with it.
+    unsummarized: BTreeSet<String>,
 }
 
 impl State {
@@ -133,36 +142,42 @@ impl State {
         affected
     }
 
-    /// The services whose instance count or nodes differ from Consul's summary.
-    pub(crate) fn differing_counts(&self, summaries: &[ServiceSummary<'_>]) -> BTreeSet<String> {
+    /// Takes Consul's summary; returns the services whose instance count or nodes differ from
+    /// what is known (read them to agree again). Only the services that may disagree are
+    /// compared (see [`State::unsummarized`](State)); the first summary, or one that could not be
+    /// compared with the last, is compared whole.
+    pub(crate) fn take_summaries(
+        &mut self,
+        answer: &Summaries,
+    ) -> Result<BTreeSet<String>, serde_json::Error> {
+        let candidates: BTreeSet<String> = match self.summary.update(answer)? {
+            SummaryChanges::All => self
+                .summary
+                .names()
+                .map(str::to_string)
+                .chain(self.services.keys().cloned())
+                .collect(),
+            SummaryChanges::Services(mut changed) => {
+                changed.extend(self.unsummarized.iter().cloned());
+                changed
+            }
+        };
         let mut differing = BTreeSet::new();
-        let mut known = 0;
-        for summary in summaries {
-            let name = summary.name.as_ref();
-            let Some(ours) = self.services.get(name) else {
-                differing.insert(name.to_string());
-                continue;
+        for name in candidates {
+            let summary = match self.summary.get(&name).transpose() {
+                Ok(summary) => summary,
+                Err(e) => {
+                    // An entry that cannot be read is never trusted later: start over.
+                    self.summary.clear();
+                    return Err(e);
+                }
             };
-            known += 1;
-            // Instances are sorted by node first, so their nodes are in order.
-            let same = ours.len() == summary.instance_count
-                && ours.len() == summary.nodes.len()
-                && ours.iter().zip(&summary.nodes).all(|(i, n)| i.node == n.as_ref());
-            if !same {
-                differing.insert(name.to_string());
+            if !agrees(self.services.get(&name), summary.as_ref()) {
+                differing.insert(name);
             }
         }
-        // Services the summary does not name are gone (looked for only when some are missing).
-        if known != self.services.len() {
-            let named: BTreeSet<&str> = summaries.iter().map(|s| s.name.as_ref()).collect();
-            differing.extend(
-                self.services
-                    .keys()
-                    .filter(|n| !named.contains(n.as_str()))
-                    .cloned(),
-            );
-        }
-        differing
+        self.unsummarized.clone_from(&differing);
+        Ok(differing)
     }
 
     /// The services whose instances differ from `full` (a read of every instance); services
@@ -180,6 +195,9 @@ impl State {
     /// Records what a read found for `service` (no instances: the service is gone).
     pub(crate) fn set_instances(&mut self, service: &str, mut instances: Vec<Instance>) {
         instances.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
+        if !self.unsummarized.contains(service) {
+            self.unsummarized.insert(service.to_string());
+        }
         if let Some(old) = self.services.get(service) {
             for instance in old {
                 if let Some(on_node) = self.by_node.get_mut(&instance.node) {
@@ -258,6 +276,21 @@ impl State {
             .map(|c| Health::of_status(&c.status))
             .max()
             .unwrap_or(Health::Passing)
+    }
+}
+
+/// Whether what is known of a service agrees with its summary: as many instances, on the same
+/// nodes (a service missing on either side agrees only if missing on both).
+fn agrees(ours: Option<&Vec<Instance>>, summary: Option<&ServiceSummary<'_>>) -> bool {
+    match (ours, summary) {
+        (None, None) => true,
+        // Instances are sorted by node first, so their nodes are in order.
+        (Some(ours), Some(summary)) => {
+            ours.len() == summary.instance_count
+                && ours.len() == summary.nodes.len()
+                && ours.iter().zip(&summary.nodes).all(|(i, n)| i.node == n.as_ref())
+        }
+        _ => false,
     }
 }
 
@@ -386,23 +419,52 @@ mod tests {
 
     #[test]
     fn summaries_find_added_and_moved_instances() {
-        let state = seeded();
-        let summary = |name: &'static str, nodes: &[&'static str]| ServiceSummary {
-            name: Cow::Borrowed(name),
-            instance_count: nodes.len(),
-            nodes: nodes.iter().map(|n| Cow::Borrowed(*n)).collect(),
+        let mut state = seeded();
+        let summary = |services: &[(&str, &[&str])]| {
+            let entries: Vec<String> = services
+                .iter()
+                .map(|(name, nodes)| {
+                    format!(
+                        r#"{{"Name":"{name}","InstanceCount":{},"Nodes":{}}}"#,
+                        nodes.len(),
+                        serde_json::json!(nodes)
+                    )
+                })
+                .collect();
+            Summaries::from_json(format!("[{}]", entries.join(",")))
         };
-        assert!(state
-            .differing_counts(&[summary("web", &["n1", "n2"]), summary("api", &["n1"])])
-            .is_empty());
-        assert_eq!(
-            state.differing_counts(&[summary("web", &["n1", "n2", "n2"]), summary("api", &["n3"])]),
-            names(&["web", "api"])
+        let take = |state: &mut State, answer: &Summaries| state.take_summaries(answer).expect("readable");
+        let agreeing = summary(&[("api", &["n1"]), ("web", &["n2", "n1"])]);
+        assert!(take(&mut state, &agreeing).is_empty());
+        // Unchanged, and nothing read since: nothing to compare, nothing differs.
+        assert!(take(&mut state, &agreeing).is_empty());
+
+        let moved = summary(&[("api", &["n3"]), ("web", &["n1", "n2", "n2"])]);
+        assert_eq!(take(&mut state, &moved), names(&["web", "api"]));
+        // Still disagreeing with the same answer until read.
+        assert_eq!(take(&mut state, &moved), names(&["web", "api"]));
+        state.set_instances("api", vec![instance("api", "n3", "a1", 3)]);
+        state.set_instances(
+            "web",
+            vec![
+                instance("web", "n1", "w1", 1),
+                instance("web", "n2", "w2", 2),
+                instance("web", "n2", "w3", 3),
+            ],
         );
-        assert_eq!(
-            state.differing_counts(&[summary("web", &["n1", "n2"])]),
-            names(&["api"])
+        assert!(take(&mut state, &moved).is_empty());
+
+        // A read that saw an instance the summary no longer shows (it came and went between two
+        // summaries, so the summary's entry did not change): compared all the same.
+        state.set_instances(
+            "api",
+            vec![instance("api", "n3", "a1", 3), instance("api", "n4", "a2", 3)],
         );
+        assert_eq!(take(&mut state, &moved), names(&["api"]));
+
+        // A service the summary no longer names, and one the watch never read.
+        let gone = summary(&[("new", &["n1"]), ("web", &["n1", "n2", "n2"])]);
+        assert_eq!(take(&mut state, &gone), names(&["api", "new"]));
     }
 
     #[test]

@@ -1,0 +1,576 @@
+//! Consul's per-service summary followed from one answer to the next at the cost of what changed.
+//!
+//! `/v1/internal/ui/services` answers with one entry per service of the whole catalog (about
+//! 2.5 MB at 10,000 services with 5 instances each), and the control plane asks for it after every
+//! move of the service list. Consul writes it the same way each time: entries sorted by name,
+//! each entry's tags and nodes sorted. So two answers differ only where the catalog changed.
+//! [`SummaryIndex`] keeps the last answer and where each of its entries lies; a new answer is
+//! compared with it byte for byte from both ends (a memory comparison), and only the entries
+//! between the first and the last difference are parsed. It names the services whose entries
+//! appeared, left or changed, and hands out any entry on request.
+//!
+//! Nothing is trusted that was not checked: the unchanged entries at the start of the answer are
+//! the same bytes at the same place, and those at the end are taken over only when parsing from a
+//! known entry lands exactly where one of them starts (from there on, the bytes, and so the
+//! parse, are those of the last answer). Anything unexpected (the first answer, an answer that
+//! cannot be read, entries out of order) reads the answer whole.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::catalog::{RawSummary, ServiceSummary, Summaries, Text};
+
+/// What a new answer changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SummaryChanges {
+    /// The answer was read whole (the first one, or one that could not be compared): any entry
+    /// may have changed.
+    All,
+    /// The services whose entries appeared, left or differ from the last answer.
+    Services(BTreeSet<String>),
+}
+
+/// One entry of the answer: where it lies in the body, and the service it summarizes.
+#[derive(Debug, Clone)]
+struct Entry {
+    start: usize,
+    end: usize,
+    name: Box<str>,
+}
+
+/// The last summary answer, indexed by service name; see the module documentation.
+#[derive(Debug, Default)]
+pub struct SummaryIndex {
+    body: Bytes,
+    entries: Vec<Entry>,
+    /// Whether the entries are sorted by name (Consul sorts them): lookups then search.
+    sorted: bool,
+    /// Whether the index holds an answer that was read successfully.
+    valid: bool,
+}
+
+/// The only field needed to index an entry.
+#[derive(Deserialize)]
+struct NameOnly<'a> {
+    #[serde(rename = "Name", borrow)]
+    name: Text<'a>,
+}
+
+impl SummaryIndex {
+    /// An index that holds no answer yet: the first one is read whole.
+    pub fn new() -> SummaryIndex {
+        SummaryIndex::default()
+    }
+
+    /// Number of services in the last answer.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the last answer named no service.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every service of the last answer, in the answer's order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| &*e.name)
+    }
+
+    /// Forgets the last answer, so the next one is read whole.
+    pub fn clear(&mut self) {
+        *self = SummaryIndex::default();
+    }
+
+    /// Takes a new answer and says which entries changed. An answer that cannot be compared
+    /// with the last one is read whole; one that cannot be read at all is an error saying why,
+    /// and the index is then cleared (the next answer is read whole).
+    pub fn update(&mut self, answer: &Summaries) -> Result<SummaryChanges, serde_json::Error> {
+        let body = answer.body.clone();
+        if self.valid && !self.entries.is_empty() {
+            if let Ok(changes) = self.update_in_place(body.clone()) {
+                return Ok(changes);
+            }
+            // Read it whole: if that fails too, the error says why.
+        }
+        let result = self.read_whole(body).map(|()| SummaryChanges::All);
+        if result.is_err() {
+            self.clear();
+        }
+        result
+    }
+
+    /// The summary of `service` in the last answer, if it names it.
+    pub fn get(&self, service: &str) -> Option<Result<ServiceSummary<'_>, serde_json::Error>> {
+        let entry = if self.sorted {
+            let at = self.entries.binary_search_by(|e| (*e.name).cmp(service)).ok()?;
+            &self.entries[at]
+        } else {
+            self.entries.iter().find(|e| &*e.name == service)?
+        };
+        let raw = &self.body[entry.start..entry.end];
+        Some(serde_json::from_slice::<RawSummary<'_>>(raw).map(RawSummary::into_summary))
+    }
+
+    fn read_whole(&mut self, body: Bytes) -> Result<(), serde_json::Error> {
+        let mut entries = Vec::new();
+        let mut at = skip_whitespace(&body, 0);
+        if body[at..].starts_with(b"null") {
+            at = skip_whitespace(&body, at + 4);
+        } else {
+            at = expect(&body, at, b'[')?;
+            at = skip_whitespace(&body, at);
+            if body.get(at) == Some(&b']') {
+                at = skip_whitespace(&body, at + 1);
+            } else {
+                loop {
+                    let entry = parse_entry(&body, at)?;
+                    at = entry.end;
+                    entries.push(entry);
+                    match next_entry(&body, at)? {
+                        Next::Entry(next) => at = next,
+                        Next::End(end) => {
+                            at = end;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if at != body.len() {
+            return Err(unexpected(&body, at, "the end of the answer"));
+        }
+        self.sorted = entries.windows(2).all(|w| w[0].name < w[1].name);
+        self.entries = entries;
+        self.body = body;
+        self.valid = true;
+        Ok(())
+    }
+
+    fn update_in_place(&mut self, body: Bytes) -> Result<SummaryChanges, serde_json::Error> {
+        let (old, old_len, new_len) = (&self.body, self.body.len(), body.len());
+        let prefix = common_prefix(old, &body);
+        if prefix == old_len && prefix == new_len {
+            return Ok(SummaryChanges::Services(BTreeSet::new()));
+        }
+        let suffix = common_suffix(old, &body).min(old_len.min(new_len) - prefix);
+        // Entries ending within the common prefix are unchanged and at the same place.
+        let first = self.entries.partition_point(|e| e.end <= prefix);
+        // Entries starting within the common suffix may be taken over, shifted.
+        let mut candidate = self
+            .entries
+            .partition_point(|e| e.start < old_len - suffix)
+            .max(first);
+
+        // Parse from just after the last unchanged entry (or the array's opening bracket).
+        let mut parsed: Vec<Entry> = Vec::new();
+        let stop = match first.checked_sub(1) {
+            Some(last) => match next_entry(&body, self.entries[last].end)? {
+                Next::End(end) => Stop::End(end),
+                Next::Entry(at) => self.parse_from(&body, at, &mut candidate, &mut parsed)?,
+            },
+            None => {
+                let at = skip_whitespace(&body, expect(&body, skip_whitespace(&body, 0), b'[')?);
+                if body.get(at) == Some(&b']') {
+                    Stop::End(skip_whitespace(&body, at + 1))
+                } else {
+                    self.parse_from(&body, at, &mut candidate, &mut parsed)?
+                }
+            }
+        };
+        let taken_over = match stop {
+            Stop::TakeOver(k) => k,
+            Stop::End(end) if end == new_len => self.entries.len(),
+            Stop::End(end) => return Err(unexpected(&body, end, "the end of the answer")),
+        };
+
+        // What changed: the old entries replaced and the new ones parsed, except an entry parsed
+        // again with the same name and bytes (only its neighbours changed).
+        let replaced: BTreeMap<&str, &[u8]> = self.entries[first..taken_over]
+            .iter()
+            .map(|e| (&*e.name, &old[e.start..e.end]))
+            .collect();
+        let mut changed: BTreeSet<String> = replaced.keys().map(|n| n.to_string()).collect();
+        for entry in &parsed {
+            if replaced.get(&*entry.name) == Some(&&body[entry.start..entry.end]) {
+                changed.remove(&*entry.name);
+            } else {
+                changed.insert(entry.name.to_string());
+            }
+        }
+
+        // The new index: the unchanged head, the parsed middle, the shifted tail.
+        let tail: Vec<Entry> = self.entries[taken_over..]
+            .iter()
+            .map(|e| Entry {
+                start: e.start + new_len - old_len,
+                end: e.end + new_len - old_len,
+                name: e.name.clone(),
+            })
+            .collect();
+        let sorted = self.sorted && sorted_junctions(&self.entries[..first], &parsed, &tail);
+        self.entries.truncate(first);
+        self.entries.extend(parsed);
+        self.entries.extend(tail);
+        self.sorted = sorted;
+        self.body = body;
+        Ok(SummaryChanges::Services(changed))
+    }
+
+    /// Parses entries from `at` (the start of one) until the array ends or parsing reaches the
+    /// start of an entry of the common suffix, which is then taken over with what follows.
+    fn parse_from(
+        &self,
+        body: &[u8],
+        mut at: usize,
+        candidate: &mut usize,
+        parsed: &mut Vec<Entry>,
+    ) -> Result<Stop, serde_json::Error> {
+        // Where an old entry would start in the new answer.
+        let shift = |start: usize| (start + body.len()).checked_sub(self.body.len());
+        loop {
+            while let Some(e) = self.entries.get(*candidate) {
+                match shift(e.start) {
+                    Some(start) if start < at => *candidate += 1,
+                    Some(start) if start == at => return Ok(Stop::TakeOver(*candidate)),
+                    _ => break,
+                }
+            }
+            let entry = parse_entry(body, at)?;
+            at = entry.end;
+            parsed.push(entry);
+            match next_entry(body, at)? {
+                Next::Entry(next) => at = next,
+                Next::End(end) => return Ok(Stop::End(end)),
+            }
+        }
+    }
+}
+
+/// Where parsing stopped.
+enum Stop {
+    /// At the start of this old entry (shifted): it and all after it are taken over.
+    TakeOver(usize),
+    /// After the array's closing bracket and the whitespace that follows.
+    End(usize),
+}
+
+/// What follows an entry.
+enum Next {
+    /// Another entry, starting here.
+    Entry(usize),
+    /// The array's end: the position after its closing bracket and any whitespace.
+    End(usize),
+}
+
+/// Parses the entry starting at `at`: its extent and its service's name.
+fn parse_entry(body: &[u8], at: usize) -> Result<Entry, serde_json::Error> {
+    let mut stream = serde_json::Deserializer::from_slice(&body[at..]).into_iter::<NameOnly<'_>>();
+    let name = match stream.next() {
+        Some(entry) => entry?.name.0.into_owned().into_boxed_str(),
+        None => return Err(unexpected(body, at, "a service's summary")),
+    };
+    Ok(Entry {
+        start: at,
+        end: at + stream.byte_offset(),
+        name,
+    })
+}
+
+/// After an entry ending at `at`: a comma and the next entry, or the closing bracket.
+fn next_entry(body: &[u8], at: usize) -> Result<Next, serde_json::Error> {
+    let at = skip_whitespace(body, at);
+    match body.get(at) {
+        Some(b',') => Ok(Next::Entry(skip_whitespace(body, at + 1))),
+        Some(b']') => Ok(Next::End(skip_whitespace(body, at + 1))),
+        _ => Err(unexpected(body, at, "',' or ']' after a service's summary")),
+    }
+}
+
+fn expect(body: &[u8], at: usize, byte: u8) -> Result<usize, serde_json::Error> {
+    if body.get(at) == Some(&byte) {
+        Ok(at + 1)
+    } else {
+        Err(unexpected(body, at, "'[' (a list of service summaries)"))
+    }
+}
+
+fn skip_whitespace(body: &[u8], mut at: usize) -> usize {
+    while body.get(at).is_some_and(|b| b.is_ascii_whitespace()) {
+        at += 1;
+    }
+    at
+}
+
+/// An error in serde_json's terms, saying what was expected at which byte.
+fn unexpected(body: &[u8], at: usize, wanted: &str) -> serde_json::Error {
+    let found = match body.get(at) {
+        Some(b) => format!("{:?}", char::from(*b)),
+        None => "the end of the answer".to_string(),
+    };
+    serde::de::Error::custom(format!("expected {wanted} at byte {at}, found {found}"))
+}
+
+/// Whether the three runs of entries, each sorted, are sorted together.
+fn sorted_junctions(head: &[Entry], middle: &[Entry], tail: &[Entry]) -> bool {
+    let names = head
+        .last()
+        .into_iter()
+        .chain(middle)
+        .chain(tail.first())
+        .map(|e| &e.name);
+    let names: Vec<&Box<str>> = names.collect();
+    names.windows(2).all(|w| w[0] < w[1])
+}
+
+/// Length of the longest common prefix, compared a block at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 256;
+    let len = a.len().min(b.len());
+    let mut at = 0;
+    while at + BLOCK <= len && a[at..at + BLOCK] == b[at..at + BLOCK] {
+        at += BLOCK;
+    }
+    while at < len && a[at] == b[at] {
+        at += 1;
+    }
+    at
+}
+
+/// Length of the longest common suffix, compared a block at a time.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 256;
+    let len = a.len().min(b.len());
+    let (ea, eb) = (a.len(), b.len());
+    let mut n = 0;
+    while n + BLOCK <= len && a[ea - n - BLOCK..ea - n] == b[eb - n - BLOCK..eb - n] {
+        n += BLOCK;
+    }
+    while n < len && a[ea - n - 1] == b[eb - n - 1] {
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A summary answer as Consul 1.8 writes it (indented, as a dev agent does), for `services`
+    /// given as (name, nodes).
+    fn answer(services: &[(&str, &[&str])]) -> Summaries {
+        let entries: Vec<serde_json::Value> = services
+            .iter()
+            .map(|(name, nodes)| {
+                serde_json::json!({
+                    "Name": name,
+                    "Tags": ["a", "b"],
+                    "Nodes": nodes,
+                    "InstanceCount": nodes.len(),
+                    "ChecksPassing": 0,
+                    "ExternalSources": null,
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&entries).expect("serializable");
+        Summaries::from_json(text)
+    }
+
+    fn names(list: &[&str]) -> SummaryChanges {
+        SummaryChanges::Services(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn nodes_of(index: &SummaryIndex, service: &str) -> Option<Vec<String>> {
+        index.get(service).map(|s| {
+            let s = s.expect("readable entry");
+            assert_eq!(s.instance_count, s.nodes.len());
+            s.nodes.iter().map(|n| n.to_string()).collect()
+        })
+    }
+
+    /// What the index must hold after any update: exactly what reading the answer whole gives.
+    fn assert_same_as_whole(index: &SummaryIndex, answer: &Summaries) {
+        let whole = answer.entries().expect("valid answer");
+        let ours: Vec<&str> = index.names().collect();
+        let theirs: Vec<&str> = whole.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(ours, theirs);
+        for summary in &whole {
+            let got = index.get(&summary.name).expect("named").expect("readable");
+            assert_eq!(&got, summary);
+        }
+    }
+
+    #[test]
+    fn the_first_answer_is_read_whole_and_an_identical_one_changes_nothing() {
+        let mut index = SummaryIndex::new();
+        let first = answer(&[("api", &["n1"]), ("web", &["n1", "n2"])]);
+        assert_eq!(index.update(&first).expect("valid"), SummaryChanges::All);
+        assert_same_as_whole(&index, &first);
+        let again = answer(&[("api", &["n1"]), ("web", &["n1", "n2"])]);
+        assert_eq!(index.update(&again).expect("valid"), names(&[]));
+        assert_eq!(nodes_of(&index, "web"), Some(vec!["n1".into(), "n2".into()]));
+        assert_eq!(nodes_of(&index, "nope"), None);
+    }
+
+    #[test]
+    fn names_what_appeared_left_or_changed_wherever_it_is() {
+        let base: Vec<(String, Vec<&str>)> = (0..40)
+            .map(|i| (format!("svc-{i:02}"), vec!["n1", "n2"]))
+            .collect();
+        let render = |list: &[(String, Vec<&str>)]| {
+            let pairs: Vec<(&str, &[&str])> = list.iter().map(|(n, v)| (n.as_str(), &v[..])).collect();
+            answer(&pairs)
+        };
+        // Each case: a change to the list, and the names it must report.
+        type Change = fn(&mut Vec<(String, Vec<&'static str>)>);
+        let cases: Vec<(Change, &[&str])> = vec![
+            (|l| l[0].1.push("n3"), &["svc-00"]),
+            (|l| l[39].1.push("n3"), &["svc-39"]),
+            (|l| l[17].1 = vec!["n9"], &["svc-17"]),
+            (|l| _ = l[5].1.pop(), &["svc-05"]),
+            (|l| l.insert(0, ("aaa".into(), vec!["n1"])), &["aaa"]),
+            (|l| l.push(("zzz".into(), vec!["n1"])), &["zzz"]),
+            (|l| l.insert(20, ("svc-19b".into(), vec!["n1"])), &["svc-19b"]),
+            (|l| drop(l.remove(0)), &["svc-00"]),
+            (|l| drop(l.remove(39)), &["svc-39"]),
+            (|l| drop(l.remove(20)), &["svc-20"]),
+            (
+                |l| {
+                    l[3].1.push("n3");
+                    l[30].1.push("n3");
+                },
+                &["svc-03", "svc-30"],
+            ),
+            (|l| l.truncate(1), &[]),
+            (|l| l.clear(), &[]),
+        ];
+        for (i, (change, expected)) in cases.into_iter().enumerate() {
+            let mut index = SummaryIndex::new();
+            let before = render(&base);
+            index.update(&before).expect("valid");
+            let mut list = base.clone();
+            change(&mut list);
+            let after = render(&list);
+            let changes = index.update(&after).expect("valid");
+            assert_same_as_whole(&index, &after);
+            let expected: BTreeSet<String> = if i >= 11 {
+                // Truncations: every removed service.
+                base.iter()
+                    .map(|(n, _)| n.clone())
+                    .filter(|n| !list.iter().any(|(m, _)| m == n))
+                    .collect()
+            } else {
+                expected.iter().map(|s| s.to_string()).collect()
+            };
+            assert_eq!(changes, SummaryChanges::Services(expected), "case {i}");
+            // And back again.
+            index.update(&before).expect("valid");
+            assert_same_as_whole(&index, &before);
+        }
+    }
+
+    #[test]
+    fn follows_a_long_series_of_changes_like_a_whole_read() {
+        // A deterministic walk of random-looking changes, each checked against a whole read.
+        let mut list: Vec<(String, Vec<&str>)> = (0..30).map(|i| (format!("s{i:03}"), vec!["n1"])).collect();
+        let mut index = SummaryIndex::new();
+        let mut seed = 7u64;
+        for step in 0..300 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let pick = (seed >> 33) as usize;
+            match pick % 4 {
+                0 if !list.is_empty() => {
+                    let at = pick % list.len();
+                    list[at].1.push("n2");
+                }
+                1 if !list.is_empty() => {
+                    list.remove(pick % list.len());
+                }
+                2 => {
+                    let name = format!("s{:03}", pick % 997);
+                    if let Err(at) = list.binary_search_by(|(n, _)| n.cmp(&name)) {
+                        list.insert(at, (name, vec!["n3"]));
+                    }
+                }
+                _ => {}
+            }
+            let pairs: Vec<(&str, &[&str])> = list.iter().map(|(n, v)| (n.as_str(), &v[..])).collect();
+            let next = answer(&pairs);
+            let changes = index.update(&next).unwrap_or_else(|e| panic!("step {step}: {e}"));
+            if step > 0 && !list.is_empty() {
+                assert_ne!(
+                    changes,
+                    SummaryChanges::All,
+                    "step {step}: compared, not read whole"
+                );
+            }
+            assert_same_as_whole(&index, &next);
+        }
+    }
+
+    #[test]
+    fn a_name_that_looks_like_a_boundary_is_still_read_right() {
+        // Names holding the bytes that separate entries must not confuse the comparison.
+        let mut index = SummaryIndex::new();
+        let tricky = "x\"},{\"Name\":\"y";
+        index
+            .update(&answer(&[("a", &["n1"]), (tricky, &["n1"]), ("z", &["n1"])]))
+            .expect("valid");
+        let next = answer(&[("a", &["n1"]), (tricky, &["n1", "n2"]), ("z", &["n1"])]);
+        assert_eq!(index.update(&next).expect("valid"), names(&[tricky]));
+        assert_same_as_whole(&index, &next);
+    }
+
+    #[test]
+    fn compact_answers_and_null_are_read_too() {
+        let mut index = SummaryIndex::new();
+        let compact = Summaries::from_json(
+            r#"[{"Name":"a","InstanceCount":1,"Nodes":["n1"]},{"Name":"b","Nodes":null}]"#,
+        );
+        assert_eq!(index.update(&compact).expect("valid"), SummaryChanges::All);
+        let next = Summaries::from_json(
+            r#"[{"Name":"a","InstanceCount":1,"Nodes":["n1"]},{"Name":"b","InstanceCount":1,"Nodes":["n2"]}]"#,
+        );
+        assert_eq!(index.update(&next).expect("valid"), names(&["b"]));
+        assert_same_as_whole(&index, &next);
+        let mut index = SummaryIndex::new();
+        index
+            .update(&Summaries::from_json("null"))
+            .expect("null is no service");
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn an_answer_that_cannot_be_read_is_an_error_and_the_next_is_read_whole() {
+        let mut index = SummaryIndex::new();
+        index
+            .update(&answer(&[("a", &["n1"]), ("b", &["n1"])]))
+            .expect("valid");
+        let broken = Summaries::from_json(r#"[{"Name":"a","InstanceCount":1},{"Nodes":[]}]"#);
+        let err = index.update(&broken).expect_err("an entry without a name");
+        assert!(err.to_string().contains("Name"), "{err}");
+        let truncated = Summaries::from_json(r#"[{"Name":"a"}"#);
+        let err = index.update(&truncated).expect_err("truncated");
+        assert!(err.to_string().contains("expected ',' or ']'"), "{err}");
+        let next = answer(&[("a", &["n1"])]);
+        assert_eq!(index.update(&next).expect("valid"), SummaryChanges::All);
+        assert_same_as_whole(&index, &next);
+    }
+
+    #[test]
+    fn entries_out_of_order_are_still_found() {
+        let mut index = SummaryIndex::new();
+        index
+            .update(&answer(&[("b", &["n1"]), ("a", &[])]))
+            .expect("valid");
+        assert_eq!(nodes_of(&index, "b"), Some(vec!["n1".into()]));
+        assert_eq!(nodes_of(&index, "a"), Some(vec![]));
+        let next = answer(&[("b", &["n1"]), ("a", &["n2"])]);
+        assert_eq!(index.update(&next).expect("valid"), names(&["a"]));
+        assert_eq!(nodes_of(&index, "a"), Some(vec!["n2".into()]));
+    }
+}
