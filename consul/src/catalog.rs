@@ -10,7 +10,8 @@
 //!   is listed, so the full list of checks is never needed.
 //! - [`Client::catalog_service`]: one service's instances, read when that service changed.
 //! - [`Client::catalog_nodes`] and [`Client::catalog_node`]: every instance, node by node, for a
-//!   full read (at start, and when the service list alone cannot say what changed).
+//!   full read, or to find an instance changed in place by comparing each node's answer with the
+//!   last one (at start, and when the service list alone cannot say what changed).
 //! - [`Client::service_summaries`]: per service, how many instances on which nodes, in one
 //!   answer (Consul's UI endpoint), to find which service a registration changed.
 //!
@@ -165,6 +166,57 @@ impl<'de> Deserialize<'de> for Entries<'de> {
             }
         }
         deserializer.deserialize_map(Visit)
+    }
+}
+
+/// One node's instances as Consul sent them. Consul writes the same node the same way each time
+/// (its services are an object, whose keys Go writes sorted), so a caller that keeps an answer can
+/// tell whether anything on the node changed by comparing bytes ([`NodeServices::same_as`]),
+/// without reading it.
+#[derive(Debug, Clone)]
+pub struct NodeServices {
+    url: String,
+    body: Bytes,
+}
+
+impl NodeServices {
+    /// An answer in Consul's format (`{"Node": {...}, "Services": {...}}` or `null`), as if read
+    /// from `url`.
+    pub fn from_json(url: impl Into<String>, body: impl Into<Bytes>) -> NodeServices {
+        NodeServices {
+            url: url.into(),
+            body: body.into(),
+        }
+    }
+
+    /// Whether both answers are the same bytes.
+    pub fn same_as(&self, other: &NodeServices) -> bool {
+        self.body == other.body
+    }
+
+    /// Every instance on the node (none when the node has left the catalog).
+    pub fn instances(&self) -> Result<Vec<Instance>, Error> {
+        let raw: Option<RawNodeServices> = crate::client::decode_str(&self.url, &self.body)?;
+        let Some(raw) = raw else {
+            return Ok(Vec::new());
+        };
+        let RawNode { node, address } = raw.node;
+        Ok(raw
+            .services
+            .into_values()
+            .map(|s| Instance {
+                node: node.clone(),
+                node_address: address.clone(),
+                id: s.id,
+                service: s.service,
+                tags: s.tags,
+                address: s.address,
+                port: s.port,
+                meta: s.meta,
+                create_index: s.create_index,
+                modify_index: s.modify_index,
+            })
+            .collect())
     }
 }
 
@@ -325,34 +377,16 @@ impl Client {
     }
 
     /// `GET /v1/catalog/node/:node`: every instance registered on `node` (none when the node has
-    /// left the catalog).
-    pub async fn catalog_node(&self, node: &str) -> Result<Indexed<Vec<Instance>>, Error> {
+    /// left the catalog), as Consul sent it: see [`NodeServices`].
+    pub async fn catalog_node(&self, node: &str) -> Result<Indexed<NodeServices>, Error> {
         let path = format!("/v1/catalog/node/{}", encode_segment(node));
-        let raw: Indexed<Option<RawNodeServices>> = self.get_blocking(&path, &[], 0, Duration::ZERO).await?;
-        let value = match raw.value {
-            None => Vec::new(),
-            Some(raw) => {
-                let RawNode { node, address } = raw.node;
-                raw.services
-                    .into_values()
-                    .map(|s| Instance {
-                        node: node.clone(),
-                        node_address: address.clone(),
-                        id: s.id,
-                        service: s.service,
-                        tags: s.tags,
-                        address: s.address,
-                        port: s.port,
-                        meta: s.meta,
-                        create_index: s.create_index,
-                        modify_index: s.modify_index,
-                    })
-                    .collect()
-            }
-        };
+        let (url, raw) = self.get_blocking_raw(&path, &[], 0, Duration::ZERO).await?;
         Ok(Indexed {
             index: raw.index,
-            value,
+            value: NodeServices {
+                url: url.to_string(),
+                body: raw.value,
+            },
         })
     }
 
@@ -407,10 +441,20 @@ mod tests {
         let json = r#"{"Node":{"Node":"n1","Address":"10.0.0.1"},
             "Services":{"a":{"ID":"a","Service":"web","Tags":["x"],"Address":"10.0.0.9","Port":1,
             "Meta":null,"ModifyIndex":5}}}"#;
-        let raw: Option<RawNodeServices> = serde_json::from_str(json).expect("valid json");
-        assert_eq!(raw.expect("some").services["a"].address, "10.0.0.9");
-        let missing: Option<RawNodeServices> = serde_json::from_str("null").expect("null");
-        assert!(missing.is_none());
+        let answer = NodeServices::from_json("http://consul/v1/catalog/node/n1", json);
+        let instances = answer.instances().expect("valid json");
+        assert_eq!(
+            (instances[0].node.as_str(), instances[0].target_address()),
+            ("n1", "10.0.0.9")
+        );
+        assert!(answer.same_as(&NodeServices::from_json("elsewhere", json)));
+        let missing = NodeServices::from_json("http://consul/v1/catalog/node/n2", "null");
+        assert!(missing.instances().expect("null").is_empty());
+        assert!(!missing.same_as(&answer));
+        let err = NodeServices::from_json("http://consul/v1/catalog/node/n3", "[1]")
+            .instances()
+            .expect_err("not a node");
+        assert!(err.to_string().contains("/v1/catalog/node/n3"), "{err}");
     }
 
     #[test]

@@ -475,6 +475,11 @@ fn read_token_file(path: &std::path::Path) -> Result<String, Error> {
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, Error> {
+    decode_str(url.as_str(), body)
+}
+
+/// [`decode`] for a URL kept as text.
+pub(crate) fn decode_str<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| Error::Decode {
         url: url.to_string(),
         reason: e.to_string(),

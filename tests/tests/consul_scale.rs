@@ -202,6 +202,8 @@ async fn ten_thousand_services_are_routed_over_a_handful_of_consul_connections()
 
 #[tokio::test]
 async fn one_service_change_is_routed_within_a_second_and_rereads_only_that_service() -> Result<()> {
+    // Each change is read back with one service read, none with a full read of every instance,
+    // including an instance changed in place (found by comparing the nodes' answers).
     let _turn = TEN_THOUSAND.lock().await;
     const SERVICES: usize = 10_000;
     let consul = Consul::start().await?;
@@ -262,15 +264,38 @@ async fn one_service_change_is_routed_within_a_second_and_rereads_only_that_serv
     let added_in = written.elapsed();
     let after_add = cp.watch().await?;
 
+    // Change 3: svc-3000's only instance moves to another backend in place (same node, ID and
+    // tags): neither the list nor the summary shows it, the nodes' answers do.
+    let mut in_place = catalog[3000].clone();
+    let other = &backends[(3000 + 1) % backends.len()];
+    in_place.port = other.port;
+    let written = Instant::now();
+    api.set_services(&[in_place]).await?;
+    wait_until(
+        "svc-3000's instance changed in place to answer from its new backend",
+        Duration::from_secs(2),
+        || async {
+            let answer = proxy.get(&host(3000), "/").await?;
+            Ok((answer.instance() == Some(other.name.as_str())).then_some(()))
+        },
+    )
+    .await
+    .with_context(|| cp.proc.logs())?;
+    let in_place_in = written.elapsed();
+    let after_in_place = cp.watch().await?;
+
     eprintln!(
         "one change among {SERVICES} services: rule change routed in {routed_in:?} ({} Consul \
-         requests), instance added routed in {added_in:?} ({} Consul requests)",
+         requests), instance added routed in {added_in:?} ({} Consul requests), instance changed \
+         in place routed in {in_place_in:?} ({} Consul requests)",
         requests(&after_move) - requests(&before),
         requests(&after_add) - requests(&after_move),
+        requests(&after_in_place) - requests(&after_add),
     );
     for (what, from, to) in [
         ("the rule change", &before, &after_move),
         ("the added instance", &after_move, &after_add),
+        ("the instance changed in place", &after_add, &after_in_place),
     ] {
         for (name, want) in [("service_reads", 1), ("compiled_services", 1), ("full_reads", 0)] {
             assert_eq!(

@@ -15,10 +15,11 @@
 //! of the list also asks Consul's per-service summary (`/v1/internal/ui/services`), which shows
 //! every service that gained, lost or moved an instance (only where it differs from the last one
 //! is parsed and compared: see `berth_consul::summaries`). The whole catalog is read node by node
-//! (`/v1/catalog/nodes` and `/v1/catalog/node/:node`) at start, when an index goes backwards,
-//! when neither a read nor the summary explains the list's move (an instance changed in place),
-//! and every `resync` period as a safety net. So the watch holds at most `2 + read_concurrency`
-//! connections to Consul.
+//! (`/v1/catalog/nodes` and `/v1/catalog/node/:node`) at start, when an index goes backwards, when
+//! the summary is not available, and every `resync` period as a safety net. When neither a read
+//! nor the summary explains the list's move (an instance changed in place), every node is read
+//! again too, but only the nodes whose answers differ from the last ones are compared. So the
+//! watch holds at most `2 + read_concurrency` connections to Consul.
 //!
 //! Nothing is handed to the compiler until every read it started has succeeded: a failed or
 //! unfinished read never publishes a partial catalog. Reads ask Consul for consistent answers
@@ -37,7 +38,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_consul::catalog::{Instance, ServiceList};
+use berth_consul::catalog::{Instance, NodeServices, ServiceList};
 use berth_consul::{next_index, Client, Indexed};
 use berth_support::backoff::Retry;
 use futures::stream::{self, StreamExt};
@@ -49,7 +50,7 @@ pub(crate) use state::{Health, ServiceView};
 pub(crate) use status::WatchStatus;
 use status::{Part, Request};
 
-/// One read of a service's (or a node's) instances.
+/// One read of a service's instances.
 type Read = Result<Indexed<Vec<Instance>>, berth_consul::Error>;
 
 /// How long one blocking query may wait in Consul before it is re-armed.
@@ -96,10 +97,13 @@ enum Event {
 struct Pending {
     /// Read every instance and replace the catalog (at start, after an index reset).
     full: bool,
-    /// Read every instance and compare (the safety net, and the last resort of attribution).
+    /// Read every instance and compare (the safety net, and when the summary is unavailable).
     compare: bool,
+    /// Nothing explained the service list's move: an instance changed in place. Every node is
+    /// read, and the nodes whose answers differ from the last ones are compared.
+    in_place: bool,
     /// The service list's index after its last move: the change made at that index must be
-    /// found among the services read, or the whole catalog is compared.
+    /// found among the services read, or the nodes are compared (`in_place`).
     explain: Option<u64>,
     /// The service list moved since Consul's summary was last read: the summary must be read
     /// (it finds the changes one answer of the list folded together).
@@ -124,6 +128,7 @@ impl Pending {
     fn is_empty(&self) -> bool {
         !self.full
             && !self.compare
+            && !self.in_place
             && !self.summary
             && self.explain.is_none()
             && self.read.is_empty()
@@ -138,6 +143,8 @@ struct Watch {
     state: State,
     pending: Pending,
     synced: bool,
+    /// Every node's answer as last compared with `state`.
+    nodes: BTreeMap<String, NodeServices>,
 }
 
 async fn run(client: Client, options: Options, status: Arc<WatchStatus>, out: mpsc::UnboundedSender<Update>) {
@@ -160,6 +167,7 @@ async fn run(client: Client, options: Options, status: Arc<WatchStatus>, out: mp
             ..Pending::default()
         },
         synced: false,
+        nodes: BTreeMap::new(),
     };
     let (mut have_services, mut have_checks) = (false, false);
     let mut backoff = Retry::new("the catalog reads from Consul".into());
@@ -275,7 +283,8 @@ impl Watch {
     /// When the reads explain the move, what they found is handed on first and the summary
     /// follows at once (the run loop finds it pending), so a single change is not delayed by
     /// the summary; when they do not, the summary comes first, and if even it does not explain
-    /// the move, an instance changed in place and the whole catalog is compared. An in-place
+    /// the move, an instance changed in place and the nodes whose answers changed are compared
+    /// with what the watch holds ([`Watch::find_changed_in_place`]). An in-place
     /// change folded into the same answer as another change stays hidden until the periodic
     /// full read.
     async fn work(&mut self) -> Result<Update, berth_consul::Error> {
@@ -292,13 +301,18 @@ impl Watch {
             if !self.pending.explained(index) {
                 debug!(
                     index,
-                    "no service read explains the service list's move: comparing the whole catalog"
+                    "no service read explains the service list's move: looking for an instance changed in place, node by node"
                 );
-                self.pending.compare = true;
+                self.pending.in_place = true;
             }
         }
         if self.pending.compare {
             self.read_and_compare().await?;
+        } else if self.pending.in_place {
+            self.find_changed_in_place().await?;
+            if !self.pending.read.is_empty() {
+                self.read_services().await?;
+            }
         }
         self.pending.explain = None;
         self.pending.read_at.clear();
@@ -362,6 +376,7 @@ impl Watch {
         self.pending.touched.extend(differing);
         self.pending.full = false;
         self.pending.compare = false;
+        self.pending.in_place = false;
         self.pending.explain = None;
         self.pending.summary = false;
         self.pending.read.clear();
@@ -406,23 +421,13 @@ impl Watch {
         }
     }
 
-    /// Every instance of the catalog, node by node, grouped by service and sorted.
-    async fn read_everything(&self) -> Result<BTreeMap<String, Vec<Instance>>, berth_consul::Error> {
-        self.status.request(Request::CatalogNodes);
-        let nodes = self.client.catalog_nodes().await?.value;
-        let client = &self.client;
-        let status = &self.status;
-        let answers: Vec<Read> = stream::iter(nodes)
-            .map(|node| async move {
-                status.request(Request::CatalogNode);
-                client.catalog_node(&node.node).await
-            })
-            .buffer_unordered(self.options.read_concurrency.max(1))
-            .collect()
-            .await;
+    /// Every instance of the catalog, node by node, grouped by service and sorted. The nodes'
+    /// answers are kept for [`Watch::find_changed_in_place`].
+    async fn read_everything(&mut self) -> Result<BTreeMap<String, Vec<Instance>>, berth_consul::Error> {
+        let answers = self.read_nodes().await?;
         let mut services: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
-        for answer in answers {
-            for instance in answer?.value {
+        for (_, answer) in &answers {
+            for instance in answer.instances()? {
                 services
                     .entry(instance.service.clone())
                     .or_default()
@@ -432,8 +437,68 @@ impl Watch {
         for instances in services.values_mut() {
             instances.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
         }
+        self.nodes = answers.into_iter().collect();
         self.status.full_read();
         Ok(services)
+    }
+
+    /// Finds the services with an instance changed in place (or anywhere the other answers did
+    /// not show): reads every node, and reads and compares with what is known only the answers
+    /// that differ from the last ones (usually one node's: comparing bytes costs far less than
+    /// reading every instance). Queues the services that differ for reading.
+    async fn find_changed_in_place(&mut self) -> Result<(), berth_consul::Error> {
+        let answers = self.read_nodes().await?;
+        let mut seen = BTreeSet::new();
+        let mut compared = 0;
+        for (node, answer) in answers {
+            seen.insert(node.clone());
+            if self.nodes.get(&node).is_some_and(|last| last.same_as(&answer)) {
+                continue;
+            }
+            compared += 1;
+            let differing = self.state.differing_on_node(&node, &answer.instances()?);
+            self.pending.read.extend(differing);
+            self.nodes.insert(node, answer);
+        }
+        let gone: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|node| !seen.contains(*node))
+            .cloned()
+            .collect();
+        for node in gone {
+            self.pending.read.extend(self.state.services_on(&node));
+            self.nodes.remove(&node);
+        }
+        debug!(
+            nodes = seen.len(),
+            compared,
+            services = self.pending.read.len(),
+            "compared the nodes whose answers changed"
+        );
+        self.pending.in_place = false;
+        Ok(())
+    }
+
+    /// Every node's answer, by node name; fails if any read fails.
+    async fn read_nodes(&self) -> Result<Vec<(String, NodeServices)>, berth_consul::Error> {
+        self.status.request(Request::CatalogNodes);
+        let nodes = self.client.catalog_nodes().await?.value;
+        let client = &self.client;
+        let status = &self.status;
+        let answers: Vec<(String, Result<Indexed<NodeServices>, berth_consul::Error>)> = stream::iter(nodes)
+            .map(|node| async move {
+                status.request(Request::CatalogNode);
+                let answer = client.catalog_node(&node.node).await;
+                (node.node, answer)
+            })
+            .buffer_unordered(self.options.read_concurrency.max(1))
+            .collect()
+            .await;
+        answers
+            .into_iter()
+            .map(|(node, answer)| Ok((node, answer?.value)))
+            .collect()
     }
 }
 

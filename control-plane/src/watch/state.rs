@@ -192,6 +192,40 @@ impl State {
         differing
     }
 
+    /// The services whose instances on `node` differ from `instances` (a read of that node):
+    /// one added, removed or changed in place there.
+    pub(crate) fn differing_on_node(&self, node: &str, instances: &[Instance]) -> BTreeSet<String> {
+        let mut theirs: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
+        for instance in instances {
+            theirs.entry(&instance.service).or_default().push(instance);
+        }
+        for listed in theirs.values_mut() {
+            listed.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        let mut names: BTreeSet<&str> = theirs.keys().copied().collect();
+        if let Some(ours) = self.by_node.get(node) {
+            names.extend(ours.iter().map(String::as_str));
+        }
+        names
+            .into_iter()
+            .filter(|name| {
+                // Ours are sorted by (node, id): those on this node are in id order.
+                let ours: Vec<&Instance> = self
+                    .services
+                    .get(*name)
+                    .map(|all| all.iter().filter(|i| i.node == node).collect())
+                    .unwrap_or_default();
+                theirs.get(name).map(Vec::as_slice).unwrap_or_default() != ours.as_slice()
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The services with an instance on `node`.
+    pub(crate) fn services_on(&self, node: &str) -> BTreeSet<String> {
+        self.by_node.get(node).cloned().unwrap_or_default()
+    }
+
     /// Records what a read found for `service` (no instances: the service is gone).
     pub(crate) fn set_instances(&mut self, service: &str, mut instances: Vec<Instance>) {
         instances.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
@@ -465,6 +499,32 @@ mod tests {
         // A service the summary no longer names, and one the watch never read.
         let gone = summary(&[("new", &["n1"]), ("web", &["n1", "n2", "n2"])]);
         assert_eq!(take(&mut state, &gone), names(&["api", "new"]));
+    }
+
+    #[test]
+    fn a_node_read_finds_what_changed_on_that_node_only() {
+        let state = seeded();
+        // n1 holds w1 (web) and a1 (api); n2 holds w2 (web).
+        let n1 = [instance("web", "n1", "w1", 1), instance("api", "n1", "a1", 3)];
+        assert!(state.differing_on_node("n1", &n1).is_empty());
+        assert!(state
+            .differing_on_node("n2", &[instance("web", "n2", "w2", 2)])
+            .is_empty());
+        // In place: a1's port.
+        let moved = [instance("web", "n1", "w1", 1), instance("api", "n1", "a1", 4)];
+        assert_eq!(state.differing_on_node("n1", &moved), names(&["api"]));
+        // Added there, and a service new to the catalog.
+        let added = [
+            instance("web", "n1", "w1", 1),
+            instance("web", "n1", "w9", 9),
+            instance("api", "n1", "a1", 3),
+            instance("db", "n1", "d1", 5),
+        ];
+        assert_eq!(state.differing_on_node("n1", &added), names(&["web", "db"]));
+        // Removed: the node is empty, or gone.
+        assert_eq!(state.differing_on_node("n1", &[]), names(&["web", "api"]));
+        assert_eq!(state.services_on("n2"), names(&["web"]));
+        assert!(state.services_on("n9").is_empty());
     }
 
     #[test]
