@@ -170,9 +170,10 @@ impl<'de> Deserialize<'de> for Entries<'de> {
 }
 
 /// One node's instances as Consul sent them. Consul writes the same node the same way each time
-/// (its services are an object, whose keys Go writes sorted), so a caller that keeps an answer can
-/// tell whether anything on the node changed by comparing bytes ([`NodeServices::same_as`]),
-/// without reading it.
+/// (its services are an object, whose keys Go writes sorted), and the answer carries the node's and
+/// every instance's `ModifyIndex`, which only grow: so two answers that are the same bytes mean
+/// that nothing on the node changed in between, not even a change and its undoing. A caller that
+/// keeps an answer can tell by comparing bytes ([`NodeServices::same_as`]), without reading it.
 #[derive(Debug, Clone)]
 pub struct NodeServices {
     url: String,

@@ -143,7 +143,10 @@ struct Watch {
     state: State,
     pending: Pending,
     synced: bool,
-    /// Every node's answer as last compared with `state`.
+    /// Every node's answer as last compared with `state`. An answer that is still the same bytes
+    /// means nothing changed on the node since (see [`NodeServices`]), so what `state` holds for
+    /// it, read then or later, is still right. Refreshed by every full read, so an index reset
+    /// (after which indexes may repeat) starts it over.
     nodes: BTreeMap<String, NodeServices>,
 }
 
