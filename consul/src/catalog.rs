@@ -172,8 +172,9 @@ impl<'de> Deserialize<'de> for Entries<'de> {
 /// One node's instances as Consul sent them. Consul writes the same node the same way each time
 /// (its services are an object, whose keys Go writes sorted), and the answer carries the node's and
 /// every instance's `ModifyIndex`, which only grow: so two answers that are the same bytes mean
-/// that nothing on the node changed in between, not even a change and its undoing. A caller that
-/// keeps an answer can tell by comparing bytes ([`NodeServices::same_as`]), without reading it.
+/// that nothing on the node changed in between, not even a change and its undoing. A caller can
+/// keep an answer's [`NodeServices::digest`] and compare it with the next one's, without reading
+/// either.
 #[derive(Debug, Clone)]
 pub struct NodeServices {
     url: String,
@@ -190,9 +191,10 @@ impl NodeServices {
         }
     }
 
-    /// Whether both answers are the same bytes.
-    pub fn same_as(&self, other: &NodeServices) -> bool {
-        self.body == other.body
+    /// A 128-bit digest of the answer's bytes (XXH3): equal for equal answers, and different
+    /// for different ones but with a chance far below that of any other failure.
+    pub fn digest(&self) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(&self.body)
     }
 
     /// Every instance on the node (none when the node has left the catalog).
@@ -448,10 +450,13 @@ mod tests {
             (instances[0].node.as_str(), instances[0].target_address()),
             ("n1", "10.0.0.9")
         );
-        assert!(answer.same_as(&NodeServices::from_json("elsewhere", json)));
+        assert_eq!(
+            answer.digest(),
+            NodeServices::from_json("elsewhere", json).digest()
+        );
         let missing = NodeServices::from_json("http://consul/v1/catalog/node/n2", "null");
         assert!(missing.instances().expect("null").is_empty());
-        assert!(!missing.same_as(&answer));
+        assert_ne!(missing.digest(), answer.digest());
         let err = NodeServices::from_json("http://consul/v1/catalog/node/n3", "[1]")
             .instances()
             .expect_err("not a node");

@@ -143,11 +143,11 @@ struct Watch {
     state: State,
     pending: Pending,
     synced: bool,
-    /// Every node's answer as last compared with `state`. An answer that is still the same bytes
-    /// means nothing changed on the node since (see [`NodeServices`]), so what `state` holds for
-    /// it, read then or later, is still right. Refreshed by every full read, so an index reset
-    /// (after which indexes may repeat) starts it over.
-    nodes: BTreeMap<String, NodeServices>,
+    /// The digest of every node's answer as last compared with `state`. An answer that is still
+    /// the same bytes means nothing changed on the node since (see [`NodeServices`]), so what
+    /// `state` holds for it, read then or later, is still right. Refreshed by every full read, so
+    /// an index reset (after which indexes may repeat) starts it over.
+    nodes: BTreeMap<String, u128>,
 }
 
 async fn run(client: Client, options: Options, status: Arc<WatchStatus>, out: mpsc::UnboundedSender<Update>) {
@@ -440,7 +440,10 @@ impl Watch {
         for instances in services.values_mut() {
             instances.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
         }
-        self.nodes = answers.into_iter().collect();
+        self.nodes = answers
+            .iter()
+            .map(|(node, answer)| (node.clone(), answer.digest()))
+            .collect();
         self.status.full_read();
         Ok(services)
     }
@@ -455,13 +458,14 @@ impl Watch {
         let mut compared = 0;
         for (node, answer) in answers {
             seen.insert(node.clone());
-            if self.nodes.get(&node).is_some_and(|last| last.same_as(&answer)) {
+            let digest = answer.digest();
+            if self.nodes.get(&node) == Some(&digest) {
                 continue;
             }
             compared += 1;
             let differing = self.state.differing_on_node(&node, &answer.instances()?);
             self.pending.read.extend(differing);
-            self.nodes.insert(node, answer);
+            self.nodes.insert(node, digest);
         }
         let gone: Vec<String> = self
             .nodes
