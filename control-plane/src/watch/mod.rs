@@ -424,8 +424,8 @@ impl Watch {
         }
     }
 
-    /// Every instance of the catalog, node by node, grouped by service and sorted. The nodes'
-    /// answers are kept for [`Watch::find_changed_in_place`].
+    /// Every instance of the catalog, node by node, grouped by service and sorted. The digests of
+    /// the nodes' answers are kept for [`Watch::find_changed_in_place`].
     async fn read_everything(&mut self) -> Result<BTreeMap<String, Vec<Instance>>, berth_consul::Error> {
         let answers = self.read_nodes().await?;
         let mut services: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
@@ -449,9 +449,11 @@ impl Watch {
     }
 
     /// Finds the services with an instance changed in place (or anywhere the other answers did
-    /// not show): reads every node, and reads and compares with what is known only the answers
-    /// that differ from the last ones (usually one node's: comparing bytes costs far less than
-    /// reading every instance). Queues the services that differ for reading.
+    /// not show): reads every node's answer, and parses and compares with what is known only
+    /// those whose digest differs from the last one's (usually one node's: hashing bytes costs
+    /// far less than parsing every instance). Queues the services that differ for reading; a
+    /// node's digest is kept only once its services are queued, so a retry after a failure
+    /// compares again what was left.
     async fn find_changed_in_place(&mut self) -> Result<(), berth_consul::Error> {
         let answers = self.read_nodes().await?;
         let mut seen = BTreeSet::new();
