@@ -49,6 +49,8 @@ pub struct SummaryIndex {
     sorted: bool,
     /// Whether the index holds an answer that was read successfully.
     valid: bool,
+    /// How many entries the last update parsed (what it cost).
+    parsed_last: usize,
 }
 
 /// The only field needed to index an entry.
@@ -77,6 +79,12 @@ impl SummaryIndex {
     /// Every service of the last answer, in the answer's order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| &*e.name)
+    }
+
+    /// How many entries the last [`SummaryIndex::update`] parsed: all of them for a whole read,
+    /// about as many as changed otherwise.
+    pub fn parsed_last(&self) -> usize {
+        self.parsed_last
     }
 
     /// Forgets the last answer, so the next one is read whole.
@@ -143,6 +151,7 @@ impl SummaryIndex {
             return Err(unexpected(&body, at, "the end of the answer"));
         }
         self.sorted = entries.windows(2).all(|w| w[0].name < w[1].name);
+        self.parsed_last = entries.len();
         self.entries = entries;
         self.body = body;
         self.valid = true;
@@ -153,6 +162,7 @@ impl SummaryIndex {
         let (old, old_len, new_len) = (&self.body, self.body.len(), body.len());
         let prefix = common_prefix(old, &body);
         if prefix == old_len && prefix == new_len {
+            self.parsed_last = 0;
             return Ok(SummaryChanges::Services(BTreeSet::new()));
         }
         let suffix = common_suffix(old, &body).min(old_len.min(new_len) - prefix);
@@ -211,6 +221,7 @@ impl SummaryIndex {
             })
             .collect();
         let sorted = self.sorted && sorted_junctions(&self.entries[..first], &parsed, &tail);
+        self.parsed_last = parsed.len();
         self.entries.truncate(first);
         self.entries.extend(parsed);
         self.entries.extend(tail);
@@ -425,28 +436,32 @@ mod tests {
         };
         // Each case: a change to the list, and the names it must report.
         type Change = fn(&mut Vec<(String, Vec<&'static str>)>);
-        let cases: Vec<(Change, &[&str])> = vec![
-            (|l| l[0].1.push("n3"), &["svc-00"]),
-            (|l| l[39].1.push("n3"), &["svc-39"]),
-            (|l| l[17].1 = vec!["n9"], &["svc-17"]),
-            (|l| _ = l[5].1.pop(), &["svc-05"]),
-            (|l| l.insert(0, ("aaa".into(), vec!["n1"])), &["aaa"]),
-            (|l| l.push(("zzz".into(), vec!["n1"])), &["zzz"]),
-            (|l| l.insert(20, ("svc-19b".into(), vec!["n1"])), &["svc-19b"]),
-            (|l| drop(l.remove(0)), &["svc-00"]),
-            (|l| drop(l.remove(39)), &["svc-39"]),
-            (|l| drop(l.remove(20)), &["svc-20"]),
+        // Each case: a change to the list, the names it must report, and at most how many entries
+        // may be parsed (those between the first and the last difference, and a neighbour on each
+        // side): never the 40 entries for a change in one place.
+        let cases: Vec<(Change, &[&str], usize)> = vec![
+            (|l| l[0].1.push("n3"), &["svc-00"], 2),
+            (|l| l[39].1.push("n3"), &["svc-39"], 2),
+            (|l| l[17].1 = vec!["n9"], &["svc-17"], 3),
+            (|l| _ = l[5].1.pop(), &["svc-05"], 3),
+            (|l| l.insert(0, ("aaa".into(), vec!["n1"])), &["aaa"], 2),
+            (|l| l.push(("zzz".into(), vec!["n1"])), &["zzz"], 2),
+            (|l| l.insert(20, ("svc-19b".into(), vec!["n1"])), &["svc-19b"], 3),
+            (|l| drop(l.remove(0)), &["svc-00"], 2),
+            (|l| drop(l.remove(39)), &["svc-39"], 2),
+            (|l| drop(l.remove(20)), &["svc-20"], 3),
             (
                 |l| {
                     l[3].1.push("n3");
                     l[30].1.push("n3");
                 },
                 &["svc-03", "svc-30"],
+                30,
             ),
-            (|l| l.truncate(1), &[]),
-            (|l| l.clear(), &[]),
+            (|l| l.truncate(1), &[], 1),
+            (|l| l.clear(), &[], 1),
         ];
-        for (i, (change, expected)) in cases.into_iter().enumerate() {
+        for (i, (change, expected, at_most)) in cases.into_iter().enumerate() {
             let mut index = SummaryIndex::new();
             let before = render(&base);
             index.update(&before).expect("valid");
@@ -455,6 +470,11 @@ mod tests {
             let after = render(&list);
             let changes = index.update(&after).expect("valid");
             assert_same_as_whole(&index, &after);
+            assert!(
+                index.parsed_last() <= at_most,
+                "case {i}: parsed {} entries",
+                index.parsed_last()
+            );
             let expected: BTreeSet<String> = if i >= 11 {
                 // Truncations: every removed service.
                 base.iter()
@@ -572,5 +592,80 @@ mod tests {
         let next = answer(&[("b", &["n1"]), ("a", &["n2"])]);
         assert_eq!(index.update(&next).expect("valid"), names(&["a"]));
         assert_eq!(nodes_of(&index, "a"), Some(vec!["n2".into()]));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        /// A catalog: service name → nodes. Names use the characters JSON escapes or that
+        /// separate entries, so no byte pattern can be mistaken for a boundary.
+        fn catalog() -> impl Strategy<Value = BTreeMap<String, Vec<String>>> {
+            prop::collection::btree_map(
+                "[a-c\"\\{},:\\[\\] é\n]{1,6}",
+                prop::collection::vec("n[1-3]", 0..3),
+                0..12,
+            )
+        }
+
+        fn render(catalog: &BTreeMap<String, Vec<String>>, pretty: bool) -> Summaries {
+            let entries: Vec<serde_json::Value> = catalog
+                .iter()
+                .map(|(name, nodes)| {
+                    let mut nodes = nodes.clone();
+                    nodes.sort();
+                    serde_json::json!({"Name": name, "Nodes": nodes, "InstanceCount": nodes.len()})
+                })
+                .collect();
+            let text = if pretty {
+                serde_json::to_string_pretty(&entries)
+            } else {
+                serde_json::to_string(&entries)
+            };
+            Summaries::from_json(text.expect("serializable"))
+        }
+
+        proptest! {
+            /// Whatever two answers are, the second taken after the first gives exactly what
+            /// reading it whole gives, and names exactly the services that appeared, left or
+            /// changed.
+            #[test]
+            fn an_update_equals_a_whole_read(
+                before in catalog(),
+                after in catalog(),
+                keep in prop::collection::vec(any::<bool>(), 12),
+                pretty in any::<bool>(),
+            ) {
+                // Keep some services of `before` as they were, so the answers share runs.
+                let mut next = after.clone();
+                for ((name, nodes), keep) in before.iter().zip(keep) {
+                    if keep {
+                        next.insert(name.clone(), nodes.clone());
+                    }
+                }
+                let mut index = SummaryIndex::new();
+                index.update(&render(&before, pretty)).expect("valid");
+                let answer = render(&next, pretty);
+                let changes = index.update(&answer).expect("valid");
+                assert_same_as_whole(&index, &answer);
+                let sorted = |nodes: &Vec<String>| {
+                    let mut nodes = nodes.clone();
+                    nodes.sort();
+                    nodes
+                };
+                let expected: BTreeSet<String> = before
+                    .keys()
+                    .chain(next.keys())
+                    .filter(|name| before.get(*name).map(sorted) != next.get(*name).map(sorted))
+                    .cloned()
+                    .collect();
+                if before.is_empty() {
+                    prop_assert_eq!(changes, SummaryChanges::All);
+                } else {
+                    prop_assert_eq!(changes, SummaryChanges::Services(expected));
+                }
+            }
+        }
     }
 }
