@@ -533,23 +533,28 @@ async fn consul_down_keeps_the_last_snapshot_and_says_what_it_waits_for() -> Res
 /// changes, the debug binaries. Its figures are not checked, only that it completes.
 #[tokio::test]
 async fn consul_scale_benchmark_smoke() -> Result<()> {
-    let mut command = tokio::process::Command::new(bin("berth-bench-consul-scale"));
-    command
-        .args(["--services", "50", "--changes", "2"])
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .context("the benchmark's smoke mode did not finish within 120 s")??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(
-        output.status.success(),
-        "berth-bench-consul-scale failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    ensure!(
-        stdout.contains("first full snapshot") && stdout.contains("per change"),
-        "unexpected report:\n{stdout}"
-    );
+    // Against both kinds of Consul the bench can run (a dev agent, and a single server).
+    for (kind, described) in [("dev", "dev agent"), ("server", "single server")] {
+        let mut command = tokio::process::Command::new(bin("berth-bench-consul-scale"));
+        command
+            .args(["--services", "50", "--changes", "2", "--consul", kind])
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+            .await
+            .context("the benchmark's smoke mode did not finish within 120 s")??;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(
+            output.status.success(),
+            "berth-bench-consul-scale --consul {kind} failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
+        ensure!(
+            stdout.contains(described)
+                && stdout.contains("first full snapshot")
+                && stdout.contains("per change"),
+            "unexpected report with --consul {kind}:\n{stdout}"
+        );
+    }
     Ok(())
 }

@@ -24,12 +24,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use berth_tests::consul::{traefik_tags, Registration, TXN_MAX_OPS};
 use berth_tests::proc::{cpu_time, rss_kib, tcp_connections_to};
-use berth_tests::{http, published_routes, route_count, Consul, Sampler};
+use berth_tests::{http, published_routes, route_count, Sampler};
 use serde_json::Value;
 
 #[path = "../common.rs"]
 mod common;
 use common::{binary_dir, count, flag_pairs, spawn_control};
+#[path = "../consul.rs"]
+mod consul;
+use consul::BenchConsul;
 
 struct Args {
     services: usize,
@@ -37,6 +40,8 @@ struct Args {
     nodes: usize,
     changes: usize,
     control: PathBuf,
+    /// `dev` or `server`: see [`BenchConsul`].
+    consul: String,
 }
 
 fn parse_args() -> Result<Args> {
@@ -46,6 +51,7 @@ fn parse_args() -> Result<Args> {
         nodes: 20,
         changes: 20,
         control: binary_dir()?.join("berth-control"),
+        consul: "dev".to_string(),
     };
     for (flag, value) in flag_pairs(&[])? {
         match flag.as_str() {
@@ -54,9 +60,10 @@ fn parse_args() -> Result<Args> {
             "--nodes" => args.nodes = count(&flag, &value)?,
             "--changes" => args.changes = count(&flag, &value)?,
             "--control" => args.control = PathBuf::from(&value),
+            "--consul" => args.consul = value,
             other => bail!(
                 "unknown flag {other:?} (flags: --services N --instances N --nodes N --changes N \
-                 --control PATH)"
+                 --control PATH --consul dev|server)"
             ),
         }
     }
@@ -161,7 +168,7 @@ async fn main() -> Result<()> {
         "{} is missing: build berth-control in the same profile (or pass --control)",
         args.control.display()
     );
-    let consul = Consul::start().await?;
+    let consul = BenchConsul::start(&args.consul).await?;
     let api = consul.api();
     let version = api.get("/v1/agent/self").await?["Config"]["Version"]
         .as_str()
@@ -173,12 +180,13 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     api.register_many(&catalog).await?;
     println!(
-        "catalog: {} services x {} instance(s) = {} instances on {} nodes, Consul {version} dev agent \
+        "catalog: {} services x {} instance(s) = {} instances on {} nodes, Consul {version} {} \
          on default limits",
         args.services,
         args.instances,
         catalog.len(),
-        args.nodes
+        args.nodes,
+        consul.describe()
     );
     println!(
         "registration: {} ({} transactions of up to {TXN_MAX_OPS} operations, 4 in flight)",
@@ -187,9 +195,13 @@ async fn main() -> Result<()> {
     );
 
     let started = Instant::now();
-    let (cp, _, admin) = spawn_control(&args.control, &consul.http_addr, &[])?;
+    let (cp, _, admin) = spawn_control(&args.control, consul.http_addr(), &[])?;
     let pid = cp.pid().context("berth-control's pid")?;
-    let consul_http = SocketAddr::from(([127, 0, 0, 1], consul.http_port));
+    let consul_http: SocketAddr = consul
+        .http_addr()
+        .trim_start_matches("http://")
+        .parse()
+        .context("Consul's HTTP address")?;
     let connections = Sampler::start(Duration::from_millis(50), move || {
         std::future::ready(tcp_connections_to(pid, &[consul_http]).ok())
     });

@@ -27,8 +27,8 @@ use berth_proto::v1::route_discovery_client::RouteDiscoveryClient;
 use berth_proto::v1::route_update::Body;
 use berth_proto::v1::{Ack, Hello, ProxyMessage, RouteUpdate};
 use berth_tests::consul::{traefik_tags, Registration};
+use berth_tests::http;
 use berth_tests::proc::{cpu_time, rss_kib};
-use berth_tests::{http, Consul};
 use prost::Message;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
@@ -36,6 +36,9 @@ use tokio_stream::wrappers::ReceiverStream;
 #[path = "../common.rs"]
 mod common;
 use common::{binary_dir, count, flag_pairs, spawn_control};
+#[path = "../consul.rs"]
+mod consul;
+use consul::BenchConsul;
 
 struct Args {
     proxies: usize,
@@ -43,6 +46,8 @@ struct Args {
     instances: usize,
     changes: usize,
     control: PathBuf,
+    /// `dev` or `server`: see [`BenchConsul`].
+    consul: String,
 }
 
 fn parse_args() -> Result<Args> {
@@ -52,6 +57,7 @@ fn parse_args() -> Result<Args> {
         instances: 1,
         changes: 20,
         control: binary_dir()?.join("berth-control"),
+        consul: "dev".to_string(),
     };
     for (flag, value) in flag_pairs(&[])? {
         match flag.as_str() {
@@ -60,8 +66,10 @@ fn parse_args() -> Result<Args> {
             "--instances" => args.instances = count(&flag, &value)?,
             "--changes" => args.changes = count(&flag, &value)?,
             "--control" => args.control = PathBuf::from(value),
+            "--consul" => args.consul = value,
             other => bail!(
-                "unknown flag {other:?} (expected --proxies, --services, --instances, --changes, --control)"
+                "unknown flag {other:?} (expected --proxies, --services, --instances, --changes, --control, \
+                 --consul dev|server)"
             ),
         }
     }
@@ -170,7 +178,7 @@ async fn main() -> Result<()> {
         "{} is missing: build berth-control in the same profile (or pass --control)",
         args.control.display()
     );
-    let consul = Consul::start().await?;
+    let consul = BenchConsul::start(&args.consul).await?;
     let api = consul.api();
     let instance = |i: usize, k: usize, port: u16| Registration {
         node: format!("host-{}", (i + k) % 20),
@@ -187,11 +195,14 @@ async fn main() -> Result<()> {
     api.register_many(&catalog).await?;
     println!(
         "catalog: {} services x {} instance(s); {} proxies (protocol clients in one process, one TCP \
-         connection each)",
-        args.services, args.instances, args.proxies
+         connection each); Consul {}",
+        args.services,
+        args.instances,
+        args.proxies,
+        consul.describe()
     );
 
-    let (cp, grpc, admin) = spawn_control(&args.control, &consul.http_addr, &[("RUST_LOG", "warn")])?;
+    let (cp, grpc, admin) = spawn_control(&args.control, consul.http_addr(), &[("RUST_LOG", "warn")])?;
     let pid = cp.pid().context("berth-control's pid")?;
     let healthz = format!("http://{admin}/healthz");
     let started = Instant::now();
