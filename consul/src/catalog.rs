@@ -9,6 +9,7 @@
 //!   any check changes). An instance is healthy exactly when none of its checks, nor its node's,
 //!   is listed, so the full list of checks is never needed.
 //! - [`Client::catalog_service`]: one service's instances, read when that service changed.
+//! - [`Client::catalog_nodes`]: every node and its address (blocking, for a node's new address).
 //! - [`Client::catalog_nodes`] and [`Client::catalog_node`]: every instance, node by node, for a
 //!   full read, or to find an instance changed in place by comparing each node's answer with the
 //!   last one (at start, and when the service list alone cannot say what changed).
@@ -223,11 +224,14 @@ impl NodeServices {
     }
 }
 
-/// A node of the catalog.
+/// A node of the catalog: its name and address.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NodeName {
     pub node: String,
+    /// The address of an instance that has none of its own.
+    #[serde(default)]
+    pub address: String,
 }
 
 #[derive(Deserialize)]
@@ -373,10 +377,11 @@ impl Client {
         })
     }
 
-    /// `GET /v1/catalog/nodes`: every node's name.
-    pub async fn catalog_nodes(&self) -> Result<Indexed<Vec<NodeName>>, Error> {
-        self.get_blocking("/v1/catalog/nodes", &[], 0, Duration::ZERO)
-            .await
+    /// `GET /v1/catalog/nodes`: every node's name and address (blocking when `index` is not 0).
+    /// Its index moves when a node is added, removed or changed (a new address, for one), which
+    /// moves no other index the watch follows.
+    pub async fn catalog_nodes(&self, index: u64, wait: Duration) -> Result<Indexed<Vec<NodeName>>, Error> {
+        self.get_blocking("/v1/catalog/nodes", &[], index, wait).await
     }
 
     /// `GET /v1/catalog/node/:node`: every instance registered on `node` (none when the node has

@@ -124,7 +124,7 @@ struct Args {
     health_statuses: Health,
 
     /// How many services or nodes may be read from Consul at once. berth-control holds at most
-    /// this many connections to Consul plus two (its blocking queries).
+    /// this many connections to Consul plus three (its blocking queries).
     #[arg(
         long,
         env = "BERTH_CONTROL_CONSUL_READ_CONCURRENCY",
@@ -438,9 +438,9 @@ fn consul_config(args: &Args) -> Result<berth_consul::Config> {
             verify: args.consul_ssl_verify,
             server_name: args.consul_tls_server_name.clone(),
         },
-        // Idle connections kept: as many as can be busy at once (two blocking queries and the
+        // Idle connections kept: as many as can be busy at once (three blocking queries and the
         // reads), so a burst of reads does not leave more connections open than it used.
-        max_idle_connections: 2 + usize::from(args.consul_read_concurrency),
+        max_idle_connections: 3 + usize::from(args.consul_read_concurrency),
         ..berth_consul::Config::default()
     };
     for warning in config.warnings() {

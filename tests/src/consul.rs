@@ -304,6 +304,12 @@ impl Api {
         self.txn(vec![op]).await
     }
 
+    /// Gives `node` a new address in the catalog (its instances stay as they are).
+    pub async fn set_node_address(&self, node: &str, address: &str) -> Result<()> {
+        let op = json!({ "Node": { "Verb": "set", "Node": { "Node": node, "Address": address } } });
+        self.txn(vec![op]).await
+    }
+
     /// Removes `node` and every instance on it from the catalog in one transaction, at one
     /// index (as Consul does when it reaps a node that left).
     pub async fn deregister_node(&self, node: &str) -> Result<()> {

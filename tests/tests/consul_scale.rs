@@ -17,7 +17,7 @@ use berth_tests::{
 };
 use serde_json::Value;
 
-/// Connections berth-control may hold to Consul's HTTP API, whatever the catalog's size: its two
+/// Connections berth-control may hold to Consul's HTTP API, whatever the catalog's size: its three
 /// long-held blocking queries, the bounded per-service reads (4 by default) and some slack. The
 /// rest of Consul's 200 per client address stay for the agents on the same host.
 const MAX_CONSUL_CONNECTIONS: usize = 10;
@@ -308,14 +308,19 @@ async fn one_service_change_is_routed_within_a_second_and_rereads_only_that_serv
     Ok(())
 }
 
-/// The endpoints berth-control's snapshot routes `host` to (`None`: no route for `host`).
-async fn endpoints_of(cp: &ControlPlane, host: &str) -> Result<Option<usize>> {
+/// The endpoints of the route berth-control's snapshot has for `host` (`None`: no route).
+async fn route_endpoints(cp: &ControlPlane, host: &str) -> Result<Option<Vec<Value>>> {
     let snapshot = http::get_json(&format!("http://{}/api/snapshot", cp.admin_addr)).await?;
     let routes = snapshot["routes"].as_array().cloned().unwrap_or_default();
     Ok(routes
         .iter()
         .find(|r| r["rule"].as_str().is_some_and(|rule| rule.contains(host)))
-        .map(|r| r["endpoints"].as_array().map_or(0, Vec::len)))
+        .map(|r| r["endpoints"].as_array().cloned().unwrap_or_default()))
+}
+
+/// How many endpoints berth-control's snapshot routes `host` to (`None`: no route for `host`).
+async fn endpoints_of(cp: &ControlPlane, host: &str) -> Result<Option<usize>> {
+    Ok(route_endpoints(cp, host).await?.map(|endpoints| endpoints.len()))
 }
 
 /// One answer of Consul's service list can carry several changes at one index: a transaction
@@ -372,6 +377,53 @@ async fn changes_folded_into_one_index_are_all_routed() -> Result<()> {
     )
     .await
     .with_context(|| cp.proc.logs())?;
+    Ok(())
+}
+
+/// The endpoint addresses berth-control's snapshot routes `host` to.
+async fn endpoint_addresses(cp: &ControlPlane, host: &str) -> Result<Vec<String>> {
+    let endpoints = route_endpoints(cp, host).await?.unwrap_or_default();
+    Ok(endpoints
+        .iter()
+        .filter_map(|e| e["address"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Waits until berth-control routes `host` to `address` alone.
+async fn wait_endpoint(cp: &ControlPlane, host: &str, address: &str) -> Result<()> {
+    wait_until(
+        &format!("{host}'s endpoint at {address}"),
+        Duration::from_secs(5),
+        || async {
+            let addresses = endpoint_addresses(cp, host).await?;
+            Ok((addresses == [address]).then_some(()))
+        },
+    )
+    .await
+    .with_context(|| cp.proc.logs())
+}
+
+/// An instance registered without an address of its own is reached at its node's. A node's new
+/// address moves neither the service list nor any check, only the nodes' index: the endpoint must
+/// follow at once all the same, not at the next full read.
+#[tokio::test]
+async fn a_node_given_a_new_address_moves_its_instances_without_an_address() -> Result<()> {
+    let consul = Consul::start().await?;
+    let api = consul.api();
+    let mut bare = Registration::traefik("host-0", "svc-bare", "svc-bare", 9999, "bare.example");
+    bare.address = String::new();
+    let own = Registration::traefik("host-0", "svc-own", "svc-own", 9998, "own.example");
+    api.register_many(&[bare, own]).await?;
+    let cp = ControlPlane::start(&consul, &[])?;
+    wait_healthy(&cp, Duration::from_secs(20)).await?;
+    wait_endpoint(&cp, "bare.example", "127.0.0.1:9999").await?;
+    let full_reads = counter(&cp.watch().await?, "full_reads")?;
+
+    api.set_node_address("host-0", "127.0.0.7").await?;
+    wait_endpoint(&cp, "bare.example", "127.0.0.7:9999").await?;
+    // The instance with its own address stays where it was; no full read was needed.
+    assert_eq!(endpoint_addresses(&cp, "own.example").await?, ["127.0.0.1:9998"]);
+    assert_eq!(counter(&cp.watch().await?, "full_reads")?, full_reads);
     Ok(())
 }
 

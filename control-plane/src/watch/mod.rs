@@ -1,11 +1,13 @@
 //! Watching Consul with a fixed handful of connections, whatever the catalog's size.
 //!
-//! Two blocking queries are held open for ever:
+//! Three blocking queries are held open for ever:
 //!
-//! - `/v1/catalog/services` (names and tags; its index moves on any registration change), and
+//! - `/v1/catalog/services` (names and tags; its index moves on any registration change),
 //! - `/v1/health/state/any` filtered to the checks that are not passing (its index moves on any
 //!   check change; an instance is healthy exactly when none of its checks, nor its node's, is in
-//!   that list, so the answer stays small however many checks pass).
+//!   that list, so the answer stays small however many checks pass), and
+//! - `/v1/catalog/nodes` (names and addresses: a node's new address moves neither of the others,
+//!   and an instance without an address of its own is reached at its node's).
 //!
 //! Each answer says which services changed (see [`state`]); only those are read again, with
 //! `/v1/catalog/service/:name`, at most `read_concurrency` at a time. A health change needs no
@@ -19,7 +21,7 @@
 //! the summary is not available, and every `resync` period as a safety net. When neither a read
 //! nor the summary explains the list's move (an instance changed in place), every node is read
 //! again too, but only the nodes whose answers differ from the last ones are compared. So the
-//! watch holds at most `2 + read_concurrency` connections to Consul.
+//! watch holds at most `3 + read_concurrency` connections to Consul.
 //!
 //! Nothing is handed to the compiler until every read it started has succeeded: a failed or
 //! unfinished read never publishes a partial catalog. Reads ask Consul for consistent answers
@@ -90,6 +92,7 @@ enum Event {
         reset: bool,
     },
     Checks(Vec<berth_consul::catalog::FailingCheck>),
+    Nodes(Vec<berth_consul::catalog::NodeName>),
 }
 
 /// Work the answers asked for and that has not been done yet. Survives failed attempts.
@@ -153,7 +156,8 @@ struct Watch {
 async fn run(client: Client, options: Options, status: Arc<WatchStatus>, out: mpsc::UnboundedSender<Update>) {
     let (events_tx, mut events) = mpsc::channel::<Event>(16);
     tokio::spawn(follow_services(client.clone(), status.clone(), events_tx.clone()));
-    tokio::spawn(follow_checks(client.clone(), status.clone(), events_tx));
+    tokio::spawn(follow_checks(client.clone(), status.clone(), events_tx.clone()));
+    tokio::spawn(follow_nodes(client.clone(), status.clone(), events_tx));
 
     let mut resync = options.resync.map(|period| {
         let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -271,6 +275,17 @@ impl Watch {
                 *have_checks = true;
                 let affected = self.state.take_failing_checks(checks);
                 self.pending.touched.extend(affected);
+            }
+            Event::Nodes(nodes) => {
+                // Before the first full read nothing is known, and that read sees every node.
+                let moved = self.state.moved_nodes(&nodes);
+                if !moved.is_empty() {
+                    debug!(
+                        services = moved.len(),
+                        "nodes moved or left: reading their services"
+                    );
+                    self.pending.read.extend(moved);
+                }
             }
         }
     }
@@ -492,7 +507,7 @@ impl Watch {
     /// Every node's answer, by node name; fails if any read fails.
     async fn read_nodes(&self) -> Result<Vec<(String, NodeServices)>, berth_consul::Error> {
         self.status.request(Request::CatalogNodes);
-        let nodes = self.client.catalog_nodes().await?.value;
+        let nodes = self.client.catalog_nodes(0, Duration::ZERO).await?.value;
         let client = &self.client;
         let status = &self.status;
         let answers: Vec<(String, Result<Indexed<NodeServices>, berth_consul::Error>)> = stream::iter(nodes)
@@ -541,6 +556,23 @@ async fn follow_checks(client: Client, status: Arc<WatchStatus>, events: mpsc::S
             client.failing_checks(index, BLOCKING_WAIT)
         },
         |checks, _index, _reset| Event::Checks(checks),
+    )
+    .await
+}
+
+async fn follow_nodes(client: Client, status: Arc<WatchStatus>, events: mpsc::Sender<Event>) {
+    let what = format!("the nodes from Consul at {}", client.address());
+    follow(
+        ("nodes", Part::Nodes),
+        what,
+        &client,
+        &status,
+        &events,
+        |index| {
+            status.request(Request::CatalogNodes);
+            client.catalog_nodes(index, BLOCKING_WAIT)
+        },
+        |nodes, _index, _reset| Event::Nodes(nodes),
     )
     .await
 }

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use berth_consul::catalog::{FailingCheck, Instance, ServiceEntry, ServiceSummary, Summaries};
+use berth_consul::catalog::{FailingCheck, Instance, NodeName, ServiceEntry, ServiceSummary, Summaries};
 use berth_consul::summaries::{SummaryChanges, SummaryIndex};
 
 /// The health of one instance, from its checks and its node's.
@@ -219,6 +219,31 @@ impl State {
             })
             .map(str::to_string)
             .collect()
+    }
+
+    /// The services with an instance on a node whose address differs from the one they were
+    /// read with, or on a node that is gone (`nodes`: every node of the catalog). An instance
+    /// without an address of its own is reached at its node's, and a node's new address moves
+    /// neither the service list nor any check.
+    pub(crate) fn moved_nodes(&self, nodes: &[NodeName]) -> BTreeSet<String> {
+        let addresses: BTreeMap<&str, &str> = nodes
+            .iter()
+            .map(|n| (n.node.as_str(), n.address.as_str()))
+            .collect();
+        let mut moved = BTreeSet::new();
+        for (node, services) in &self.by_node {
+            let address = addresses.get(node.as_str()).copied();
+            for service in services {
+                let stale = self.services.get(service).is_some_and(|all| {
+                    all.iter()
+                        .any(|i| &i.node == node && Some(i.node_address.as_str()) != address)
+                });
+                if stale {
+                    moved.insert(service.clone());
+                }
+            }
+        }
+        moved
     }
 
     /// The services with an instance on `node`.
@@ -525,6 +550,22 @@ mod tests {
         assert_eq!(state.differing_on_node("n1", &[]), names(&["web", "api"]));
         assert_eq!(state.services_on("n2"), names(&["web"]));
         assert!(state.services_on("n9").is_empty());
+    }
+
+    #[test]
+    fn a_node_with_a_new_address_or_gone_names_its_services() {
+        let state = seeded();
+        let node = |name: &str, address: &str| NodeName {
+            node: name.into(),
+            address: address.into(),
+        };
+        // seeded(): instances read with node address 127.0.0.1; n1 holds web and api, n2 web.
+        let same = [node("n1", "127.0.0.1"), node("n2", "127.0.0.1")];
+        assert!(state.moved_nodes(&same).is_empty());
+        let n2_moved = [node("n1", "127.0.0.1"), node("n2", "10.0.0.2")];
+        assert_eq!(state.moved_nodes(&n2_moved), names(&["web"]));
+        let n1_gone = [node("n2", "127.0.0.1"), node("n3", "10.0.0.3")];
+        assert_eq!(state.moved_nodes(&n1_gone), names(&["web", "api"]));
     }
 
     #[test]

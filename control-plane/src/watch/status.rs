@@ -41,13 +41,16 @@ pub(crate) enum Part {
     Reads,
     /// Consul's service summary (used to find what changed).
     Summary,
+    /// The blocking query of the nodes (for a node's new address).
+    Nodes,
 }
 
-const PARTS: [(Part, &str); 4] = [
+const PARTS: [(Part, &str); 5] = [
     (Part::Services, "services"),
     (Part::Checks, "checks"),
     (Part::Reads, "reads"),
     (Part::Summary, "summary"),
+    (Part::Nodes, "nodes"),
 ];
 
 #[derive(Debug, Default)]
@@ -58,17 +61,21 @@ pub(crate) struct WatchStatus {
     consul: Mutex<String>,
     services: AtomicUsize,
     requests: [AtomicU64; 6],
-    errors: [AtomicU64; 4],
+    errors: [AtomicU64; 5],
     service_reads: AtomicU64,
     compiled_services: AtomicU64,
     full_reads: AtomicU64,
-    /// Blocking queries that returned (with an index), by part (services, checks): how many,
-    /// and their total and last duration in microseconds.
-    blocking: [[AtomicU64; 3]; 2],
+    /// Blocking queries that returned (with an index), by part (services, checks, nodes): how
+    /// many, and their total and last duration in microseconds.
+    blocking: [[AtomicU64; 3]; 3],
 }
 
-/// The blocking queries, as `/metrics` labels them.
-pub(crate) const BLOCKING: [(Part, &str); 2] = [(Part::Services, "services"), (Part::Checks, "checks")];
+/// The blocking queries, as `/metrics` labels them, each at its slot in `blocking`.
+pub(crate) const BLOCKING: [(Part, usize, &str); 3] = [
+    (Part::Services, 0, "services"),
+    (Part::Checks, 1, "checks"),
+    (Part::Nodes, 2, "nodes"),
+];
 
 impl WatchStatus {
     pub(crate) fn request(&self, kind: Request) {
@@ -78,9 +85,10 @@ impl WatchStatus {
     /// A blocking query of `part` (services or checks) asked with an index returned after
     /// `took`: Consul held it until something changed or its wait ran out.
     pub(crate) fn blocked(&self, part: Part, took: std::time::Duration) {
-        let Some(slot) = self.blocking.get(part as usize) else {
+        let Some(&(_, at, _)) = BLOCKING.iter().find(|(p, _, _)| *p as usize == part as usize) else {
             return;
         };
+        let slot = &self.blocking[at];
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         slot[0].fetch_add(1, Ordering::Relaxed);
         slot[1].fetch_add(micros, Ordering::Relaxed);
@@ -89,8 +97,8 @@ impl WatchStatus {
 
     /// For each blocking query: (label, count, total seconds, last seconds).
     pub(crate) fn blocking(&self) -> impl Iterator<Item = (&'static str, u64, f64, f64)> + '_ {
-        BLOCKING.iter().map(|(part, name)| {
-            let slot = &self.blocking[*part as usize];
+        BLOCKING.iter().map(|(_, at, name)| {
+            let slot = &self.blocking[*at];
             let load = |i: usize| slot[i].load(Ordering::Relaxed);
             (*name, load(0), load(1) as f64 / 1e6, load(2) as f64 / 1e6)
         })
