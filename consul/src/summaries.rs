@@ -1,7 +1,7 @@
 //! Consul's per-service summary followed from one answer to the next at the cost of what changed.
 //!
 //! `/v1/internal/ui/services` answers with one entry per service of the whole catalog (about
-//! 2.5 MB at 10,000 services with 5 instances each), and the control plane asks for it after every
+//! 3 MB at 10,000 services with 5 instances each), and the control plane asks for it after every
 //! move of the service list. Consul writes it the same way each time: entries sorted by name,
 //! each entry's tags and nodes sorted. So two answers differ only where the catalog changed.
 //! [`SummaryIndex`] keeps the last answer and where each of its entries lies; a new answer is
