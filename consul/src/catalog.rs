@@ -9,10 +9,11 @@
 //!   any check changes). An instance is healthy exactly when none of its checks, nor its node's,
 //!   is listed, so the full list of checks is never needed.
 //! - [`Client::catalog_service`]: one service's instances, read when that service changed.
-//! - [`Client::catalog_nodes`]: every node and its address (blocking, for a node's new address).
-//! - [`Client::catalog_nodes`] and [`Client::catalog_node`]: every instance, node by node, for a
-//!   full read, or to find an instance changed in place by comparing each node's answer with the
-//!   last one (at start, and when the service list alone cannot say what changed).
+//! - [`Client::catalog_nodes`]: every node and its address (blocking; moves when a node is added,
+//!   removed or given a new address).
+//! - [`Client::catalog_node`]: one node's instances, read for every node in turn: a full read (at
+//!   start, and as a safety net), or to find an instance changed in place by comparing each
+//!   node's answer with the last one.
 //! - [`Client::service_summaries`]: per service, how many instances on which nodes, in one
 //!   answer (Consul's UI endpoint), to find which service a registration changed.
 //!
@@ -119,7 +120,8 @@ impl ServiceList {
     }
 }
 
-/// Consul's per-service summary as it came over the wire; see [`Summaries::entries`].
+/// Consul's per-service summary as it came over the wire, read through
+/// [`crate::summaries::SummaryIndex`].
 #[derive(Debug, Clone)]
 pub struct Summaries {
     pub(crate) body: Bytes,
@@ -131,8 +133,11 @@ impl Summaries {
         Summaries { body: body.into() }
     }
 
-    /// Every service's summary, borrowing names from the answer; nodes sorted.
-    pub fn entries(&self) -> Result<Vec<ServiceSummary<'_>>, serde_json::Error> {
+    /// Every service's summary, borrowing names from the answer; nodes sorted. (The watch reads
+    /// the summary through [`crate::summaries::SummaryIndex`]; this whole read is what its tests
+    /// compare it with.)
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> Result<Vec<ServiceSummary<'_>>, serde_json::Error> {
         let raw: Vec<RawSummary<'_>> = serde_json::from_slice(&self.body)?;
         Ok(raw.into_iter().map(RawSummary::into_summary).collect())
     }
@@ -405,7 +410,7 @@ impl Client {
         let (_, raw) = self
             .get_blocking_raw("/v1/internal/ui/services", &[], 0, Duration::ZERO)
             .await?;
-        // Checked when read ([`Summaries::entries`]): the caller reads it once.
+        // Checked when read (`SummaryIndex::update`): the caller reads it once.
         Ok(Summaries { body: raw.value })
     }
 

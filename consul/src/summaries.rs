@@ -47,8 +47,6 @@ pub struct SummaryIndex {
     entries: Vec<Entry>,
     /// Whether the entries are sorted by name (Consul sorts them): lookups then search.
     sorted: bool,
-    /// Whether the index holds an answer that was read successfully.
-    valid: bool,
     /// How many entries the last update parsed (what it cost).
     parsed_last: usize,
 }
@@ -64,16 +62,6 @@ impl SummaryIndex {
     /// An index that holds no answer yet: the first one is read whole.
     pub fn new() -> SummaryIndex {
         SummaryIndex::default()
-    }
-
-    /// Number of services in the last answer.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether the last answer named no service.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Every service of the last answer, in the answer's order.
@@ -97,7 +85,8 @@ impl SummaryIndex {
     /// and the index is then cleared (the next answer is read whole).
     pub fn update(&mut self, answer: &Summaries) -> Result<SummaryChanges, serde_json::Error> {
         let body = answer.body.clone();
-        if self.valid && !self.entries.is_empty() {
+        // An answer naming services was read last (a failed read clears them): compare with it.
+        if !self.entries.is_empty() {
             if let Ok(changes) = self.update_in_place(body.clone()) {
                 return Ok(changes);
             }
@@ -154,7 +143,6 @@ impl SummaryIndex {
         self.parsed_last = entries.len();
         self.entries = entries;
         self.body = body;
-        self.valid = true;
         Ok(())
     }
 
@@ -561,7 +549,7 @@ mod tests {
         index
             .update(&Summaries::from_json("null"))
             .expect("null is no service");
-        assert!(index.is_empty());
+        assert_eq!(index.names().count(), 0);
     }
 
     #[test]

@@ -224,6 +224,29 @@ fn clock_ticks_per_second() -> u64 {
     })
 }
 
+/// Runs `command` to its end (killed if it outlives `limit`) and returns what it printed on
+/// standard output and standard error. A failure, or no end within `limit`, is an error naming
+/// `what` and, for a failure, holding both outputs.
+pub async fn run_to_end(
+    command: &mut tokio::process::Command,
+    limit: std::time::Duration,
+    what: &str,
+) -> Result<(String, String)> {
+    command.kill_on_drop(true);
+    let output = tokio::time::timeout(limit, command.output())
+        .await
+        .with_context(|| format!("{what} did not finish within {limit:?}"))?
+        .with_context(|| format!("{what} could not be run"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    anyhow::ensure!(
+        output.status.success(),
+        "{what} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    Ok((stdout, stderr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_proc_net_addr;

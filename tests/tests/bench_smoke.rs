@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
+use berth_tests::proc::run_to_end;
 use berth_tests::{bin, workspace_root, Result};
 
 #[tokio::test]
@@ -28,18 +29,9 @@ async fn bench_suite_smoke_run_produces_every_result_line() -> Result<()> {
         .arg(root.join("bench/bench.sh"))
         .args(["--smoke", "--no-build", "--bin-dir"])
         .arg(bin_dir)
-        .current_dir(&root)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(400), command.output())
-        .await
-        .context("bench/bench.sh --smoke did not finish within 400 s")??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    ensure!(
-        output.status.success(),
-        "bench/bench.sh --smoke failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+        .current_dir(&root);
+    let (stdout, stderr) =
+        run_to_end(&mut command, Duration::from_secs(400), "bench/bench.sh --smoke").await?;
     let expected = [
         // proxy: every target measured, ratios computed, in each scenario
         "result scenario=1 workers=1 target=berth-proxy rps=",

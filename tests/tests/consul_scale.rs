@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use berth_tests::consul::{traefik_tags, Registration};
 use berth_tests::consul_cluster::ConsulServer;
-use berth_tests::proc::tcp_connections_to;
+use berth_tests::proc::{run_to_end, tcp_connections_to};
 use berth_tests::{
     bin, http, route_count, wait_until, Backend, Consul, ControlPlane, Proxy, Result, Sampler,
 };
@@ -65,6 +65,16 @@ async fn wait_status(proxy: &Proxy, host: &str, status: u16, timeout: Duration) 
         &format!("{} to answer {status} for {host}", proxy.node_id),
         timeout,
         || async { Ok((proxy.get(host, "/").await?.status == status).then_some(())) },
+    )
+    .await
+}
+
+/// Waits until the proxy answers `host` from the backend named `backend` (its instance header).
+async fn wait_backend(proxy: &Proxy, host: &str, backend: &str, timeout: Duration) -> Result<()> {
+    wait_until(
+        &format!("{} to answer {host} from {backend}", proxy.node_id),
+        timeout,
+        || async { Ok((proxy.get(host, "/").await?.instance() == Some(backend)).then_some(())) },
     )
     .await
 }
@@ -251,16 +261,9 @@ async fn one_service_change_is_routed_within_a_second_and_rereads_only_that_serv
     added.port = backends[(7000 + 1) % backends.len()].port;
     let written = Instant::now();
     api.set_services(&[added]).await?;
-    wait_until(
-        "svc-7000's new instance to answer",
-        Duration::from_secs(1),
-        || async {
-            let answer = proxy.get(&host(7000), "/").await?;
-            Ok((answer.instance() == Some(new_backend.as_str())).then_some(()))
-        },
-    )
-    .await
-    .with_context(|| cp.proc.logs())?;
+    wait_backend(&proxy, &host(7000), &new_backend, Duration::from_secs(1))
+        .await
+        .with_context(|| cp.proc.logs())?;
     let added_in = written.elapsed();
     let after_add = cp.watch().await?;
 
@@ -271,16 +274,9 @@ async fn one_service_change_is_routed_within_a_second_and_rereads_only_that_serv
     in_place.port = other.port;
     let written = Instant::now();
     api.set_services(&[in_place]).await?;
-    wait_until(
-        "svc-3000's instance changed in place to answer from its new backend",
-        Duration::from_secs(2),
-        || async {
-            let answer = proxy.get(&host(3000), "/").await?;
-            Ok((answer.instance() == Some(other.name.as_str())).then_some(()))
-        },
-    )
-    .await
-    .with_context(|| cp.proc.logs())?;
+    wait_backend(&proxy, &host(3000), &other.name, Duration::from_secs(2))
+        .await
+        .with_context(|| cp.proc.logs())?;
     let in_place_in = written.elapsed();
     let after_in_place = cp.watch().await?;
 
@@ -355,17 +351,10 @@ async fn changes_folded_into_one_index_are_all_routed() -> Result<()> {
     let c = Registration::traefik("host-1", "svc-c", "svc-c", backends[1].port, "c.example");
     api.set_services(&[b2, c]).await?;
     wait_status(&proxy, "c.example", 200, Duration::from_secs(5)).await?;
-    let backend_1 = backends[1].name.as_str();
-    wait_until(
-        "svc-b's instance added beside svc-c to answer through the proxy",
-        Duration::from_secs(5),
-        || async {
-            let answer = proxy.get("b.example", "/").await?;
-            Ok((answer.instance() == Some(backend_1)).then_some(()))
-        },
-    )
-    .await
-    .with_context(|| cp.proc.logs())?;
+    // svc-b's instance added beside svc-c answers through the proxy.
+    wait_backend(&proxy, "b.example", &backends[1].name, Duration::from_secs(5))
+        .await
+        .with_context(|| cp.proc.logs())?;
 
     // One removal: host-1 leaves with svc-c's only instance and svc-b's second one.
     api.deregister_node("host-1").await?;
@@ -588,19 +577,9 @@ async fn consul_scale_benchmark_smoke() -> Result<()> {
     // Against both kinds of Consul the bench can run (a dev agent, and a single server).
     for (kind, described) in [("dev", "dev agent"), ("server", "single server")] {
         let mut command = tokio::process::Command::new(bin("berth-bench-consul-scale"));
-        command
-            .args(["--services", "50", "--changes", "2", "--consul", kind])
-            .kill_on_drop(true);
-        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-            .await
-            .context("the benchmark's smoke mode did not finish within 120 s")??;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        ensure!(
-            output.status.success(),
-            "berth-bench-consul-scale --consul {kind} failed ({}):\n{stdout}\n{stderr}",
-            output.status
-        );
+        command.args(["--services", "50", "--changes", "2", "--consul", kind]);
+        let what = format!("berth-bench-consul-scale --consul {kind}");
+        let (stdout, _) = run_to_end(&mut command, Duration::from_secs(120), &what).await?;
         ensure!(
             stdout.contains(described)
                 && stdout.contains("first full snapshot")
