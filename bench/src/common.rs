@@ -1,12 +1,13 @@
-//! What the bench binaries share: the directory they run from, their `--flag value` command lines
-//! and starting berth-control on free loopback ports against a Consul.
+//! What the bench binaries share: the directory they run from, the parser of their count flags
+//! (for clap, which parses each binary's command line) and starting berth-control on free loopback
+//! ports against a Consul.
 //!
 //! Not for measuring anything: each binary times and reports on its own. Included by every bench
 //! binary as a module (`#[path]` from src/bin), so it stays small and dependency-free.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use berth_tests::{free_port, Proc};
 
 /// The directory of the running binary, where the other Berth binaries of the same build are.
@@ -17,27 +18,14 @@ pub fn binary_dir() -> Result<PathBuf> {
         .to_path_buf())
 }
 
-/// The command line as `(flag, value)` pairs, in order. A flag listed in `switches` takes no value
-/// (its value is empty); every other flag takes the next argument.
-pub fn flag_pairs(switches: &[&str]) -> Result<Vec<(String, String)>> {
-    let mut pairs = Vec::new();
-    let mut argv = std::env::args().skip(1);
-    while let Some(flag) = argv.next() {
-        let value = if switches.contains(&flag.as_str()) {
-            String::new()
-        } else {
-            argv.next().with_context(|| format!("{flag} needs a value"))?
-        };
-        pairs.push((flag, value));
+/// A count flag's value, which must be a whole number of at least 1: a clap value parser
+/// (`#[arg(value_parser = at_least_one)]`), so a bad value is a usage error naming the flag.
+pub fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number of at least 1".to_string()),
     }
-    Ok(pairs)
-}
-
-/// `value`, given for `flag`, as a count of at least 1.
-pub fn count(flag: &str, value: &str) -> Result<usize> {
-    let n: usize = value.parse().with_context(|| format!("{flag} {value:?}"))?;
-    ensure!(n > 0, "{flag} must be at least 1");
-    Ok(n)
 }
 
 /// Starts the berth-control binary at `binary` against the Consul HTTP API at `consul_addr`, on

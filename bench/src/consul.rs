@@ -6,10 +6,45 @@
 //! servers of a production cluster do, and writes its raft log to disk. Included by the Consul
 //! benches as a module (`#[path]` from src/bin).
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+use anyhow::Result;
 use berth_tests::consul::Api;
 use berth_tests::consul_cluster::ConsulServer;
 use berth_tests::Consul;
+
+/// `--consul`: which Consul a bench starts (clap shows each value's documentation in `--help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsulKind {
+    /// A dev agent: starts in a moment, keeps nothing, indents every JSON answer
+    Dev,
+    /// A single server with a data directory: compact JSON and a raft log on disk, as in production
+    Server,
+}
+
+/// What the Consul benches measure against: which berth-control, which Consul (flags shared by
+/// their command lines).
+#[derive(Debug, clap::Args)]
+pub struct Setup {
+    /// The berth-control binary to measure; berth-control in the directory of this binary when not
+    /// given
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+
+    /// Which Consul to start
+    #[arg(long, value_name = "KIND", value_enum, default_value_t = ConsulKind::Dev)]
+    pub consul: ConsulKind,
+}
+
+impl Setup {
+    /// The berth-control binary: `--control`, or the one beside this binary.
+    pub fn control(&self) -> Result<PathBuf> {
+        match &self.control {
+            Some(path) => Ok(path.clone()),
+            None => Ok(crate::common::binary_dir()?.join("berth-control")),
+        }
+    }
+}
 
 /// A running Consul, stopped when dropped.
 pub enum BenchConsul {
@@ -18,13 +53,12 @@ pub enum BenchConsul {
 }
 
 impl BenchConsul {
-    /// Starts `kind` (`dev` or `server`) and waits until it answers.
-    pub async fn start(kind: &str) -> Result<BenchConsul> {
-        match kind {
-            "dev" => Ok(BenchConsul::Dev(Consul::start().await?)),
-            "server" => Ok(BenchConsul::Server(ConsulServer::single().await?)),
-            other => bail!("--consul {other:?}: expected dev (a dev agent) or server (a single server)"),
-        }
+    /// Starts a Consul of `kind` and waits until it answers.
+    pub async fn start(kind: ConsulKind) -> Result<BenchConsul> {
+        Ok(match kind {
+            ConsulKind::Dev => BenchConsul::Dev(Consul::start().await?),
+            ConsulKind::Server => BenchConsul::Server(ConsulServer::single().await?),
+        })
     }
 
     /// How the report names it.

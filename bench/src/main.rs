@@ -25,14 +25,54 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use berth_tests::traefik::{traefik_binary, Traefik, TraefikOptions};
 use berth_tests::{free_port, Consul, Proc};
+use clap::Parser;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{binary_dir, count, flag_pairs, spawn_control};
+use common::{at_least_one, binary_dir, spawn_control};
 
+/// Measures how long a Consul change takes until every berth-proxy routes by it, with Traefik
+/// measured the same way beside it.
+///
+/// Starts a Consul dev agent, a static backend, berth-control, --proxies berth-proxy processes and
+/// (unless --no-traefik) Traefik 3 on the same Consul. Each round registers two services with fresh
+/// host names in one Consul transaction and polls every proxy and Traefik every millisecond until
+/// they answer 200, then removes them and polls until they answer 404; each time includes the
+/// Consul call. Reports p50/p99/max in milliseconds: until every proxy, each proxy, and Traefik.
+/// With --docker N it then also times `docker run` and `docker rm -f` of a demo container through
+/// berth-agent. Every wait is bounded (10 s); all traffic stays on 127.0.0.1.
+#[derive(Debug, Parser)]
+// A flag given twice takes its last value, as wrapper scripts may add their own defaults first.
+#[command(name = "berth-bench-propagation", version, args_override_self = true)]
+struct Cli {
+    /// Number of berth-proxy processes to start; each is polled on its own
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = at_least_one)]
+    proxies: usize,
+
+    /// Number of rounds (one register and one deregister each), so the samples behind each figure
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = at_least_one)]
+    rounds: usize,
+
+    /// Then also time N rounds of `docker run` and `docker rm -f` through berth-agent (builds the
+    /// demo image; skipped without a Docker Engine); none when not given
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    docker: Option<usize>,
+
+    /// Do not start Traefik (it is skipped anyway when not installed: scripts/setup.sh traefik)
+    #[arg(long)]
+    no_traefik: bool,
+
+    /// Directory of the berth-control, berth-proxy and berth-agent binaries to run; the directory
+    /// of this binary when not given
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+}
+
+/// The command line, with its defaults filled in.
 struct Args {
     proxies: usize,
+    /// Rounds of `docker run`; 0 for none.
     docker: usize,
     rounds: usize,
     traefik: bool,
@@ -40,26 +80,17 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        proxies: 3,
-        docker: 0,
-        rounds: 100,
-        traefik: true,
-        dir: binary_dir()?,
-    };
-    for (flag, value) in flag_pairs(&["--no-traefik"])? {
-        match flag.as_str() {
-            "--no-traefik" => args.traefik = false,
-            "--proxies" => args.proxies = count(&flag, &value)?,
-            "--rounds" => args.rounds = count(&flag, &value)?,
-            "--docker" => args.docker = count(&flag, &value)?,
-            "--bin-dir" => args.dir = PathBuf::from(value),
-            other => bail!(
-                "unknown flag {other:?} (expected --proxies, --rounds, --docker, --no-traefik, --bin-dir)"
-            ),
-        }
-    }
-    Ok(args)
+    let cli = Cli::parse();
+    Ok(Args {
+        proxies: cli.proxies,
+        docker: cli.docker.unwrap_or(0),
+        rounds: cli.rounds,
+        traefik: !cli.no_traefik,
+        dir: match cli.bin_dir {
+            Some(dir) => dir,
+            None => binary_dir()?,
+        },
+    })
 }
 
 /// A keep-alive HTTP/1.1 responder answering every request with a static 200.

@@ -1,8 +1,9 @@
 //! `berth-bench-consul-scale`: what berth-control's Consul watch costs at scale.
 //!
-//! Starts a Consul dev agent (Consul's default limits), writes `--services` services with
-//! `--instances` instances each straight into its catalog (transactions of 64, spread over
-//! `--nodes` nodes), then starts berth-control (the binary beside this one) and reports:
+//! Starts a Consul dev agent (or, with `--consul server`, a single server; on Consul's default
+//! limits), writes `--services` services with `--instances` instances each straight into its
+//! catalog (transactions of 64, spread over `--nodes` nodes), then starts berth-control (the binary
+//! beside this one, or `--control`) and reports:
 //!
 //! - the time from its start to the first full snapshot (the first `published snapshot` log line
 //!   with every route; `/healthz` 200 and `/api/snapshot` are checked too), with the CPU time,
@@ -21,57 +22,86 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use berth_tests::consul::{traefik_tags, Registration, TXN_MAX_OPS};
 use berth_tests::proc::{cpu_time, rss_kib, tcp_connections_to};
 use berth_tests::{http, published_routes, route_count, Sampler};
+use clap::Parser;
 use serde_json::Value;
 
 #[path = "../common.rs"]
 mod common;
-use common::{binary_dir, count, flag_pairs, spawn_control};
+use common::{at_least_one, spawn_control};
 #[path = "../consul.rs"]
 mod consul;
-use consul::BenchConsul;
+use consul::{BenchConsul, ConsulKind, Setup};
 
+/// Measures what berth-control's Consul watch costs at scale, with no proxy connected.
+///
+/// Starts a Consul, writes --services services of --instances instances each (over --nodes nodes)
+/// into its catalog, then starts berth-control and reports: the time from its start to the first
+/// full snapshot, with the CPU time, resident memory and Consul requests of that initial read; the
+/// TCP connections it holds to Consul; and, averaged over --changes single-service rule changes,
+/// the latency from the Consul write to the publication, the Consul requests, service reads and CPU
+/// time per change. Every wait is bounded; all traffic stays on 127.0.0.1. bench/consul_scale.sh
+/// runs it on release binaries and records the result.
+#[derive(Debug, Parser)]
+// A flag given twice takes its last value: bench/consul_scale.sh --smoke passes --services 50
+// --changes 2 before the caller's flags.
+#[command(name = "berth-bench-consul-scale", version, args_override_self = true)]
+struct Cli {
+    /// Number of services written into the Consul catalog (one route each)
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = at_least_one)]
+    services: usize,
+
+    /// Instances per service, at most 64 (a change rewrites a service's instances in one Consul
+    /// transaction)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = instances_per_service)]
+    instances: usize,
+
+    /// Number of Consul nodes the instances are spread over
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
+    nodes: usize,
+
+    /// Number of single-service rule changes to time, one after another
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
+    changes: usize,
+
+    #[command(flatten)]
+    setup: Setup,
+}
+
+/// `--instances`: a count of at least 1 and at most [`TXN_MAX_OPS`].
+fn instances_per_service(value: &str) -> Result<usize, String> {
+    let n = at_least_one(value)?;
+    if n > TXN_MAX_OPS {
+        return Err(format!(
+            "at most {TXN_MAX_OPS} (a change rewrites a service's instances in one transaction)"
+        ));
+    }
+    Ok(n)
+}
+
+/// The command line, with its defaults filled in.
 struct Args {
     services: usize,
     instances: usize,
     nodes: usize,
     changes: usize,
     control: PathBuf,
-    /// `dev` or `server`: see [`BenchConsul`].
-    consul: String,
+    consul: ConsulKind,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        services: 10_000,
-        instances: 1,
-        nodes: 20,
-        changes: 20,
-        control: binary_dir()?.join("berth-control"),
-        consul: "dev".to_string(),
-    };
-    for (flag, value) in flag_pairs(&[])? {
-        match flag.as_str() {
-            "--services" => args.services = count(&flag, &value)?,
-            "--instances" => args.instances = count(&flag, &value)?,
-            "--nodes" => args.nodes = count(&flag, &value)?,
-            "--changes" => args.changes = count(&flag, &value)?,
-            "--control" => args.control = PathBuf::from(&value),
-            "--consul" => args.consul = value,
-            other => bail!(
-                "unknown flag {other:?} (flags: --services N --instances N --nodes N --changes N \
-                 --control PATH --consul dev|server)"
-            ),
-        }
-    }
-    ensure!(
-        args.instances <= TXN_MAX_OPS,
-        "--instances: at most {TXN_MAX_OPS} (a change rewrites a service's instances in one transaction)"
-    );
-    Ok(args)
+    let cli = Cli::parse();
+    Ok(Args {
+        services: cli.services,
+        instances: cli.instances,
+        nodes: cli.nodes,
+        changes: cli.changes,
+        control: cli.setup.control()?,
+        consul: cli.setup.consul,
+    })
 }
 
 /// Every instance of service `i`, routed by `host`.
@@ -168,7 +198,7 @@ async fn main() -> Result<()> {
         "{} is missing: build berth-control in the same profile (or pass --control)",
         args.control.display()
     );
-    let consul = BenchConsul::start(&args.consul).await?;
+    let consul = BenchConsul::start(args.consul).await?;
     let api = consul.api();
     let version = api.get("/v1/agent/self").await?["Config"]["Version"]
         .as_str()

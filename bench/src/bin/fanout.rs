@@ -1,10 +1,11 @@
 //! `berth-bench-fanout`: what pushing one catalog change to many subscribed proxies costs.
 //!
-//! Starts a Consul dev agent, writes `--services` services with `--instances` instances each into
-//! its catalog, starts berth-control (the binary beside this one), then opens `--proxies`
-//! lightweight protocol clients in this process, each on its own TCP connection: a client sends a
-//! Hello, and answers every RouteUpdate with an Ack echoing its version and nonce, whatever the
-//! update's body (snapshot, delta or up-to-date), as a proxy that applies it would. It reports:
+//! Starts a Consul dev agent (or, with `--consul server`, a single server), writes `--services`
+//! services with `--instances` instances each into its catalog, starts berth-control (the binary
+//! beside this one, or `--control`), then opens `--proxies` lightweight protocol clients in this
+//! process, each on its own TCP connection: a client sends a Hello, and answers every RouteUpdate
+//! with an Ack echoing its version and nonce, whatever the update's body (snapshot, delta or
+//! up-to-date), as a proxy that applies it would. It reports:
 //!
 //! - the time until every client holds its first snapshot, and the control plane's resident
 //!   memory per connected proxy (RSS with the clients minus RSS before them, divided by them);
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use berth_proto::v1::proxy_message::Kind;
 use berth_proto::v1::route_discovery_client::RouteDiscoveryClient;
 use berth_proto::v1::route_update::Body;
@@ -29,51 +30,71 @@ use berth_proto::v1::{Ack, Hello, ProxyMessage, RouteUpdate};
 use berth_tests::consul::{traefik_tags, Registration};
 use berth_tests::http;
 use berth_tests::proc::{cpu_time, rss_kib};
+use clap::Parser;
 use prost::Message;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 
 #[path = "../common.rs"]
 mod common;
-use common::{binary_dir, count, flag_pairs, spawn_control};
+use common::{at_least_one, spawn_control};
 #[path = "../consul.rs"]
 mod consul;
-use consul::BenchConsul;
+use consul::{BenchConsul, ConsulKind, Setup};
 
+/// Measures what pushing one catalog change to many subscribed proxies costs berth-control.
+///
+/// Starts a Consul, writes --services services of --instances instances each into its catalog,
+/// starts berth-control, then opens --proxies lightweight protocol clients in this process (one TCP
+/// connection each; each ACKs every update as a proxy would). Reports the time until every client
+/// holds its first snapshot and berth-control's resident memory per connected proxy; then, over
+/// --changes single changes (one instance gets a new port), the time from the Consul write until
+/// every client ACKed (p50/p99), the encoded size of the update one proxy received (bytes) and
+/// berth-control's CPU time per change. Every wait is bounded; all traffic stays on 127.0.0.1.
+#[derive(Debug, Parser)]
+// A flag given twice takes its last value, as wrapper scripts may add their own defaults first.
+#[command(name = "berth-bench-fanout", version, args_override_self = true)]
+struct Cli {
+    /// Number of protocol clients (stand-ins for proxies) subscribed to berth-control
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = at_least_one)]
+    proxies: usize,
+
+    /// Number of services written into the Consul catalog (one route each)
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = at_least_one)]
+    services: usize,
+
+    /// Instances per service
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
+    instances: usize,
+
+    /// Number of single changes to time, one after another
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
+    changes: usize,
+
+    #[command(flatten)]
+    setup: Setup,
+}
+
+/// The command line, with its defaults filled in.
 struct Args {
     proxies: usize,
     services: usize,
     instances: usize,
     changes: usize,
     control: PathBuf,
-    /// `dev` or `server`: see [`BenchConsul`].
-    consul: String,
+    consul: ConsulKind,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        proxies: 1000,
-        services: 1000,
-        instances: 1,
-        changes: 20,
-        control: binary_dir()?.join("berth-control"),
-        consul: "dev".to_string(),
-    };
-    for (flag, value) in flag_pairs(&[])? {
-        match flag.as_str() {
-            "--proxies" => args.proxies = count(&flag, &value)?,
-            "--services" => args.services = count(&flag, &value)?,
-            "--instances" => args.instances = count(&flag, &value)?,
-            "--changes" => args.changes = count(&flag, &value)?,
-            "--control" => args.control = PathBuf::from(value),
-            "--consul" => args.consul = value,
-            other => bail!(
-                "unknown flag {other:?} (expected --proxies, --services, --instances, --changes, --control, \
-                 --consul dev|server)"
-            ),
-        }
-    }
-    Ok(args)
+    let cli = Cli::parse();
+    Ok(Args {
+        proxies: cli.proxies,
+        services: cli.services,
+        instances: cli.instances,
+        changes: cli.changes,
+        control: cli.setup.control()?,
+        consul: cli.setup.consul,
+    })
 }
 
 /// What a client saw: one event per update received (and ACKed at once).
@@ -178,7 +199,7 @@ async fn main() -> Result<()> {
         "{} is missing: build berth-control in the same profile (or pass --control)",
         args.control.display()
     );
-    let consul = BenchConsul::start(&args.consul).await?;
+    let consul = BenchConsul::start(args.consul).await?;
     let api = consul.api();
     let instance = |i: usize, k: usize, port: u16| Registration {
         node: format!("host-{}", (i + k) % 20),
