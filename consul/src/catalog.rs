@@ -88,14 +88,33 @@ pub struct ServiceSummary<'a> {
     pub nodes: Vec<Cow<'a, str>>,
 }
 
-/// One service of a [`ServiceList`]: its name and the union of its instances' tags, sorted and
-/// without duplicates. Borrows its text from the list.
-pub type ServiceEntry<'a> = (Cow<'a, str>, Vec<Cow<'a, str>>);
+/// One service of a [`ServiceList`]: its name, borrowed from the list, and a digest of its tags.
+pub type ListedService<'a> = (Cow<'a, str>, TagsDigest);
+
+/// A digest of a set of tags that does not depend on their order: the wrapping sum of each
+/// tag's 128-bit XXH3. Consul writes a service's tags (the union of its instances') in a
+/// different order from one answer to the next, so two answers are compared by these digests
+/// rather than byte for byte or by sorting every service's tags. The union never repeats a tag;
+/// a tag listed twice would count twice (a spurious difference, never a missed one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TagsDigest(u128);
+
+impl TagsDigest {
+    /// The digest of `tags`, in any order.
+    pub fn of<'t>(tags: impl IntoIterator<Item = &'t str>) -> TagsDigest {
+        tags.into_iter()
+            .fold(TagsDigest::default(), |sum, tag| sum.with(tag))
+    }
+
+    fn with(self, tag: &str) -> TagsDigest {
+        TagsDigest(self.0.wrapping_add(xxhash_rust::xxh3::xxh3_128(tag.as_bytes())))
+    }
+}
 
 /// Consul's service list as it came over the wire. It names every service of the catalog and is
-/// read again on every change, so [`ServiceList::entries`] borrows names and tags from the answer
-/// instead of copying them: a caller that compares it with what it knew allocates only for what
-/// changed.
+/// read again on every change (over a megabyte at 10,000 services), so
+/// [`ServiceList::services`] borrows the names from the answer and keeps only a digest of each
+/// service's tags: a caller that compares it with the last list allocates only for what changed.
 #[derive(Debug, Clone)]
 pub struct ServiceList {
     body: Bytes,
@@ -103,20 +122,27 @@ pub struct ServiceList {
 
 impl ServiceList {
     /// A list from a body in Consul's format (`{"name": ["tag", ...], ...}`); checked when read
-    /// ([`ServiceList::entries`]).
+    /// ([`ServiceList::services`]).
     pub fn from_json(body: impl Into<Bytes>) -> ServiceList {
         ServiceList { body: body.into() }
     }
 
-    /// Every service, sorted by name, each with its tags sorted and without duplicates.
-    pub fn entries(&self) -> Result<Vec<ServiceEntry<'_>>, serde_json::Error> {
-        let Entries(mut entries) = serde_json::from_slice(&self.body)?;
+    /// Every service, sorted by name, with the digest of its tags.
+    pub fn services(&self) -> Result<Vec<ListedService<'_>>, serde_json::Error> {
+        // serde_json cannot say how many entries an object has: guess from the length (a
+        // service takes well over this many bytes with its tags), rather than growing the list
+        // ten times over at 10,000 services.
+        const BYTES_PER_SERVICE: usize = 96;
+        let seed = ListedSeed(self.body.len() / BYTES_PER_SERVICE);
+        let mut deserializer = serde_json::Deserializer::from_slice(&self.body);
+        let Listed(mut services) = serde::de::DeserializeSeed::deserialize(seed, &mut deserializer)?;
+        deserializer.end()?;
         // Consul (Go) writes an object's keys in byte order; sort anyway if it ever does not.
-        if !entries.windows(2).all(|pair| pair[0].0 < pair[1].0) {
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            entries.dedup_by(|a, b| a.0 == b.0);
+        if !services.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            services.sort_by(|a, b| a.0.cmp(&b.0));
+            services.dedup_by(|a, b| a.0 == b.0);
         }
-        Ok(entries)
+        Ok(services)
     }
 }
 
@@ -147,31 +173,72 @@ impl Summaries {
 #[derive(Deserialize)]
 pub(crate) struct Text<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
 
-/// The service list's object read into name-sorted pairs without building a map.
-struct Entries<'a>(Vec<ServiceEntry<'a>>);
+/// The service list's object read into pairs without building a map or keeping any tag.
+struct Listed<'a>(Vec<ListedService<'a>>);
 
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object mapping service names to lists of tags")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some((name, tags)) = map.next_entry::<Text<'de>, Option<Vec<Text<'de>>>>()? {
-                    let mut tags: Vec<Cow<'de, str>> =
-                        tags.unwrap_or_default().into_iter().map(|t| t.0).collect();
-                    // Consul builds this union from a map: its order changes between answers.
-                    tags.sort_unstable();
-                    tags.dedup();
-                    entries.push((name.0, tags));
-                }
-                Ok(Entries(entries))
-            }
+/// Reads a [`Listed`], with room for this many services to start with.
+struct ListedSeed(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ListedSeed {
+    type Value = Listed<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Listed<'de>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ListedSeed {
+    type Value = Listed<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object mapping service names to lists of tags")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Listed<'de>, A::Error> {
+        let mut services = Vec::with_capacity(map.size_hint().unwrap_or(self.0));
+        while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
+            services.push((name, map.next_value_seed(TagsSeed)?));
         }
-        deserializer.deserialize_map(Visit)
+        Ok(Listed(services))
+    }
+}
+
+/// Reads a list of tags (or `null`, no tags) into its [`TagsDigest`], one tag at a time.
+struct TagsSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for TagsSeed {
+    type Value = TagsDigest;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<TagsDigest, D::Error> {
+        deserializer.deserialize_option(TagsSeed)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TagsSeed {
+    type Value = TagsDigest;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of tags or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<TagsDigest, E> {
+        Ok(TagsDigest::default())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<TagsDigest, E> {
+        Ok(TagsDigest::default())
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<TagsDigest, D::Error> {
+        deserializer.deserialize_seq(TagsSeed)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TagsDigest, A::Error> {
+        let mut digest = TagsDigest::default();
+        while let Some(Text(tag)) = seq.next_element::<Text<'de>>()? {
+            digest = digest.with(&tag);
+        }
+        Ok(digest)
     }
 }
 
@@ -342,12 +409,12 @@ impl<'a> RawSummary<'a> {
 
 impl Client {
     /// `GET /v1/catalog/services`: every service name with the union of its instances' tags
-    /// (sorted). The index moves with any change to any service registration.
+    /// The index moves with any change to any service registration.
     pub async fn catalog_services(&self, index: u64, wait: Duration) -> Result<Indexed<ServiceList>, Error> {
         let (_, raw) = self
             .get_blocking_raw("/v1/catalog/services", &[], index, wait)
             .await?;
-        // Read once, by the caller ([`ServiceList::entries`]): at 10,000 services the answer is
+        // Read once, by the caller ([`ServiceList::services`]): at 10,000 services the answer is
         // over a megabyte, and it comes again after every change.
         Ok(Indexed {
             index: raw.index,
@@ -483,18 +550,39 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_service_list_sorted_borrowed_and_deduplicated() {
-        let list = ServiceList::from_json(r#"{"web":["b","a","b"],"consul":null,"api\u0041":[]}"#);
-        let entries = list.entries().expect("valid list");
-        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_ref()).collect();
+    fn reads_the_service_list_sorted_borrowed_with_digests_of_its_tag_sets() {
+        let list = ServiceList::from_json(r#"{"web":["b","a"],"consul":null,"api\u0041":[]}"#);
+        let services = list.services().expect("valid list");
+        let names: Vec<&str> = services.iter().map(|(n, _)| n.as_ref()).collect();
         assert_eq!(names, ["apiA", "consul", "web"]);
-        assert_eq!(entries[2].1, ["a", "b"]);
         assert!(
-            matches!(entries[2].0, Cow::Borrowed(_)),
+            matches!(services[2].0, Cow::Borrowed(_)),
             "names without escapes are not copied"
         );
-        assert!(entries[1].1.is_empty());
-        assert!(ServiceList::from_json("[1]").entries().is_err());
+        // Consul writes a service's tags in any order: the digest is the set's.
+        assert_eq!(services[2].1, TagsDigest::of(["a", "b"]));
+        let reordered = ServiceList::from_json(r#"{"web":["a","b"]}"#);
+        assert_eq!(reordered.services().expect("valid list")[0].1, services[2].1);
+        // No tags, whether `null` or `[]`, is the empty set; any other set differs from it and
+        // from each other.
+        assert_eq!(services[0].1, TagsDigest::default());
+        assert_eq!(services[1].1, TagsDigest::default());
+        for other in [&["a"][..], &["b"], &["a", "b", "c"], &["a", "c"]] {
+            assert_ne!(TagsDigest::of(other.iter().copied()), services[2].1, "{other:?}");
+        }
+        // An escaped tag is read as its text.
+        let escaped = ServiceList::from_json(r#"{"web":["\u0061","b"]}"#);
+        assert_eq!(escaped.services().expect("valid list")[0].1, services[2].1);
+        assert!(ServiceList::from_json("[1]").services().is_err());
+        assert!(ServiceList::from_json(r#"{"web":[1]}"#).services().is_err());
+        let unsorted = ServiceList::from_json(r#"{"web":[],"api":[]}"#);
+        let names: Vec<String> = unsorted
+            .services()
+            .expect("valid")
+            .into_iter()
+            .map(|(n, _)| n.into_owned())
+            .collect();
+        assert_eq!(names, ["api", "web"]);
     }
 
     #[test]

@@ -251,7 +251,7 @@ impl Watch {
                 }
                 // Read once, here. An answer that cannot be read says nothing of what changed:
                 // the whole catalog is compared instead (the next answer is read as usual).
-                let entries = match list.entries() {
+                let entries = match list.services() {
                     Ok(entries) => entries,
                     Err(e) => {
                         self.status.error(Part::Services);

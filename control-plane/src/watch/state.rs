@@ -21,7 +21,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use berth_consul::catalog::{FailingCheck, Instance, NodeName, ServiceEntry, ServiceSummary, Summaries};
+use berth_consul::catalog::{
+    FailingCheck, Instance, ListedService, NodeName, ServiceSummary, Summaries, TagsDigest,
+};
 use berth_consul::summaries::{SummaryChanges, SummaryIndex};
 
 /// The health of one instance, from its checks and its node's.
@@ -62,8 +64,8 @@ pub(crate) struct ServiceView {
 pub(crate) struct State {
     /// Every service's instances, sorted by (node, id).
     services: BTreeMap<String, Vec<Instance>>,
-    /// The last service list: names and the union of their tags.
-    tags: BTreeMap<String, Vec<String>>,
+    /// The last service list: names, sorted, each with the digest of its tags.
+    listed: Vec<(Box<str>, TagsDigest)>,
     /// Every check that is not passing.
     failing: BTreeSet<FailingCheck>,
     /// Which services have instances on each node (for node checks).
@@ -83,29 +85,33 @@ impl State {
         self.services.len()
     }
 
-    /// Takes a new service list (sorted by name, as [`ServiceList::entries`] gives it); returns
+    /// Takes a new service list (sorted by name, as [`ServiceList::services`] gives it); returns
     /// the services that appeared, left or changed tags. An empty answer with a moved index
     /// means the change is not visible in the list. The list and what is known are walked side
-    /// by side, so only what changed is copied.
+    /// by side, comparing digests of the tag sets, so only what changed is copied.
     ///
-    /// [`ServiceList::entries`]: berth_consul::catalog::ServiceList::entries
-    pub(crate) fn take_service_list(&mut self, list: &[ServiceEntry<'_>]) -> BTreeSet<String> {
+    /// [`ServiceList::services`]: berth_consul::catalog::ServiceList::services
+    pub(crate) fn take_service_list(&mut self, list: &[ListedService<'_>]) -> BTreeSet<String> {
         let mut changed = BTreeSet::new();
-        let mut updated: Vec<(String, Vec<String>)> = Vec::new();
-        let mut gone: Vec<String> = Vec::new();
-        let mut known = self.tags.iter().peekable();
+        let mut listed = Vec::with_capacity(list.len());
+        let mut known = std::mem::take(&mut self.listed).into_iter().peekable();
         let mut read = self.services.keys().peekable();
-        for (name, tags) in list {
+        for (name, digest) in list {
             let name = name.as_ref();
             // Known services before this one in order have left the list.
-            while let Some((left, _)) = known.next_if(|(known, _)| known.as_str() < name) {
-                gone.push(left.clone());
+            while let Some((left, _)) = known.next_if(|(known, _)| &**known < name) {
+                changed.insert(left.into_string());
             }
-            match known.next_if(|(known, _)| known.as_str() == name) {
-                Some((_, old)) if old.iter().map(String::as_str).eq(tags.iter().map(AsRef::as_ref)) => {}
-                _ => {
+            match known.next_if(|(known, _)| &**known == name) {
+                Some((same, old)) => {
+                    if old != *digest {
+                        changed.insert(name.to_string());
+                    }
+                    listed.push((same, *digest));
+                }
+                None => {
                     changed.insert(name.to_string());
-                    updated.push((name.to_string(), tags.iter().map(|t| t.to_string()).collect()));
+                    listed.push((name.into(), *digest));
                 }
             }
             // A service in the list that was never read (its read failed, or the list raced
@@ -115,13 +121,8 @@ impl State {
                 changed.insert(name.to_string());
             }
         }
-        gone.extend(known.map(|(left, _)| left.clone()));
-        // Apply: drop what left, write what changed.
-        for name in &gone {
-            self.tags.remove(name);
-        }
-        changed.extend(gone);
-        self.tags.extend(updated);
+        changed.extend(known.map(|(left, _)| left.into_string()));
+        self.listed = listed;
         changed
     }
 
@@ -383,15 +384,15 @@ mod tests {
         }
     }
 
-    /// A service list as [`ServiceList::entries`](berth_consul::catalog::ServiceList::entries)
+    /// A service list as [`ServiceList::services`](berth_consul::catalog::ServiceList::services)
     /// gives it: sorted by name.
-    fn tags<'a>(list: &[(&'a str, &[&'a str])]) -> Vec<ServiceEntry<'a>> {
-        let mut entries: Vec<ServiceEntry<'a>> = list
+    fn tags<'a>(list: &[(&'a str, &[&'a str])]) -> Vec<ListedService<'a>> {
+        let mut services: Vec<ListedService<'a>> = list
             .iter()
-            .map(|(n, t)| (Cow::Borrowed(*n), t.iter().map(|s| Cow::Borrowed(*s)).collect()))
+            .map(|(n, t)| (Cow::Borrowed(*n), TagsDigest::of(t.iter().copied())))
             .collect();
-        entries.sort();
-        entries
+        services.sort_by(|a, b| a.0.cmp(&b.0));
+        services
     }
 
     fn names(list: &[&str]) -> BTreeSet<String> {
@@ -417,9 +418,17 @@ mod tests {
         assert_eq!(changed, names(&["web", "api", "new"]));
         // The same list again changes nothing, even though "new" has not been read yet... except
         // that an unread service is always asked for.
+        let same = tags(&[("web", &["t", "u"]), ("new", &[])]);
+        assert_eq!(state.take_service_list(&same), names(&["new"]));
+        // Consul writes tags in any order: the same set in another order is no change...
         assert_eq!(
-            state.take_service_list(&tags(&[("web", &["t", "u"]), ("new", &[])])),
+            state.take_service_list(&tags(&[("web", &["u", "t"]), ("new", &[])])),
             names(&["new"])
+        );
+        // ...while another set is, even of the same size.
+        assert_eq!(
+            state.take_service_list(&tags(&[("web", &["u", "v"]), ("new", &["t"])])),
+            names(&["web", "new"])
         );
     }
 
