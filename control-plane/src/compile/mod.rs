@@ -80,11 +80,13 @@ impl PartialEq for Compiled {
     }
 }
 
-/// A snapshot's routes and clusters, each sorted by name.
+/// A snapshot's routes and clusters, each sorted by name. Persistent vectors: a clone shares
+/// everything with the original, and changing a few items copies only the chunks that hold
+/// them, so a snapshot after one change costs the same whatever the catalog's size.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Items {
-    pub routes: Vec<Arc<Route>>,
-    pub clusters: Vec<Arc<Cluster>>,
+    pub routes: imbl::Vector<Arc<Route>>,
+    pub clusters: imbl::Vector<Arc<Cluster>>,
 }
 
 impl Items {
@@ -101,6 +103,30 @@ impl Items {
             .binary_search_by(|c| c.name.as_str().cmp(name))
             .ok()?;
         self.clusters.get(at)
+    }
+
+    /// Serves `route` under `name`, or stops serving `name` (`None`), keeping the order.
+    fn set_route(&mut self, name: &str, route: Option<&Arc<Route>>) {
+        set_sorted(&mut self.routes, name, route, |r| r.name.as_str());
+    }
+
+    /// Serves `cluster` under `name`, or stops serving `name` (`None`), keeping the order.
+    fn set_cluster(&mut self, name: &str, cluster: Option<&Arc<Cluster>>) {
+        set_sorted(&mut self.clusters, name, cluster, |c| c.name.as_str());
+    }
+}
+
+/// Puts `item` at `name`'s place in `items` (sorted by `key`), or removes what is there.
+fn set_sorted<T>(items: &mut imbl::Vector<Arc<T>>, name: &str, item: Option<&Arc<T>>, key: fn(&T) -> &str) {
+    match (items.binary_search_by(|i| key(i).cmp(name)), item) {
+        (Ok(at), Some(item)) => {
+            items.set(at, Arc::clone(item));
+        }
+        (Ok(at), None) => {
+            items.remove(at);
+        }
+        (Err(at), Some(item)) => items.insert(at, Arc::clone(item)),
+        (Err(_), None) => {}
     }
 }
 
@@ -162,6 +188,11 @@ pub(crate) struct Compiler {
     /// The routes and clusters touched since the last [`Compiler::compiled`], each with the
     /// digest it was served with before (`None`: not served).
     touched: Touched,
+    /// What is served, as of the last [`Compiler::compiled`]: brought up to date there from
+    /// `touched`, and handed out as a clone.
+    served: Items,
+    /// Every error, as of the last [`Compiler::compiled`]; `None` when one may have changed since.
+    errors: Option<Vec<RouteError>>,
 }
 
 impl Compiler {
@@ -180,6 +211,8 @@ impl Compiler {
             shared: Registry::default(),
             version: VersionSum::default(),
             touched: Touched::default(),
+            served: Items::default(),
+            errors: None,
         }
     }
 
@@ -231,35 +264,43 @@ impl Compiler {
     }
 
     /// The current snapshot, its version and every error, with what changed since the last call.
+    /// Only what was touched since that call is looked at again.
     pub(crate) fn compiled(&mut self) -> Compiled {
-        let routes = self
-            .routes
-            .iter()
-            .filter(|(name, _)| self.rejected.is_empty() || !self.rejected.contains_key(*name))
-            .map(|(_, entry)| entry.route.clone())
-            .collect();
-        let clusters = self
-            .clusters
-            .values()
-            .map(|entry| entry.cluster.clone())
-            .collect();
-        let errors = self
-            .services
-            .values()
-            .flat_map(|output| output.errors.iter().cloned())
-            .chain(self.rejected.values().cloned())
-            .collect();
+        let touched = std::mem::take(&mut self.touched);
+        for name in touched.routes.keys() {
+            let route = self
+                .routes
+                .get(name)
+                .filter(|_| !self.rejected.contains_key(name));
+            self.served.set_route(name, route.map(|e| &e.route));
+        }
+        for name in touched.clusters.keys() {
+            self.served
+                .set_cluster(name, self.clusters.get(name).map(|e| &e.cluster));
+        }
+        let errors = match &self.errors {
+            Some(errors) => errors.clone(),
+            None => {
+                let errors: Vec<RouteError> = self
+                    .services
+                    .values()
+                    .flat_map(|output| output.errors.iter().cloned())
+                    .chain(self.rejected.values().cloned())
+                    .collect();
+                self.errors = Some(errors.clone());
+                errors
+            }
+        };
         Compiled {
-            snapshot: Items { routes, clusters },
+            snapshot: self.served.clone(),
             version: self.version.version(),
             errors,
-            changed: Some(self.take_changed()),
+            changed: Some(self.changed_since(touched)),
         }
     }
 
     /// What differs, among the items touched, from when they were first touched.
-    fn take_changed(&mut self) -> Changed {
-        let touched = std::mem::take(&mut self.touched);
+    fn changed_since(&self, touched: Touched) -> Changed {
         Changed {
             routes: touched
                 .routes
@@ -316,6 +357,9 @@ impl Compiler {
         let Some(output) = self.services.remove(service) else {
             return;
         };
+        if !output.errors.is_empty() {
+            self.errors = None;
+        }
         for name in output.routes {
             self.touch_route(&name);
             let Some(entry) = self.routes.remove(&name) else {
@@ -323,6 +367,8 @@ impl Compiler {
             };
             if self.rejected.remove(&name).is_none() {
                 self.version.remove(entry.digest);
+            } else {
+                self.errors = None;
             }
             if let Some(key) = self.claims.remove(&name) {
                 keys.insert(key);
@@ -356,6 +402,9 @@ impl Compiler {
             errors: compiled.errors.into_iter().map(RouteError::from).collect(),
             ..ServiceOutput::default()
         };
+        if !output.errors.is_empty() {
+            self.errors = None;
+        }
         let mut routes = compiled.routes;
         let mut clusters = compiled.clusters;
         for route in &mut routes {
@@ -422,11 +471,13 @@ impl Compiler {
                         ),
                     };
                     self.rejected.insert(name, error);
+                    self.errors = None;
                 }
                 None => {
                     if !was_served {
                         self.version.add(entry.digest);
                         self.rejected.remove(&name);
+                        self.errors = None;
                     }
                 }
             }

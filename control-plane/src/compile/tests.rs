@@ -282,3 +282,100 @@ fn a_snapshot_names_only_what_changed_since_the_last() {
     compiler.apply(&[("web_go".to_string(), None)].into());
     assert_eq!(compiler.compiled().changed, Some(first));
 }
+
+/// Whatever the order of changes, and however many go into one snapshot, the snapshot the
+/// compiler assembles from what was touched is the one a compile of the same catalog from
+/// scratch gives: items, order, version and errors.
+mod incremental {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SERVICES: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
+
+    /// What an instance may carry: rules that collide between services (the older claim wins),
+    /// a middleware defined by one service and used by another, a bad rule, nothing routable.
+    const TAGS: [&[&str]; 7] = [
+        &["traefik.enable=true", "traefik.frontend.rule=Host:a.example"],
+        &["traefik.enable=true", "traefik.frontend.rule=Host:b.example"],
+        &[
+            "traefik.enable=true",
+            "traefik.http.routers.r.rule=Host(`a.example`)",
+        ],
+        &[
+            "traefik.enable=true",
+            "traefik.http.routers.r.rule=Host(`c.example`) && (Path(`/x`)",
+        ],
+        &[
+            "traefik.enable=true",
+            "traefik.http.routers.d.rule=Host(`d.example`)",
+            "traefik.http.middlewares.strip.stripprefix.prefixes=/p",
+        ],
+        &[
+            "traefik.enable=true",
+            "traefik.http.routers.e.rule=Host(`e.example`)",
+            "traefik.http.routers.e.middlewares=strip@consulcatalog",
+        ],
+        &[],
+    ];
+
+    /// One change: a service (by index) gone (`None`), or its instances as (tags, port,
+    /// passing, created).
+    type Change = (usize, Option<Vec<(usize, u16, bool, u64)>>);
+
+    fn change() -> impl Strategy<Value = Change> {
+        let instance = (0..TAGS.len(), 9000u16..9003, any::<bool>(), 1u64..5);
+        (
+            0..SERVICES.len(),
+            prop::option::weighted(0.8, prop::collection::vec(instance, 1..3)),
+        )
+    }
+
+    fn view(service: &str, instances: &[(usize, u16, bool, u64)]) -> Arc<ServiceView> {
+        let instances = instances
+            .iter()
+            .enumerate()
+            .map(|(i, (tags, port, passing, created))| {
+                instance_at(
+                    service,
+                    &format!("{service}-{i}"),
+                    *port,
+                    TAGS[*tags],
+                    *passing,
+                    *created,
+                )
+                .1
+            })
+            .collect();
+        Arc::new(ServiceView {
+            name: service.to_string(),
+            instances,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn snapshots_assembled_from_changes_equal_a_compile_from_scratch(
+            batches in prop::collection::vec(prop::collection::vec(change(), 1..4), 1..12),
+        ) {
+            let mut compiler = Compiler::new(Settings::default(), Health::Passing);
+            let mut current: Catalog = BTreeMap::new();
+            for batch in batches {
+                for (service, instances) in batch {
+                    let name = SERVICES[service].to_string();
+                    let view = instances.map(|i| view(&name, &i));
+                    compiler.apply(&[(name.clone(), view.clone())].into());
+                    match view {
+                        Some(view) => current.insert(name, Some(view)),
+                        None => current.remove(&name),
+                    };
+                }
+                let got = compiler.compiled();
+                let expected = compile(&current);
+                prop_assert_eq!(&got.snapshot, &expected.snapshot);
+                prop_assert_eq!(&got.version, &expected.version);
+                prop_assert_eq!(&got.errors, &expected.errors);
+            }
+        }
+    }
+}
