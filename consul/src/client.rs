@@ -5,15 +5,16 @@
 //! failure, or an answer of 5xx or 429 moves the client to the next address for the next request
 //! and is returned as is: retrying is the caller's policy. Clones share the current address.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Uri};
 use http_body_util::{BodyExt, Full};
@@ -53,6 +54,40 @@ struct Inner {
     read_mode: ReadMode,
     /// To explain TLS failures in terms of the settings.
     tls: TlsConfig,
+    /// How long the last answer from each path was.
+    sizes: AnswerSizes,
+}
+
+/// The length of the last answer from each path, so that the next answer is gathered into a
+/// buffer of about the right size: an answer of the whole catalog comes again after every change
+/// (megabytes at 10,000 services), and growing a buffer to that size copies it and touches
+/// fresh memory again and again.
+#[derive(Debug, Default)]
+struct AnswerSizes(Mutex<HashMap<String, usize>>);
+
+impl AnswerSizes {
+    /// At most this many paths are remembered (one per node is read): past it, all are forgotten.
+    const PATHS: usize = 4096;
+    /// Room beyond the last length, for an answer that grew a little.
+    const SLACK: usize = 8;
+
+    fn capacity_for(&self, path: &str) -> usize {
+        let sizes = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        sizes.get(path).map_or(0, |len| len + len / Self::SLACK)
+    }
+
+    fn remember(&self, path: &str, len: usize) {
+        let mut sizes = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sizes.len() >= Self::PATHS && !sizes.contains_key(path) {
+            sizes.clear();
+        }
+        match sizes.get_mut(path) {
+            Some(last) => *last = len,
+            None => {
+                sizes.insert(path.to_string(), len);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Client {
@@ -144,6 +179,7 @@ impl Client {
                 datacenter: config.datacenter.filter(|dc| !dc.is_empty()),
                 read_mode: config.read_mode,
                 tls: config.tls,
+                sizes: AnswerSizes::default(),
             }),
         })
     }
@@ -341,13 +377,18 @@ impl Client {
                 .request(request)
                 .await
                 .map_err(|e| self.transport_error(url, &e))?;
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| self.transport_error(url, &e))?
-                .to_bytes();
-            Ok::<_, Error>((parts, body))
+            let (parts, mut body) = response.into_parts();
+            // Gathered as it arrives, so that each of hyper's read buffers is free again for the
+            // next read instead of being held until the answer is complete.
+            let mut gathered = BytesMut::with_capacity(self.inner.sizes.capacity_for(url.path()));
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| self.transport_error(url, &e))?;
+                if let Some(data) = frame.data_ref() {
+                    gathered.extend_from_slice(data);
+                }
+            }
+            self.inner.sizes.remember(url.path(), gathered.len());
+            Ok::<_, Error>((parts, gathered.freeze()))
         };
         let (parts, body) =
             tokio::time::timeout(timeout, exchange)
