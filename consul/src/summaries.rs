@@ -324,13 +324,18 @@ fn sorted_junctions(head: &[Entry], middle: &[Entry], tail: &[Entry]) -> bool {
     names.windows(2).all(|w| w[0] < w[1])
 }
 
+/// Blocks compared at once, coarse then fine: one large comparison runs at memory speed, and only
+/// the large block holding the first difference is compared again in small ones.
+const BLOCKS: [usize; 2] = [64 * 1024, 256];
+
 /// Length of the longest common prefix, compared a block at a time.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
-    const BLOCK: usize = 256;
     let len = a.len().min(b.len());
     let mut at = 0;
-    while at + BLOCK <= len && a[at..at + BLOCK] == b[at..at + BLOCK] {
-        at += BLOCK;
+    for block in BLOCKS {
+        while at + block <= len && a[at..at + block] == b[at..at + block] {
+            at += block;
+        }
     }
     while at < len && a[at] == b[at] {
         at += 1;
@@ -340,12 +345,13 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 
 /// Length of the longest common suffix, compared a block at a time.
 fn common_suffix(a: &[u8], b: &[u8]) -> usize {
-    const BLOCK: usize = 256;
     let len = a.len().min(b.len());
     let (ea, eb) = (a.len(), b.len());
     let mut n = 0;
-    while n + BLOCK <= len && a[ea - n - BLOCK..ea - n] == b[eb - n - BLOCK..eb - n] {
-        n += BLOCK;
+    for block in BLOCKS {
+        while n + block <= len && a[ea - n - block..ea - n] == b[eb - n - block..eb - n] {
+            n += block;
+        }
     }
     while n < len && a[ea - n - 1] == b[eb - n - 1] {
         n += 1;
@@ -399,6 +405,38 @@ mod tests {
             let got = index.get(&summary.name).expect("named").expect("readable");
             assert_eq!(&got, summary);
         }
+    }
+
+    #[test]
+    fn common_ends_are_found_wherever_the_first_difference_is() {
+        let naive_prefix = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let naive_suffix = |a: &[u8], b: &[u8]| {
+            a.iter()
+                .rev()
+                .zip(b.iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count()
+        };
+        let base: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for at in [
+            0, 1, 255, 256, 257, 65_535, 65_536, 65_537, 131_072, 150_001, 199_999,
+        ] {
+            let mut other = base.clone();
+            other[at] ^= 0xff;
+            assert_eq!(common_prefix(&base, &other), at);
+            assert_eq!(common_suffix(&base, &other), base.len() - at - 1);
+            // Different lengths: one is the other with bytes inserted at `at`.
+            let mut longer = base[..at].to_vec();
+            longer.extend_from_slice(b"inserted");
+            longer.extend_from_slice(&base[at..]);
+            assert_eq!(common_prefix(&base, &longer), naive_prefix(&base, &longer));
+            assert_eq!(common_suffix(&base, &longer), naive_suffix(&base, &longer));
+        }
+        assert_eq!(common_prefix(&base, &base), base.len());
+        assert_eq!(
+            common_suffix(&base[..1000], &base),
+            naive_suffix(&base[..1000], &base)
+        );
     }
 
     #[test]
