@@ -12,8 +12,9 @@
 //! - [`Client::catalog_nodes`]: every node and its address (blocking; moves when a node is added,
 //!   removed or given a new address).
 //! - [`Client::catalog_node`]: one node's instances, read for every node in turn: a full read (at
-//!   start, and as a safety net), or to find an instance changed in place by comparing each
-//!   node's answer with the last one.
+//!   start, and as a safety net), or for a node whose answer changed.
+//! - [`Client::catalog_node_digest`]: only the digest of that answer, hashed as it arrives: to
+//!   find an instance changed in place by comparing each node's answer with the last one.
 //! - [`Client::service_summaries`]: per service, how many instances on which nodes, in one
 //!   answer (Consul's UI endpoint), to find which service a registration changed.
 //!
@@ -468,6 +469,14 @@ impl Client {
                 body: raw.value,
             },
         })
+    }
+
+    /// `GET /v1/catalog/node/:node`, keeping only the answer's digest: the same value as
+    /// [`NodeServices::digest`] of the answer read whole, computed as the answer arrives. Compares
+    /// a node with its last answer without gathering (or parsing) one.
+    pub async fn catalog_node_digest(&self, node: &str) -> Result<Indexed<u128>, Error> {
+        let path = format!("/v1/catalog/node/{}", encode_segment(node));
+        self.get_digest(&path).await
     }
 
     /// `GET /v1/internal/ui/services`: per service, the number of instances and their nodes.

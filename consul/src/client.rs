@@ -99,10 +99,34 @@ impl fmt::Debug for Client {
     }
 }
 
-/// What Consul answered: headers and the whole body.
+/// What Consul answered: headers and the whole body, or only the body's digest.
 struct Answer {
     headers: HeaderMap,
-    body: Bytes,
+    body: Kept,
+}
+
+/// What to keep of a successful answer's body (an error's is always kept, to explain it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Body,
+    /// Only its 128-bit XXH3, computed as it arrives: nothing is gathered.
+    Digest,
+}
+
+/// A body as kept.
+enum Kept {
+    Body(Bytes),
+    Digest(u128),
+}
+
+impl Kept {
+    /// The body; empty when only a digest was asked for (which callers never do then).
+    fn into_body(self) -> Bytes {
+        match self {
+            Kept::Body(body) => body,
+            Kept::Digest(_) => Bytes::new(),
+        }
+    }
 }
 
 impl Client {
@@ -256,6 +280,40 @@ impl Client {
         index: u64,
         wait: Duration,
     ) -> Result<(Url, Indexed<Bytes>), Error> {
+        let (url, answer) = self.get_kept(path, query, index, wait, Keep::Body).await?;
+        Ok((
+            url,
+            Indexed {
+                index: answer.index,
+                value: answer.value.into_body(),
+            },
+        ))
+    }
+
+    /// A GET that keeps only the digest of the body (see [`crate::catalog::NodeServices::digest`]):
+    /// the same value as a digest of the whole body, without gathering it.
+    pub(crate) async fn get_digest(&self, path: &str) -> Result<Indexed<u128>, Error> {
+        let (url, answer) = self.get_kept(path, &[], 0, Duration::ZERO, Keep::Digest).await?;
+        match answer.value {
+            Kept::Digest(digest) => Ok(Indexed {
+                index: answer.index,
+                value: digest,
+            }),
+            Kept::Body(_) => Err(Error::Decode {
+                url: url.to_string(),
+                reason: "no digest of the answer".into(),
+            }),
+        }
+    }
+
+    async fn get_kept(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        index: u64,
+        wait: Duration,
+        keep: Keep,
+    ) -> Result<(Url, Indexed<Kept>), Error> {
         let (at, mut url) = self.url_at(path);
         let mut params: Vec<(&str, String)> = query.iter().map(|(k, v)| (*k, v.to_string())).collect();
         params.extend(self.read_params(path));
@@ -266,7 +324,9 @@ impl Client {
         append_query(&mut url, &params);
         // Consul adds up to wait/16 of jitter to a blocking query; allow for it and for a slow answer.
         let timeout = wait + wait / 16 + Duration::from_secs(5);
-        let answer = self.send(at, Method::GET, url.clone(), None, timeout).await?;
+        let answer = self
+            .send(at, Method::GET, url.clone(), None, timeout, keep)
+            .await?;
         let index = answer
             .headers
             .get("X-Consul-Index")
@@ -289,9 +349,16 @@ impl Client {
         let (at, mut url) = self.url_at(path);
         append_query(&mut url, &self.read_params(path));
         let answer = self
-            .send(at, Method::GET, url.clone(), None, Duration::from_secs(10))
+            .send(
+                at,
+                Method::GET,
+                url.clone(),
+                None,
+                Duration::from_secs(10),
+                Keep::Body,
+            )
             .await?;
-        decode(&url, &answer.body)
+        decode(&url, &answer.body.into_body())
     }
 
     pub(crate) async fn put<B: Serialize>(&self, path: &str, body: Option<&B>) -> Result<(), Error> {
@@ -315,7 +382,7 @@ impl Client {
                 url: url.to_string(),
                 reason: format!("cannot encode the request body: {e}"),
             })?;
-        self.send(at, Method::PUT, url, body, Duration::from_secs(10))
+        self.send(at, Method::PUT, url, body, Duration::from_secs(10), Keep::Body)
             .await?;
         Ok(())
     }
@@ -329,8 +396,9 @@ impl Client {
         url: Url,
         body: Option<Vec<u8>>,
         timeout: Duration,
+        keep: Keep,
     ) -> Result<Answer, Error> {
-        let result = self.exchange(method, &url, body, timeout).await;
+        let result = self.exchange(method, &url, body, timeout, keep).await;
         if let Err(error) = &result {
             if moves_on(error) {
                 self.rotate(at);
@@ -345,6 +413,7 @@ impl Client {
         url: &Url,
         body: Option<Vec<u8>>,
         timeout: Duration,
+        keep: Keep,
     ) -> Result<Answer, Error> {
         let method_name = if method == Method::PUT { "PUT" } else { "GET" };
         let uri: Uri = url
@@ -378,6 +447,16 @@ impl Client {
                 .await
                 .map_err(|e| self.transport_error(url, &e))?;
             let (parts, mut body) = response.into_parts();
+            if keep == Keep::Digest && parts.status.is_success() {
+                let mut digest = xxhash_rust::xxh3::Xxh3::new();
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(|e| self.transport_error(url, &e))?;
+                    if let Some(data) = frame.data_ref() {
+                        digest.update(data);
+                    }
+                }
+                return Ok::<_, Error>((parts, Kept::Digest(digest.digest128())));
+            }
             // Gathered as it arrives, so that each of hyper's read buffers is free again for the
             // next read instead of being held until the answer is complete.
             let mut gathered = BytesMut::with_capacity(self.inner.sizes.capacity_for(url.path()));
@@ -388,7 +467,7 @@ impl Client {
                 }
             }
             self.inner.sizes.remember(url.path(), gathered.len());
-            Ok::<_, Error>((parts, gathered.freeze()))
+            Ok::<_, Error>((parts, Kept::Body(gathered.freeze())))
         };
         let (parts, body) =
             tokio::time::timeout(timeout, exchange)
@@ -398,6 +477,7 @@ impl Client {
                     reason: format!("timed out after {timeout:?}"),
                 })??;
         if !parts.status.is_success() {
+            let body = body.into_body();
             let text = String::from_utf8_lossy(&body).trim().to_string();
             if parts.status == http::StatusCode::BAD_REQUEST
                 && text.contains("HTTP request to an HTTPS server")
@@ -704,5 +784,61 @@ mod tests {
         let err = c.get::<String>("/v1/status/leader").await.expect_err("404");
         assert!(matches!(err, Error::Status { status: 404, .. }), "{err}");
         assert_eq!(c.current(), 1, "a 404 is about the request, not the server");
+    }
+
+    #[tokio::test]
+    async fn a_digest_kept_as_the_answer_arrives_equals_the_digest_of_the_whole_answer() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A body larger than any one read, sent in chunks of odd sizes; then a 403 whose text must
+        // still reach the error.
+        let body: String = (0..40_000).map(|i| format!("{{\"n\":{i}}},")).collect();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        let sent = body.clone();
+        tokio::spawn(async move {
+            for round in 0..3 {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                if round == 2 {
+                    let text = "Permission denied";
+                    let answer = format!(
+                        "HTTP/1.1 403 Forbidden\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                        text.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    continue;
+                }
+                let mut answer = String::from(
+                    "HTTP/1.1 200 OK\r\nX-Consul-Index: 42\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+                );
+                let mut rest = sent.as_str();
+                let mut size = 1;
+                while !rest.is_empty() {
+                    let (chunk, after) = rest.split_at(size.min(rest.len()));
+                    answer.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+                    rest = after;
+                    size = size * 7 % 65_521 + 1;
+                }
+                answer.push_str("0\r\n\r\n");
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        let c = client(&[&address]);
+        let whole = c
+            .get_blocking_raw("/v1/catalog/node/n1", &[], 0, Duration::ZERO)
+            .await
+            .expect("whole answer");
+        assert_eq!(whole.1.value, body.as_bytes());
+        let digest = c.get_digest("/v1/catalog/node/n1").await.expect("digest");
+        assert_eq!(digest.index, 42);
+        assert_eq!(digest.value, xxhash_rust::xxh3::xxh3_128(body.as_bytes()));
+        let err = c.get_digest("/v1/catalog/node/n1").await.expect_err("403");
+        assert!(
+            matches!(&err, Error::Status { status: 403, body, .. } if body == "Permission denied"),
+            "{err}"
+        );
     }
 }

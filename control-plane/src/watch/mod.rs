@@ -19,8 +19,9 @@
 //! is parsed and compared: see `berth_consul::summaries`). The whole catalog is read node by node
 //! (`/v1/catalog/nodes` and `/v1/catalog/node/:node`) at start, when an index goes backwards, when
 //! the summary is not available, and every `resync` period as a safety net. When neither a read
-//! nor the summary explains the list's move (an instance changed in place), every node is read
-//! again too, but only the nodes whose answers differ from the last ones are compared. So the
+//! nor the summary explains the list's move (an instance changed in place), every node's answer
+//! is asked again, but only its digest is kept (hashed as it arrives), and only the nodes whose
+//! digests differ from the last ones are read whole and compared. So the
 //! watch holds at most `3 + read_concurrency` connections to Consul.
 //!
 //! Nothing is handed to the compiler until every read it started has succeeded: a failed or
@@ -464,25 +465,40 @@ impl Watch {
     }
 
     /// Finds the services with an instance changed in place (or anywhere the other answers did
-    /// not show): reads every node's answer, and parses and compares with what is known only
-    /// those whose digest differs from the last one's (usually one node's: hashing bytes costs
-    /// far less than parsing every instance). Queues the services that differ for reading; a
-    /// node's digest is kept only once its services are queued, so a retry after a failure
-    /// compares again what was left.
+    /// not show): asks every node's answer, keeping only its digest (hashed as it arrives, never
+    /// gathered), and reads whole, parses and compares with what is known only the nodes whose
+    /// digest differs from the last one's (usually one). Queues the services that differ for
+    /// reading; a node's digest is kept only once its services are queued, so a retry after a
+    /// failure compares again what was left.
     async fn find_changed_in_place(&mut self) -> Result<(), berth_consul::Error> {
-        let answers = self.read_nodes().await?;
+        let nodes = self.node_names().await?;
+        let client = &self.client;
+        let digests = self
+            .read_each(nodes, |node| async move {
+                let digest = client.catalog_node_digest(&node).await;
+                (node, digest)
+            })
+            .await?;
         let mut seen = BTreeSet::new();
-        let mut compared = 0;
-        for (node, answer) in answers {
-            seen.insert(node.clone());
-            let digest = answer.digest();
-            if self.nodes.get(&node) == Some(&digest) {
-                continue;
+        let mut differ = Vec::new();
+        for (node, digest) in digests {
+            if self.nodes.get(&node) != Some(&digest) {
+                differ.push(node.clone());
             }
-            compared += 1;
+            seen.insert(node);
+        }
+        let compared = differ.len();
+        let answers = self
+            .read_each(differ, |node| async move {
+                let answer = client.catalog_node(&node).await;
+                (node, answer)
+            })
+            .await?;
+        for (node, answer) in answers {
+            // The answer compared may be newer than the digest that differed: keep its own.
             let differing = self.state.differing_on_node(&node, &answer.instances()?);
             self.pending.read.extend(differing);
-            self.nodes.insert(node, digest);
+            self.nodes.insert(node, answer.digest());
         }
         let gone: Vec<String> = self
             .nodes
@@ -506,15 +522,38 @@ impl Watch {
 
     /// Every node's answer, by node name; fails if any read fails.
     async fn read_nodes(&self) -> Result<Vec<(String, NodeServices)>, berth_consul::Error> {
+        let nodes = self.node_names().await?;
+        let client = &self.client;
+        self.read_each(nodes, |node| async move {
+            let answer = client.catalog_node(&node).await;
+            (node, answer)
+        })
+        .await
+    }
+
+    /// The names of every node of the catalog.
+    async fn node_names(&self) -> Result<Vec<String>, berth_consul::Error> {
         self.status.request(Request::CatalogNodes);
         let nodes = self.client.catalog_nodes(0, Duration::ZERO).await?.value;
-        let client = &self.client;
+        Ok(nodes.into_iter().map(|node| node.node).collect())
+    }
+
+    /// `read` for each node (one request each, counted as `catalog_node`), at most
+    /// `read_concurrency` at a time; fails if any read fails.
+    async fn read_each<T, F, Fut>(
+        &self,
+        nodes: Vec<String>,
+        read: F,
+    ) -> Result<Vec<(String, T)>, berth_consul::Error>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = (String, Result<Indexed<T>, berth_consul::Error>)>,
+    {
         let status = &self.status;
-        let answers: Vec<(String, Result<Indexed<NodeServices>, berth_consul::Error>)> = stream::iter(nodes)
-            .map(|node| async move {
+        let answers: Vec<(String, Result<Indexed<T>, berth_consul::Error>)> = stream::iter(nodes)
+            .map(|node| {
                 status.request(Request::CatalogNode);
-                let answer = client.catalog_node(&node.node).await;
-                (node.node, answer)
+                read(node)
             })
             .buffer_unordered(self.options.read_concurrency.max(1))
             .collect()
