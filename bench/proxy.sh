@@ -6,14 +6,17 @@
 # round robin and the same client (wrk -t1). All traffic on 127.0.0.1, every load bounded in time.
 #
 #   bench/proxy.sh [--full|--quick|--smoke] [--duration S] [--rounds N] [--connections C]
-#                  [--scenarios "1 1000 10000 mw h2"] [--workers "1 2"]
+#                  [--scenarios "1 1000 10000 mw h2 tls h2tls"] [--workers "1 2"]
 #                  [--targets "berth-proxy nginx haproxy traefik"] [--bin-dir DIR] [--no-build]
 #                  [--out FILE]
 #
 # Scenarios: `1` = one route; `1000`, `10000` = that many Host routes, each request to a random one
 # (a wrk Lua script, the same for every target); `mw` = one route with strip prefix + a request
 # and a response header; `h2` = one route over HTTP/2 without TLS (prior knowledge), the client
-# h2load (-c64 -m1, per-request latencies from its log). For each scenario and worker count,
+# h2load (-c64 -m1, per-request latencies from its log); `tls` = one route over HTTPS (HTTP/1.1,
+# wrk), `h2tls` = one route over HTTP/2 over TLS (ALPN h2, h2load): every target terminates TLS
+# with the same self-signed ECDSA P-256 certificate for bench.example (openssl, made per run),
+# connections kept alive, so this measures TLS records rather than handshakes. For each scenario and worker count,
 # rounds are interleaved (A B C D, A B C D, ...) and the medians reported: requests/s, p50/p99
 # latency, requests/s per core the proxy used (utime+stime of the proxy's processes from /proc
 # over the run) and berth-proxy's ratios to each peer. Also berth-proxy's and berth-control's RSS per scenario.
@@ -24,14 +27,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-duration=8 rounds=3 conns=64 scenarios="1 1000 10000 mw h2" workers="1 2"
+duration=8 rounds=3 conns=64 scenarios="1 1000 10000 mw h2 tls h2tls" workers="1 2"
 targets="berth-proxy nginx haproxy traefik" bin_dir="$root/target/release" build=1 out= mode=full
 cmdline="bench/proxy.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --full) mode=full; shift ;;
     --quick) mode=quick; duration=4; rounds=3; scenarios="1 10000"; shift ;;
-    --smoke) mode=smoke; duration=1; rounds=1; scenarios="1 20 mw h2"; workers="1"; out=-; shift ;;
+    --smoke) mode=smoke; duration=1; rounds=1; scenarios="1 20 mw h2 tls h2tls"; workers="1"; out=-; shift ;;
     --duration) duration=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --connections) conns=$2; shift 2 ;;
@@ -45,7 +48,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-for tool in wrk h2load nginx haproxy python3 curl; do
+for tool in wrk h2load nginx haproxy python3 curl openssl; do
   command -v "$tool" >/dev/null || { echo "bench/proxy.sh: $tool is missing: run scripts/setup.sh load" >&2; exit 1; }
 done
 consul=$(command -v consul || echo "$root/.tools/consul/usr/bin/consul")
@@ -116,9 +119,19 @@ EOF
 done
 for p in "${backends[@]}"; do wait_http "http://127.0.0.1:$p/" any; done
 
+# The TLS scenarios' certificate: bench.crt + bench.key, and bench.pem holding both (berth-proxy's
+# --cert-dir and HAProxy's crt take that form).
+certs="$work/certs"
+mkdir -p "$certs"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=bench.example" \
+  -addext "subjectAltName=DNS:bench.example" -keyout "$certs/bench.key" -out "$certs/bench.crt" 2>/dev/null
+cat "$certs/bench.crt" "$certs/bench.key" >"$certs/bench.pem"
+mkdir -p "$certs/berth" && cp "$certs/bench.pem" "$certs/berth/bench.pem"
+is_tls() { [ "$1" = tls ] || [ "$1" = h2tls ]; }
+
 # The scenario's routes: hosts and the path requested.
 hosts_of() { # scenario -> count of Host routes (0 for the single-route scenarios)
-  case "$1" in 1|mw|h2) echo 0 ;; *) echo "$1" ;; esac
+  case "$1" in 1|mw|h2|tls|h2tls) echo 0 ;; *) echo "$1" ;; esac
 }
 
 # Writes the scenario's catalog into Consul: one service per route, three instances each.
@@ -133,7 +146,7 @@ def txn(ops):
 def v1(host):
     return ["traefik.enable=true", "traefik.frontend.entryPoints=http", "traefik.frontend.rule=Host:" + host]
 services = []
-if scenario in ("1", "h2"):
+if scenario in ("1", "h2", "tls", "h2tls"):
     services.append(("web", v1("bench.example")))
 elif scenario == "mw":
     services.append(("mw", ["traefik.enable=true",
@@ -165,11 +178,16 @@ nginx_conf() { # dir port scenario workers
     echo "upstream web { keepalive 64; keepalive_requests 10000000;"
     for p in "${backends[@]}"; do echo "  server 127.0.0.1:$p;"; done
     echo "}"
-    local h2=; [ "$3" = h2 ] && h2=" http2"
-    echo "server { listen 127.0.0.1:$2$h2 default_server; return 404; }"
+    local h2= tls=
+    case "$3" in
+      h2) h2=" http2" ;;
+      tls) h2=" ssl"; tls="ssl_certificate $certs/bench.crt; ssl_certificate_key $certs/bench.key;" ;;
+      h2tls) h2=" ssl http2"; tls="ssl_certificate $certs/bench.crt; ssl_certificate_key $certs/bench.key;" ;;
+    esac
+    echo "server { listen 127.0.0.1:$2$h2 default_server; $tls return 404; }"
     local px='proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $remote_addr;'
     case "$3" in
-      1|h2) echo "server { listen 127.0.0.1:$2$h2; server_name bench.example; location / { proxy_pass http://web; $px } }" ;;
+      1|h2|tls|h2tls) echo "server { listen 127.0.0.1:$2$h2; server_name bench.example; $tls location / { proxy_pass http://web; $px } }" ;;
       mw) echo "server { listen 127.0.0.1:$2; server_name bench.example; location /api/ { proxy_pass http://web/; $px proxy_set_header X-Bench 1; add_header X-Served bench; } }" ;;
       *) for ((i = 0; i < n; i++)); do
            echo "server { listen 127.0.0.1:$2; server_name svc-$i.example; location / { proxy_pass http://web; $px } }"
@@ -184,9 +202,15 @@ haproxy_conf() { # dir port scenario workers
     echo "global"; echo "  nbthread $4"; echo "  maxconn 8192"
     echo "defaults"; echo "  mode http"; echo "  timeout connect 2s"; echo "  timeout client 30s"; echo "  timeout server 30s"
     echo "  option http-keep-alive"; echo "  option forwardfor"
-    echo "frontend fe"; echo "  bind 127.0.0.1:$2$([ "$3" = h2 ] && echo " proto h2")"
+    local bind=
     case "$3" in
-      1|h2) echo "  use_backend web if { hdr(host) -i bench.example }" ;;
+      h2) bind=" proto h2" ;;
+      tls) bind=" ssl crt $certs/bench.pem alpn http/1.1" ;;
+      h2tls) bind=" ssl crt $certs/bench.pem alpn h2,http/1.1" ;;
+    esac
+    echo "frontend fe"; echo "  bind 127.0.0.1:$2$bind"
+    case "$3" in
+      1|h2|tls|h2tls) echo "  use_backend web if { hdr(host) -i bench.example }" ;;
       mw) echo "  use_backend web if { hdr(host) -i bench.example } { path_beg /api }" ;;
       *) for ((i = 0; i < n; i++)); do echo "svc-$i.example"; done >"$1/hosts.lst"
          echo "  use_backend web if { hdr(host),lower -f $1/hosts.lst }" ;;
@@ -213,9 +237,15 @@ traefik_conf() { # dir scenario
     echo "  routers:"
     case "$2" in
       1|h2) echo "    r: { rule: \"Host(\`bench.example\`)\", service: web, entryPoints: [web] }" ;;
+      tls|h2tls) echo "    r: { rule: \"Host(\`bench.example\`)\", service: web, entryPoints: [web], tls: {} }" ;;
       mw) echo "    r: { rule: \"Host(\`bench.example\`) && PathPrefix(\`/api\`)\", service: web, entryPoints: [web], middlewares: [strip, hdr] }" ;;
       *) for ((i = 0; i < n; i++)); do echo "    r$i: { rule: \"Host(\`svc-$i.example\`)\", service: web, entryPoints: [web] }"; done ;;
     esac
+    if is_tls "$2"; then
+      echo "tls:"
+      echo "  certificates: [ { certFile: \"$certs/bench.crt\", keyFile: \"$certs/bench.key\" } ]"
+      echo "  stores: { default: { defaultCertificate: { certFile: \"$certs/bench.crt\", keyFile: \"$certs/bench.key\" } } }"
+    fi
   } >"$1/dynamic.yml"
 }
 
@@ -251,7 +281,12 @@ for scenario in $scenarios; do
   wait_http "http://127.0.0.1:$cp_admin/healthz" any
   if [ "$n" -gt 0 ]; then path=/; probe_host="svc-$((n - 1)).example"; else probe_host=bench.example; fi
   [ "$scenario" = mw ] && path=/api/x || path=/
-  curl_h2=; [ "$scenario" = h2 ] && curl_h2=--http2-prior-knowledge
+  case "$scenario" in
+    h2) curl_h2=--http2-prior-knowledge; scheme=http ;;
+    tls) curl_h2="-k --http1.1"; scheme=https ;;
+    h2tls) curl_h2="-k --http2"; scheme=https ;;
+    *) curl_h2=; scheme=http ;;
+  esac
 
   for w in $workers; do
     declare -A url=() pid=()
@@ -260,7 +295,8 @@ for scenario in $scenarios; do
       case "$t" in
         berth-proxy)
           RUST_LOG=warn start "berth-$scenario-$w" "$bin_dir/berth-proxy" --control-plane "http://127.0.0.1:$grpc" \
-            --entrypoint "http=127.0.0.1:$port" --admin-addr "127.0.0.1:$(free_port)" --node-id "bench-$w" --workers "$w" ;;
+            --entrypoint "http=127.0.0.1:$port" --admin-addr "127.0.0.1:$(free_port)" --node-id "bench-$w" --workers "$w" \
+            $(is_tls "$scenario" && echo "--tls http --cert-dir $certs/berth") ;;
         nginx)
           d="$work/nginx-$scenario-$w"; mkdir -p "$d"; nginx_conf "$d" "$port" "$scenario" "$w"
           start "nginx-$scenario-$w" nginx -c "$d/nginx.conf" -p "$d" ;;
@@ -274,7 +310,7 @@ for scenario in $scenarios; do
             --global.checkNewVersion=false --global.sendAnonymousUsage=false ;;
       esac
       pid[$t]=$last
-      url[$t]="http://127.0.0.1:$port$path"
+      url[$t]="$scheme://127.0.0.1:$port$path"
     done
     for t in $targets; do
       wait_http "${url[$t]}" "$probe_host" || { echo "bench: $t does not route $probe_host; its log:" >&2; cat "$work/$t"*"-$scenario-$w.log" >&2 || true; exit 1; }
@@ -285,6 +321,12 @@ for scenario in $scenarios; do
           || { echo "bench: $t does not apply the headers middleware" >&2; exit 1; }
       done
     fi
+    if [ "$scenario" = h2tls ]; then
+      for t in $targets; do # HTTP/2 is what TLS negotiated
+        v=$(curl -k --http2 -s -o /dev/null -w '%{http_version}' -H "Host: bench.example" "${url[$t]}" || true)
+        [ "$v" = 2 ] || { echo "bench: $t does not negotiate HTTP/2 over TLS (got HTTP/$v)" >&2; exit 1; }
+      done
+    fi
     if [[ " $targets " == *" berth-proxy "* ]]; then
       # Idle: routes loaded, before any load.
       emit "memory scenario=$scenario workers=$w berth-proxy_rss_idle_mib=$(rss_mib "${pid[berth-proxy]}") berth-control_rss_mib=$(rss_mib "$cp_pid")"
@@ -293,9 +335,9 @@ for scenario in $scenarios; do
     for round in $(seq "$rounds"); do
       for t in $targets; do
         before=$(ticks "${pid[$t]}")
-        if [ "$scenario" = h2 ]; then
-          # HTTP/2 without TLS (prior knowledge), one stream per connection at a time like wrk;
-          # per-request latencies from h2load's log.
+        if [ "$scenario" = h2 ] || [ "$scenario" = h2tls ]; then
+          # HTTP/2 (without TLS by prior knowledge, or over TLS by ALPN), one stream per
+          # connection at a time like wrk; per-request latencies from h2load's log.
           rm -f "$work/h2.log"
           o=$(timeout $((duration + 30)) h2load -t1 -c"$conns" -m1 -D"$duration" --log-file="$work/h2.log" \
             -H ":authority: bench.example" "${url[$t]}")

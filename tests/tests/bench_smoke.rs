@@ -40,6 +40,10 @@ async fn bench_suite_smoke_run_produces_every_result_line() -> Result<()> {
         "result scenario=20 workers=1 target=berth-proxy rps=",
         "result scenario=mw workers=1 target=berth-proxy rps=",
         "result scenario=h2 workers=1 target=berth-proxy rps=",
+        "result scenario=tls workers=1 target=berth-proxy rps=",
+        "result scenario=tls workers=1 target=haproxy rps=",
+        "result scenario=h2tls workers=1 target=berth-proxy rps=",
+        "ratio scenario=h2tls workers=1 berth-proxy/nginx rps=",
         "ratio scenario=1 workers=1 berth-proxy/nginx rps=",
         // propagation
         "register -> every berth-proxy routes: n=3 p50=",
