@@ -267,6 +267,7 @@ emit() { lines+=("$*"); echo "$*"; }
 
 for scenario in $scenarios; do
   n=$(hosts_of "$scenario")
+  curl_h2= # the last scenario's client options are not for Consul and berth-control
   # A fresh Consul and berth-control per scenario: the table holds that scenario's routes only.
   c_http=$(free_port)
   start consul "$consul" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -data-dir "$work/consul-$scenario" -log-level warn \
