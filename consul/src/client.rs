@@ -446,26 +446,19 @@ impl Client {
                 .request(request)
                 .await
                 .map_err(|e| self.transport_error(url, &e))?;
-            let (parts, mut body) = response.into_parts();
+            let (parts, body) = response.into_parts();
+            let fail = |e: hyper::Error| self.transport_error(url, &e);
             if keep == Keep::Digest && parts.status.is_success() {
                 let mut digest = xxhash_rust::xxh3::Xxh3::new();
-                while let Some(frame) = body.frame().await {
-                    let frame = frame.map_err(|e| self.transport_error(url, &e))?;
-                    if let Some(data) = frame.data_ref() {
-                        digest.update(data);
-                    }
-                }
+                each_chunk(body, |data| digest.update(data)).await.map_err(fail)?;
                 return Ok::<_, Error>((parts, Kept::Digest(digest.digest128())));
             }
             // Gathered as it arrives, so that each of hyper's read buffers is free again for the
             // next read instead of being held until the answer is complete.
             let mut gathered = BytesMut::with_capacity(self.inner.sizes.capacity_for(url.path()));
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| self.transport_error(url, &e))?;
-                if let Some(data) = frame.data_ref() {
-                    gathered.extend_from_slice(data);
-                }
-            }
+            each_chunk(body, |data| gathered.extend_from_slice(data))
+                .await
+                .map_err(fail)?;
             self.inner.sizes.remember(url.path(), gathered.len());
             Ok::<_, Error>((parts, Kept::Body(gathered.freeze())))
         };
@@ -593,6 +586,19 @@ fn read_token_file(path: &std::path::Path) -> Result<String, Error> {
         return Err(file_error("the file is empty".into()));
     }
     Ok(token.to_string())
+}
+
+/// Hands every chunk of `body` to `take`, as it arrives.
+async fn each_chunk(
+    mut body: hyper::body::Incoming,
+    mut take: impl FnMut(&[u8]),
+) -> Result<(), hyper::Error> {
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            take(data);
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, Error> {

@@ -103,8 +103,9 @@ struct Pending {
     full: bool,
     /// Read every instance and compare (the safety net, and when the summary is unavailable).
     compare: bool,
-    /// Nothing explained the service list's move: an instance changed in place. Every node is
-    /// read, and the nodes whose answers differ from the last ones are compared.
+    /// Nothing explained the service list's move: an instance changed in place. Every node's
+    /// answer is hashed, and the nodes whose digests differ from the last ones are read and
+    /// compared.
     in_place: bool,
     /// The service list's index after its last move: the change made at that index must be
     /// found among the services read, or the nodes are compared (`in_place`).
@@ -474,10 +475,10 @@ impl Watch {
         let nodes = self.node_names().await?;
         let client = &self.client;
         let digests = self
-            .read_each(nodes, |node| async move {
-                let digest = client.catalog_node_digest(&node).await;
-                (node, digest)
-            })
+            .read_each(
+                nodes,
+                |node| async move { client.catalog_node_digest(&node).await },
+            )
             .await?;
         let mut seen = BTreeSet::new();
         let mut differ = Vec::new();
@@ -489,10 +490,7 @@ impl Watch {
         }
         let compared = differ.len();
         let answers = self
-            .read_each(differ, |node| async move {
-                let answer = client.catalog_node(&node).await;
-                (node, answer)
-            })
+            .read_each(differ, |node| async move { client.catalog_node(&node).await })
             .await?;
         for (node, answer) in answers {
             // The answer compared may be newer than the digest that differed: keep its own.
@@ -524,11 +522,8 @@ impl Watch {
     async fn read_nodes(&self) -> Result<Vec<(String, NodeServices)>, berth_consul::Error> {
         let nodes = self.node_names().await?;
         let client = &self.client;
-        self.read_each(nodes, |node| async move {
-            let answer = client.catalog_node(&node).await;
-            (node, answer)
-        })
-        .await
+        self.read_each(nodes, |node| async move { client.catalog_node(&node).await })
+            .await
     }
 
     /// The names of every node of the catalog.
@@ -547,13 +542,14 @@ impl Watch {
     ) -> Result<Vec<(String, T)>, berth_consul::Error>
     where
         F: Fn(String) -> Fut,
-        Fut: Future<Output = (String, Result<Indexed<T>, berth_consul::Error>)>,
+        Fut: Future<Output = Result<Indexed<T>, berth_consul::Error>>,
     {
         let status = &self.status;
+        let read = &read;
         let answers: Vec<(String, Result<Indexed<T>, berth_consul::Error>)> = stream::iter(nodes)
-            .map(|node| {
+            .map(|node| async move {
                 status.request(Request::CatalogNode);
-                read(node)
+                (node.clone(), read(node).await)
             })
             .buffer_unordered(self.options.read_concurrency.max(1))
             .collect()
