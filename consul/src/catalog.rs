@@ -29,6 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use crate::scan::{self, expect, skip_whitespace, unexpected};
 use crate::{Client, Error, Indexed};
 
 /// One instance of a service, wherever it was read from.
@@ -108,7 +109,11 @@ impl TagsDigest {
     }
 
     fn with(self, tag: &str) -> TagsDigest {
-        TagsDigest(self.0.wrapping_add(xxhash_rust::xxh3::xxh3_128(tag.as_bytes())))
+        self.with_bytes(tag.as_bytes())
+    }
+
+    fn with_bytes(self, tag: &[u8]) -> TagsDigest {
+        TagsDigest(self.0.wrapping_add(xxhash_rust::xxh3::xxh3_128(tag)))
     }
 }
 
@@ -128,22 +133,75 @@ impl ServiceList {
         ServiceList { body: body.into() }
     }
 
-    /// Every service, sorted by name, with the digest of its tags.
+    /// Every service, sorted by name, with the digest of its tags. Read with `scan`, not
+    /// serde_json: the names are borrowed (decoded only when they hold escapes) and each tag is
+    /// hashed where it lies, so a list of 10,000 services costs one pass over its bytes.
     pub fn services(&self) -> Result<Vec<ListedService<'_>>, serde_json::Error> {
-        // serde_json cannot say how many entries an object has: guess from the length (a
-        // service takes well over this many bytes with its tags), rather than growing the list
-        // ten times over at 10,000 services.
+        // The number of entries is not known before the end: guess from the length (a service
+        // takes well over this many bytes with its tags), rather than growing the list ten times
+        // over at 10,000 services.
         const BYTES_PER_SERVICE: usize = 96;
-        let seed = ListedSeed(self.body.len() / BYTES_PER_SERVICE);
-        let mut deserializer = serde_json::Deserializer::from_slice(&self.body);
-        let Listed(mut services) = serde::de::DeserializeSeed::deserialize(seed, &mut deserializer)?;
-        deserializer.end()?;
+        let body = &self.body[..];
+        let mut services = Vec::with_capacity(body.len() / BYTES_PER_SERVICE);
+        let mut at = skip_whitespace(body, 0);
+        at = skip_whitespace(body, expect(body, at, b'{', "'{' (the service list)")?);
+        if body.get(at) == Some(&b'}') {
+            at += 1;
+        } else {
+            loop {
+                let (name, after) = scan::string(body, at, "a service's name")?;
+                at = skip_whitespace(body, after);
+                at = skip_whitespace(body, expect(body, at, b':', "':' after a service's name")?);
+                let (digest, after) = read_tags(body, at)?;
+                services.push((name.text(body)?, digest));
+                at = skip_whitespace(body, after);
+                match body.get(at) {
+                    Some(b',') => at = skip_whitespace(body, at + 1),
+                    Some(b'}') => {
+                        at += 1;
+                        break;
+                    }
+                    _ => return Err(unexpected(body, at, "',' or '}' after a service's tags")),
+                }
+            }
+        }
+        let end = skip_whitespace(body, at);
+        if end != body.len() {
+            return Err(unexpected(body, end, "the end of the answer"));
+        }
         // Consul (Go) writes an object's keys in byte order; sort anyway if it ever does not.
         if !services.windows(2).all(|pair| pair[0].0 < pair[1].0) {
             services.sort_by(|a, b| a.0.cmp(&b.0));
             services.dedup_by(|a, b| a.0 == b.0);
         }
         Ok(services)
+    }
+}
+
+/// A service's tags at `at` (a list of strings, or `null`: none): their digest, and the position
+/// after them. A tag without escapes is hashed as it lies in the answer.
+fn read_tags(body: &[u8], mut at: usize) -> Result<(TagsDigest, usize), serde_json::Error> {
+    let mut digest = TagsDigest::default();
+    if scan::is_at(body, at, b"null") {
+        return Ok((digest, at + 4));
+    }
+    at = skip_whitespace(body, expect(body, at, b'[', "a list of tags or null")?);
+    if body.get(at) == Some(&b']') {
+        return Ok((digest, at + 1));
+    }
+    loop {
+        let (tag, after) = scan::string(body, at, "a tag (a string)")?;
+        digest = if tag.escaped {
+            digest.with(&tag.text(body)?)
+        } else {
+            digest.with_bytes(tag.raw)
+        };
+        at = skip_whitespace(body, after);
+        match body.get(at) {
+            Some(b',') => at = skip_whitespace(body, at + 1),
+            Some(b']') => return Ok((digest, at + 1)),
+            _ => return Err(unexpected(body, at, "',' or ']' after a tag")),
+        }
     }
 }
 
@@ -173,75 +231,6 @@ impl Summaries {
 /// A string read from a JSON answer, borrowed unless it holds escapes.
 #[derive(Deserialize)]
 pub(crate) struct Text<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
-
-/// The service list's object read into pairs without building a map or keeping any tag.
-struct Listed<'a>(Vec<ListedService<'a>>);
-
-/// Reads a [`Listed`], with room for this many services to start with.
-struct ListedSeed(usize);
-
-impl<'de> serde::de::DeserializeSeed<'de> for ListedSeed {
-    type Value = Listed<'de>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Listed<'de>, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for ListedSeed {
-    type Value = Listed<'de>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object mapping service names to lists of tags")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Listed<'de>, A::Error> {
-        let mut services = Vec::with_capacity(map.size_hint().unwrap_or(self.0));
-        while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
-            services.push((name, map.next_value_seed(TagsSeed)?));
-        }
-        Ok(Listed(services))
-    }
-}
-
-/// Reads a list of tags (or `null`, no tags) into its [`TagsDigest`], one tag at a time.
-struct TagsSeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for TagsSeed {
-    type Value = TagsDigest;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<TagsDigest, D::Error> {
-        deserializer.deserialize_option(TagsSeed)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for TagsSeed {
-    type Value = TagsDigest;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a list of tags or null")
-    }
-
-    fn visit_none<E: serde::de::Error>(self) -> Result<TagsDigest, E> {
-        Ok(TagsDigest::default())
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<TagsDigest, E> {
-        Ok(TagsDigest::default())
-    }
-
-    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<TagsDigest, D::Error> {
-        deserializer.deserialize_seq(TagsSeed)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TagsDigest, A::Error> {
-        let mut digest = TagsDigest::default();
-        while let Some(Text(tag)) = seq.next_element::<Text<'de>>()? {
-            digest = digest.with(&tag);
-        }
-        Ok(digest)
-    }
-}
 
 /// One node's instances as Consul sent them. Consul writes the same node the same way each time
 /// (its services are an object, whose keys Go writes sorted), and the answer carries the node's and
@@ -412,9 +401,7 @@ impl Client {
     /// `GET /v1/catalog/services`: every service name with the union of its instances' tags
     /// The index moves with any change to any service registration.
     pub async fn catalog_services(&self, index: u64, wait: Duration) -> Result<Indexed<ServiceList>, Error> {
-        let (_, raw) = self
-            .get_blocking_raw("/v1/catalog/services", &[], index, wait)
-            .await?;
+        let (_, raw) = self.get_recycled_raw("/v1/catalog/services", index, wait).await?;
         // Read once, by the caller ([`ServiceList::services`]): at 10,000 services the answer is
         // over a megabyte, and it comes again after every change.
         Ok(Indexed {
@@ -484,7 +471,7 @@ impl Client {
     /// caller must treat an error here as "unknown" and fall back to [`Client::catalog_node`].
     pub async fn service_summaries(&self) -> Result<Summaries, Error> {
         let (_, raw) = self
-            .get_blocking_raw("/v1/internal/ui/services", &[], 0, Duration::ZERO)
+            .get_recycled_raw("/v1/internal/ui/services", 0, Duration::ZERO)
             .await?;
         // Checked when read (`SummaryIndex::update`): the caller reads it once.
         Ok(Summaries { body: raw.value })
@@ -592,6 +579,61 @@ mod tests {
             .map(|(n, _)| n.into_owned())
             .collect();
         assert_eq!(names, ["api", "web"]);
+    }
+
+    mod list_properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A service list: names and tags with the characters JSON escapes or that separate
+        /// entries, control characters and text beyond ASCII; a tag list may be `null`.
+        fn list() -> impl Strategy<Value = BTreeMap<String, Option<Vec<String>>>> {
+            let text = "[a-c\"\\{},:\\[\\] é\n\t\u{1}\u{1F600}]{0,6}";
+            prop::collection::btree_map(text, prop::option::of(prop::collection::vec(text, 0..4)), 0..10)
+        }
+
+        fn expected(list: &BTreeMap<String, Option<Vec<String>>>) -> Vec<(String, TagsDigest)> {
+            list.iter()
+                .map(|(name, tags)| {
+                    let digest = TagsDigest::of(tags.iter().flatten().map(String::as_str));
+                    (name.clone(), digest)
+                })
+                .collect()
+        }
+
+        proptest! {
+            /// Whatever the list and however it is written (compact, indented), the reader
+            /// gives what decoding it with serde_json gives: every name, sorted, with the digest
+            /// of its tags.
+            #[test]
+            fn reads_any_list_as_serde_json_does(list in list(), pretty in any::<bool>()) {
+                let text = if pretty {
+                    serde_json::to_string_pretty(&list)
+                } else {
+                    serde_json::to_string(&list)
+                }
+                .expect("serializable");
+                let answer = ServiceList::from_json(text.clone());
+                let read: Vec<(String, TagsDigest)> = answer
+                    .services()
+                    .expect("a valid list")
+                    .into_iter()
+                    .map(|(n, d)| (n.into_owned(), d))
+                    .collect();
+                prop_assert_eq!(read, expected(&list));
+                // Cut anywhere before its closing brace, it is an error, never a shorter list.
+                let close = text.rfind('}').expect("an object");
+                for cut in (0..close).step_by(3) {
+                    prop_assert!(ServiceList::from_json(text.as_bytes()[..cut].to_vec()).services().is_err());
+                }
+            }
+
+            /// Any bytes at all are read or refused without a panic.
+            #[test]
+            fn never_panics(bytes in prop::collection::vec(prop::sample::select(b"{}[]:,\"\\ na\xff".to_vec()), 0..40)) {
+                let _ = ServiceList::from_json(bytes).services();
+            }
+        }
     }
 
     #[test]

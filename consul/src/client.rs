@@ -61,31 +61,68 @@ struct Inner {
 /// The length of the last answer from each path, so that the next answer is gathered into a
 /// buffer of about the right size: an answer of the whole catalog comes again after every change
 /// (megabytes at 10,000 services), and growing a buffer to that size copies it and touches
-/// fresh memory again and again.
+/// fresh memory again and again. For the answers read with [`Keep::Recycled`], also the last two
+/// answers themselves: once nobody else holds one, the next answer is gathered into it, so those
+/// megabytes are not taken fresh from the system (and faulted in page by page) after every change.
 #[derive(Debug, Default)]
-struct AnswerSizes(Mutex<HashMap<String, usize>>);
+struct AnswerSizes(Mutex<HashMap<String, Remembered>>);
+
+#[derive(Debug, Default)]
+struct Remembered {
+    len: usize,
+    /// The last answers kept for reuse, newest last.
+    kept: Vec<Bytes>,
+}
 
 impl AnswerSizes {
     /// At most this many paths are remembered (one per node is read): past it, all are forgotten.
     const PATHS: usize = 4096;
     /// Room beyond the last length, for an answer that grew a little.
     const SLACK: usize = 8;
+    /// Answers kept per recycled path: the caller still holds the last one while the next is
+    /// read (to compare them), so the one before it is the one free for reuse.
+    const KEPT: usize = 2;
 
-    fn capacity_for(&self, path: &str) -> usize {
-        let sizes = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        sizes.get(path).map_or(0, |len| len + len / Self::SLACK)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Remembered>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn remember(&self, path: &str, len: usize) {
-        let mut sizes = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// An empty buffer for the next answer from `path`: a kept answer nobody holds any more when
+    /// `recycle` and there is one, else a new one of about the last answer's size.
+    fn buffer_for(&self, path: &str, recycle: bool) -> BytesMut {
+        let mut sizes = self.lock();
+        let Some(last) = sizes.get_mut(path) else {
+            return BytesMut::new();
+        };
+        let capacity = last.len + last.len / Self::SLACK;
+        if recycle {
+            if let Some(free) = last.kept.iter().position(Bytes::is_unique) {
+                if let Ok(mut buffer) = last.kept.remove(free).try_into_mut() {
+                    buffer.clear();
+                    buffer.reserve(capacity);
+                    return buffer;
+                }
+            }
+        }
+        BytesMut::with_capacity(capacity)
+    }
+
+    /// Remembers the answer from `path`: its length, and the answer itself when `recycle`.
+    fn remember(&self, path: &str, answer: &Bytes, recycle: bool) {
+        let mut sizes = self.lock();
         if sizes.len() >= Self::PATHS && !sizes.contains_key(path) {
             sizes.clear();
         }
-        match sizes.get_mut(path) {
-            Some(last) => *last = len,
-            None => {
-                sizes.insert(path.to_string(), len);
+        let last = match sizes.get_mut(path) {
+            Some(last) => last,
+            None => sizes.entry(path.to_string()).or_default(),
+        };
+        last.len = answer.len();
+        if recycle {
+            if last.kept.len() >= Self::KEPT {
+                last.kept.remove(0);
             }
+            last.kept.push(answer.clone());
         }
     }
 }
@@ -109,6 +146,10 @@ struct Answer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
     Body,
+    /// The body, gathered into the buffer of an earlier answer from the same path when nobody
+    /// holds that any more (see [`AnswerSizes`]): for the whole-catalog answers read after every
+    /// change.
+    Recycled,
     /// Only its 128-bit XXH3, computed as it arrives: nothing is gathered.
     Digest,
 }
@@ -280,14 +321,21 @@ impl Client {
         index: u64,
         wait: Duration,
     ) -> Result<(Url, Indexed<Bytes>), Error> {
-        let (url, answer) = self.get_kept(path, query, index, wait, Keep::Body).await?;
-        Ok((
-            url,
-            Indexed {
-                index: answer.index,
-                value: answer.value.into_body(),
-            },
-        ))
+        let kept = self.get_kept(path, query, index, wait, Keep::Body).await?;
+        Ok(with_body(kept))
+    }
+
+    /// [`Client::get_blocking_raw`] for an answer that comes again and again (the whole
+    /// catalog's, after every change): gathered into an earlier answer's buffer once nobody holds
+    /// it (see [`AnswerSizes`]).
+    pub(crate) async fn get_recycled_raw(
+        &self,
+        path: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<(Url, Indexed<Bytes>), Error> {
+        let kept = self.get_kept(path, &[], index, wait, Keep::Recycled).await?;
+        Ok(with_body(kept))
     }
 
     /// A GET that keeps only the digest of the body (see [`crate::catalog::NodeServices::digest`]):
@@ -455,12 +503,14 @@ impl Client {
             }
             // Gathered as it arrives, so that each of hyper's read buffers is free again for the
             // next read instead of being held until the answer is complete.
-            let mut gathered = BytesMut::with_capacity(self.inner.sizes.capacity_for(url.path()));
+            let recycle = keep == Keep::Recycled && parts.status.is_success();
+            let mut gathered = self.inner.sizes.buffer_for(url.path(), recycle);
             each_chunk(body, |data| gathered.extend_from_slice(data))
                 .await
                 .map_err(fail)?;
-            self.inner.sizes.remember(url.path(), gathered.len());
-            Ok::<_, Error>((parts, Kept::Body(gathered.freeze())))
+            let gathered = gathered.freeze();
+            self.inner.sizes.remember(url.path(), &gathered, recycle);
+            Ok::<_, Error>((parts, Kept::Body(gathered)))
         };
         let (parts, body) =
             tokio::time::timeout(timeout, exchange)
@@ -586,6 +636,15 @@ fn read_token_file(path: &std::path::Path) -> Result<String, Error> {
         return Err(file_error("the file is empty".into()));
     }
     Ok(token.to_string())
+}
+
+/// An answer kept whole, as its body.
+fn with_body((url, answer): (Url, Indexed<Kept>)) -> (Url, Indexed<Bytes>) {
+    let body = Indexed {
+        index: answer.index,
+        value: answer.value.into_body(),
+    };
+    (url, body)
 }
 
 /// Hands every chunk of `body` to `take`, as it arrives.
@@ -846,5 +905,57 @@ mod tests {
             matches!(&err, Error::Status { status: 403, body, .. } if body == "Permission denied"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_recycled_answer_is_gathered_into_a_buffer_nobody_holds_any_more() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            for round in 0..4u8 {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                // Each answer its own bytes, a little longer than the last.
+                let body = vec![b'a' + round; 100_000 + usize::from(round)];
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nX-Consul-Index: 7\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+            }
+        });
+        let c = client(&[&address]);
+        let read = |c: Client| async move {
+            let (_, answer) = c
+                .get_recycled_raw("/v1/catalog/services", 0, Duration::ZERO)
+                .await
+                .expect("an answer");
+            answer.value
+        };
+        let first = read(c.clone()).await;
+        let first_at = first.as_ptr();
+        // While the first answer is held, the second goes into a buffer of its own.
+        let second = read(c.clone()).await;
+        assert_ne!(second.as_ptr(), first_at);
+        // Once nobody holds the first, the third is gathered into its buffer.
+        drop(first);
+        // Memory freed by the first would go to this, not to the third answer.
+        let squatter = vec![1u8; 100_003];
+        let third = read(c.clone()).await;
+        assert_eq!(third.as_ptr(), first_at);
+        assert_eq!(third.len(), 100_002);
+        assert!(third.iter().all(|&b| b == b'c'), "the answer, not the old bytes");
+        // A buffer still held is never written over.
+        let fourth = read(c.clone()).await;
+        assert!(fourth.as_ptr() != second.as_ptr() && fourth.as_ptr() != third.as_ptr());
+        assert!(second.iter().all(|&b| b == b'b'));
+        assert!(third.iter().all(|&b| b == b'c'));
+        assert!(fourth.iter().all(|&b| b == b'd'));
+        drop(squatter);
     }
 }

@@ -20,6 +20,7 @@ pub mod catalog;
 mod client;
 pub mod config;
 mod error;
+mod scan;
 pub mod summaries;
 mod tls;
 

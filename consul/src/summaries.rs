@@ -21,6 +21,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::catalog::{RawSummary, ServiceSummary, Summaries, Text};
+use crate::scan::{expect, skip_whitespace, unexpected};
+
+/// What the answer must start with.
+const LIST: &str = "'[' (a list of service summaries)";
 
 /// What a new answer changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +121,7 @@ impl SummaryIndex {
         if body[at..].starts_with(b"null") {
             at = skip_whitespace(&body, at + 4);
         } else {
-            at = expect(&body, at, b'[')?;
+            at = expect(&body, at, b'[', LIST)?;
             at = skip_whitespace(&body, at);
             if body.get(at) == Some(&b']') {
                 at = skip_whitespace(&body, at + 1);
@@ -170,7 +174,7 @@ impl SummaryIndex {
                 Next::Entry(at) => self.parse_from(&body, at, &mut candidate, &mut parsed)?,
             },
             None => {
-                let at = skip_whitespace(&body, expect(&body, skip_whitespace(&body, 0), b'[')?);
+                let at = skip_whitespace(&body, expect(&body, skip_whitespace(&body, 0), b'[', LIST)?);
                 if body.get(at) == Some(&b']') {
                     Stop::End(skip_whitespace(&body, at + 1))
                 } else {
@@ -199,20 +203,16 @@ impl SummaryIndex {
             }
         }
 
-        // The new index: the unchanged head, the parsed middle, the shifted tail.
-        let tail: Vec<Entry> = self.entries[taken_over..]
-            .iter()
-            .map(|e| Entry {
-                start: e.start + new_len - old_len,
-                end: e.end + new_len - old_len,
-                name: e.name.clone(),
-            })
-            .collect();
-        let sorted = self.sorted && sorted_junctions(&self.entries[..first], &parsed, &tail);
+        // The new index: the unchanged head, the parsed middle, the tail shifted where it is
+        // (its names are not copied).
+        let sorted =
+            self.sorted && sorted_junctions(&self.entries[..first], &parsed, &self.entries[taken_over..]);
+        for e in &mut self.entries[taken_over..] {
+            e.start = e.start + new_len - old_len;
+            e.end = e.end + new_len - old_len;
+        }
         self.parsed_last = parsed.len();
-        self.entries.truncate(first);
-        self.entries.extend(parsed);
-        self.entries.extend(tail);
+        self.entries.splice(first..taken_over, parsed);
         self.sorted = sorted;
         self.body = body;
         Ok(SummaryChanges::Services(changed))
@@ -286,30 +286,6 @@ fn next_entry(body: &[u8], at: usize) -> Result<Next, serde_json::Error> {
         Some(b']') => Ok(Next::End(skip_whitespace(body, at + 1))),
         _ => Err(unexpected(body, at, "',' or ']' after a service's summary")),
     }
-}
-
-fn expect(body: &[u8], at: usize, byte: u8) -> Result<usize, serde_json::Error> {
-    if body.get(at) == Some(&byte) {
-        Ok(at + 1)
-    } else {
-        Err(unexpected(body, at, "'[' (a list of service summaries)"))
-    }
-}
-
-fn skip_whitespace(body: &[u8], mut at: usize) -> usize {
-    while body.get(at).is_some_and(|b| b.is_ascii_whitespace()) {
-        at += 1;
-    }
-    at
-}
-
-/// An error in serde_json's terms, saying what was expected at which byte.
-fn unexpected(body: &[u8], at: usize, wanted: &str) -> serde_json::Error {
-    let found = match body.get(at) {
-        Some(b) => format!("{:?}", char::from(*b)),
-        None => "the end of the answer".to_string(),
-    };
-    serde::de::Error::custom(format!("expected {wanted} at byte {at}, found {found}"))
 }
 
 /// Whether the three runs of entries, each sorted, are sorted together.
