@@ -8,8 +8,9 @@
 //!   what changed, for the watch to find changes its other queries do not show.
 //! - [`config`]: how to reach Consul (one or more addresses, ACL token, datacenter, read mode,
 //!   TLS), from flags or from the standard `CONSUL_*` environment variables.
-//! - `client` (the HTTP plumbing and failover between addresses) and `tls` (certificates, and
-//!   TLS failures explained) are internal.
+//! - `client` (the HTTP plumbing and failover between addresses), `tls` (certificates, and TLS
+//!   failures explained) and `scan` (reading the whole-catalog answers that come after every
+//!   change at the cost of one pass over their bytes) are internal.
 //!
 //! It is not a general Consul SDK: it speaks only the endpoints above, and leaves retry policy to
 //! the caller (a control plane and a host agent want different ones). Every error names the URL it
