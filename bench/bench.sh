@@ -17,8 +17,8 @@
 #   fanout       berth-bench-fanout: 1,000 subscribed proxies; change -> every one ACKed, p50/p99;
 #                control-plane memory per connected proxy; bytes and CPU per change
 #   scale        berth-bench-consul-scale (10,000 services x 5 instances: first full snapshot, CPU
-#                and Consul requests per change) and berth-bench-fanout on the same catalog
-#                (bytes on the wire per change)
+#                and Consul requests per change: a rule change, then an instance added or removed)
+#                and berth-bench-fanout on the same catalog (bytes on the wire per change)
 #   memory       berth-proxy RSS idle and with 10,000 routes, berth-control RSS with them
 #
 # Each part writes bench/results/<time>-<part>.txt headed by the machine and the exact command
@@ -90,6 +90,8 @@ for part in "${parts[@]}"; do
     scale)
       record scale-consul "$bin_dir/berth-bench-consul-scale" --services "$(pick 10000 10000 50)" \
         --instances "$(pick 5 1 1)" --changes "$(pick 20 10 2)"
+      record scale-instance "$bin_dir/berth-bench-consul-scale" --services "$(pick 10000 10000 50)" \
+        --instances "$(pick 5 1 1)" --changes "$(pick 20 10 2)" --change instance
       record scale-wire "$bin_dir/berth-bench-fanout" --proxies "$(pick 10 10 2)" --services "$(pick 10000 10000 50)" \
         --instances "$(pick 5 1 1)" --changes "$(pick 20 10 2)" ;;
     memory)

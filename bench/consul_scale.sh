@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # berth-control's Consul watch at scale, on this machine, all traffic on 127.0.0.1.
 #
-#   bench/consul_scale.sh [--services 10000] [--instances 1] [--nodes 20] [--changes 20] [--consul dev|server]
+#   bench/consul_scale.sh [--services 10000] [--instances 1] [--nodes 20] [--changes 20] [--change rule|instance]
+#                        [--consul dev|server]
 #   bench/consul_scale.sh --smoke        # --services 50 --changes 2: seconds; prints, records nothing
 #
 # Builds the release binaries, then berth-bench-consul-scale (bench/src/bin/consul_scale.rs)
@@ -17,7 +18,7 @@ smoke=
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1; args+=(--services 50 --changes 2); shift ;;
-    --services|--instances|--nodes|--changes|--consul) args+=("$1" "$2"); shift 2 ;;
+    --services|--instances|--nodes|--changes|--change|--consul) args+=("$1" "$2"); shift 2 ;;
     *) echo "bench/consul_scale.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -53,6 +53,8 @@ async fn bench_suite_smoke_run_produces_every_result_line() -> Result<()> {
         "KiB per connected proxy",
         "bytes encoded",
         "first full snapshot: published",
+        "single changes (one service's rule moved to a new host)",
+        "single changes (one instance added to a service or removed)",
         // memory
         "berth-proxy_rss_idle_mib=",
     ];

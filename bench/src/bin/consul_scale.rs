@@ -10,9 +10,11 @@
 //!   resident memory and Consul requests of that initial read;
 //! - the TCP connections it holds to Consul's HTTP port: every 50 ms until the first full
 //!   snapshot, then after it and after each change;
-//! - per single change, averaged over `--changes` changes (one service's rule moved to a new host,
-//!   each waited for until berth-control logs `published snapshot`): the latency from the Consul
-//!   write to the publication, Consul requests and service reads (from `/api/watch`) and CPU time.
+//! - per single change, averaged over `--changes` changes (`--change rule`: one service's rule
+//!   moved to a new host; `--change instance`: one instance added to a service, then removed
+//!   again; each waited for until berth-control logs `published snapshot`): the latency from the
+//!   Consul write to the publication, Consul requests and service reads (from `/api/watch`) and
+//!   CPU time.
 //!
 //! No proxy is connected: this measures the control plane alone. Every wait is bounded; all
 //! traffic stays on 127.0.0.1. bench/consul_scale.sh runs it on release binaries and records the
@@ -41,8 +43,8 @@ use consul::{BenchConsul, ConsulKind, Setup};
 /// Starts a Consul, writes --services services of --instances instances each (over --nodes nodes)
 /// into its catalog, then starts berth-control and reports: the time from its start to the first
 /// full snapshot, with the CPU time, resident memory and Consul requests of that initial read; the
-/// TCP connections it holds to Consul; and, averaged over --changes single-service rule changes,
-/// the latency from the Consul write to the publication, the Consul requests, service reads and CPU
+/// TCP connections it holds to Consul; and, averaged over --changes single changes (--change), the
+/// latency from the Consul write to the publication, the Consul requests, service reads and CPU
 /// time per change. Every wait is bounded; all traffic stays on 127.0.0.1. bench/consul_scale.sh
 /// runs it on release binaries and records the result.
 #[derive(Debug, Parser)]
@@ -63,12 +65,27 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
     nodes: usize,
 
-    /// Number of single-service rule changes to time, one after another
+    /// Number of single changes to time, one after another
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = at_least_one)]
     changes: usize,
 
+    /// What each change is
+    #[arg(long, value_name = "KIND", value_enum, default_value_t = Change::Rule)]
+    change: Change,
+
     #[command(flatten)]
     setup: Setup,
+}
+
+/// `--change`: what one timed change writes into the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Change {
+    /// One service's rule moves to a new host: all its instances rewritten with new tags, in one
+    /// transaction (the service list's tags change)
+    Rule,
+    /// One instance is added to a service, and removed again by the next change (the service
+    /// list stays the same; Consul's summary shows the new instance count)
+    Instance,
 }
 
 /// `--instances`: a count of at least 1 and at most [`TXN_MAX_OPS`].
@@ -88,6 +105,7 @@ struct Args {
     instances: usize,
     nodes: usize,
     changes: usize,
+    change: Change,
     control: PathBuf,
     consul: ConsulKind,
 }
@@ -99,6 +117,7 @@ fn parse_args() -> Result<Args> {
         instances: cli.instances,
         nodes: cli.nodes,
         changes: cli.changes,
+        change: cli.change,
         control: cli.setup.control()?,
         consul: cli.setup.consul,
     })
@@ -289,15 +308,33 @@ async fn main() -> Result<()> {
         ),
     }
 
-    // Single changes: one service's rule moves to a new host; wait until it is published.
+    // Single changes (see `Change`); each waited for until it is published.
     let cpu_before = cpu_time(pid)?;
     let mut latencies = Vec::new();
     for c in 0..args.changes {
-        let i = (c * 7919 + 1) % args.services;
         let published = published_routes(&cp.logs()).len();
         let written = Instant::now();
-        api.set_services(&instances(&args, i, &format!("svc-{i}-change-{c}.example")))
-            .await?;
+        match args.change {
+            Change::Rule => {
+                let i = (c * 7919 + 1) % args.services;
+                api.set_services(&instances(&args, i, &format!("svc-{i}-change-{c}.example")))
+                    .await?;
+            }
+            Change::Instance => {
+                // Changes 2k and 2k + 1 add and remove the same instance.
+                let i = (c / 2 * 7919 + 1) % args.services;
+                let extra = Registration {
+                    id: format!("svc-{i}-extra"),
+                    port: 30_000,
+                    ..instances(&args, i, &format!("svc-{i}.example")).remove(0)
+                };
+                if c % 2 == 0 {
+                    api.set_services(std::slice::from_ref(&extra)).await?;
+                } else {
+                    api.deregister_service(&extra).await?;
+                }
+            }
+        }
         poll(
             "the change to be published",
             Duration::from_millis(2),
@@ -316,8 +353,12 @@ async fn main() -> Result<()> {
     let n = args.changes as f64;
     latencies.sort();
     println!(
-        "per change (average of {} single-service rule changes, each waited for until published):",
-        args.changes
+        "per change (average of {} single changes ({}), each waited for until published):",
+        args.changes,
+        match args.change {
+            Change::Rule => "one service's rule moved to a new host",
+            Change::Instance => "one instance added to a service or removed",
+        }
     );
     println!(
         "  Consul write -> published: median {}, max {}",
