@@ -398,7 +398,7 @@ impl<'a> RawSummary<'a> {
 }
 
 impl Client {
-    /// `GET /v1/catalog/services`: every service name with the union of its instances' tags
+    /// `GET /v1/catalog/services`: every service name with the union of its instances' tags.
     /// The index moves with any change to any service registration.
     pub async fn catalog_services(&self, index: u64, wait: Duration) -> Result<Indexed<ServiceList>, Error> {
         let (_, raw) = self.get_recycled_raw("/v1/catalog/services", index, wait).await?;

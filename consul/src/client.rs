@@ -54,8 +54,8 @@ struct Inner {
     read_mode: ReadMode,
     /// To explain TLS failures in terms of the settings.
     tls: TlsConfig,
-    /// How long the last answer from each path was.
-    sizes: AnswerSizes,
+    /// The last answer from each path: its length, and for some paths the answer itself.
+    last_answers: LastAnswers,
 }
 
 /// The length of the last answer from each path, so that the next answer is gathered into a
@@ -65,8 +65,9 @@ struct Inner {
 /// answers themselves: once nobody else holds one, the next answer is gathered into it, so those
 /// megabytes are not taken fresh from the system (and faulted in page by page) after every change.
 #[derive(Debug, Default)]
-struct AnswerSizes(Mutex<HashMap<String, Remembered>>);
+struct LastAnswers(Mutex<HashMap<String, Remembered>>);
 
+/// What is remembered of one path's answers.
 #[derive(Debug, Default)]
 struct Remembered {
     len: usize,
@@ -74,7 +75,7 @@ struct Remembered {
     kept: Vec<Bytes>,
 }
 
-impl AnswerSizes {
+impl LastAnswers {
     /// At most this many paths are remembered (one per node is read): past it, all are forgotten.
     const PATHS: usize = 4096;
     /// Room beyond the last length, for an answer that grew a little.
@@ -90,8 +91,8 @@ impl AnswerSizes {
     /// An empty buffer for the next answer from `path`: a kept answer nobody holds any more when
     /// `recycle` and there is one, else a new one of about the last answer's size.
     fn buffer_for(&self, path: &str, recycle: bool) -> BytesMut {
-        let mut sizes = self.lock();
-        let Some(last) = sizes.get_mut(path) else {
+        let mut paths = self.lock();
+        let Some(last) = paths.get_mut(path) else {
             return BytesMut::new();
         };
         let capacity = last.len + last.len / Self::SLACK;
@@ -109,13 +110,13 @@ impl AnswerSizes {
 
     /// Remembers the answer from `path`: its length, and the answer itself when `recycle`.
     fn remember(&self, path: &str, answer: &Bytes, recycle: bool) {
-        let mut sizes = self.lock();
-        if sizes.len() >= Self::PATHS && !sizes.contains_key(path) {
-            sizes.clear();
+        let mut paths = self.lock();
+        if paths.len() >= Self::PATHS && !paths.contains_key(path) {
+            paths.clear();
         }
-        let last = match sizes.get_mut(path) {
+        let last = match paths.get_mut(path) {
             Some(last) => last,
-            None => sizes.entry(path.to_string()).or_default(),
+            None => paths.entry(path.to_string()).or_default(),
         };
         last.len = answer.len();
         if recycle {
@@ -147,7 +148,7 @@ struct Answer {
 enum Keep {
     Body,
     /// The body, gathered into the buffer of an earlier answer from the same path when nobody
-    /// holds that any more (see [`AnswerSizes`]): for the whole-catalog answers read after every
+    /// holds that any more (see [`LastAnswers`]): for the whole-catalog answers read after every
     /// change.
     Recycled,
     /// Only its 128-bit XXH3, computed as it arrives: nothing is gathered.
@@ -244,7 +245,7 @@ impl Client {
                 datacenter: config.datacenter.filter(|dc| !dc.is_empty()),
                 read_mode: config.read_mode,
                 tls: config.tls,
-                sizes: AnswerSizes::default(),
+                last_answers: LastAnswers::default(),
             }),
         })
     }
@@ -327,7 +328,7 @@ impl Client {
 
     /// [`Client::get_blocking_raw`] for an answer that comes again and again (the whole
     /// catalog's, after every change): gathered into an earlier answer's buffer once nobody holds
-    /// it (see [`AnswerSizes`]).
+    /// it (see [`LastAnswers`]).
     pub(crate) async fn get_recycled_raw(
         &self,
         path: &str,
@@ -504,12 +505,12 @@ impl Client {
             // Gathered as it arrives, so that each of hyper's read buffers is free again for the
             // next read instead of being held until the answer is complete.
             let recycle = keep == Keep::Recycled && parts.status.is_success();
-            let mut gathered = self.inner.sizes.buffer_for(url.path(), recycle);
+            let mut gathered = self.inner.last_answers.buffer_for(url.path(), recycle);
             each_chunk(body, |data| gathered.extend_from_slice(data))
                 .await
                 .map_err(fail)?;
             let gathered = gathered.freeze();
-            self.inner.sizes.remember(url.path(), &gathered, recycle);
+            self.inner.last_answers.remember(url.path(), &gathered, recycle);
             Ok::<_, Error>((parts, Kept::Body(gathered)))
         };
         let (parts, body) =
@@ -822,25 +823,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_status_moves_on_only_when_transient() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         // A server answering 500 to the first request and 404 to the second.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("addr").to_string();
-        tokio::spawn(async move {
-            for status in ["500 Internal Server Error", "404 Not Found"] {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                let body = "no cluster leader";
-                let answer = format!(
-                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
-            }
-        });
+        let answers = ["500 Internal Server Error", "404 Not Found"]
+            .map(|status| answer(status, "", b"no cluster leader"))
+            .to_vec();
+        let address = answering(answers).await;
         let c = client(&[&address, &address]);
         let err = c.get::<String>("/v1/status/leader").await.expect_err("500");
         assert!(matches!(err, Error::Status { status: 500, .. }), "{err}");
@@ -853,44 +840,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_digest_kept_as_the_answer_arrives_equals_the_digest_of_the_whole_answer() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        // A body larger than any one read, sent in chunks of odd sizes; then a 403 whose text must
-        // still reach the error.
+        // A body larger than any one read, sent in chunks of odd sizes (twice); then a 403 whose
+        // text must still reach the error.
         let body: String = (0..40_000).map(|i| format!("{{\"n\":{i}}},")).collect();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("addr").to_string();
-        let sent = body.clone();
-        tokio::spawn(async move {
-            for round in 0..3 {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                if round == 2 {
-                    let text = "Permission denied";
-                    let answer = format!(
-                        "HTTP/1.1 403 Forbidden\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
-                        text.len()
-                    );
-                    let _ = socket.write_all(answer.as_bytes()).await;
-                    continue;
-                }
-                let mut answer = String::from(
-                    "HTTP/1.1 200 OK\r\nX-Consul-Index: 42\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
-                );
-                let mut rest = sent.as_str();
-                let mut size = 1;
-                while !rest.is_empty() {
-                    let (chunk, after) = rest.split_at(size.min(rest.len()));
-                    answer.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
-                    rest = after;
-                    size = size * 7 % 65_521 + 1;
-                }
-                answer.push_str("0\r\n\r\n");
-                let _ = socket.write_all(answer.as_bytes()).await;
-            }
-        });
+        let mut chunked = String::from(
+            "HTTP/1.1 200 OK\r\nX-Consul-Index: 42\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        );
+        let mut rest = body.as_str();
+        let mut size = 1;
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(size.min(rest.len()));
+            chunked.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+            rest = after;
+            size = size * 7 % 65_521 + 1;
+        }
+        chunked.push_str("0\r\n\r\n");
+        let denied = answer("403 Forbidden", "", b"Permission denied");
+        let address = answering(vec![chunked.clone().into_bytes(), chunked.into_bytes(), denied]).await;
         let c = client(&[&address]);
         let whole = c
             .get_blocking_raw("/v1/catalog/node/n1", &[], 0, Duration::ZERO)
@@ -909,26 +875,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_recycled_answer_is_gathered_into_a_buffer_nobody_holds_any_more() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("addr").to_string();
-        tokio::spawn(async move {
-            for round in 0..4u8 {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                // Each answer its own bytes, a little longer than the last.
-                let body = vec![b'a' + round; 100_000 + usize::from(round)];
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nX-Consul-Index: 7\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(&body).await;
-            }
-        });
+        // Each answer its own bytes, a little longer than the last.
+        let answers = (0..4u8)
+            .map(|round| {
+                answer(
+                    "200 OK",
+                    "X-Consul-Index: 7\r\n",
+                    &vec![b'a' + round; 100_000 + usize::from(round)],
+                )
+            })
+            .collect();
+        let address = answering(answers).await;
         let c = client(&[&address]);
         let read = |c: Client| async move {
             let (_, answer) = c
@@ -957,5 +914,36 @@ mod tests {
         assert!(third.iter().all(|&b| b == b'c'));
         assert!(fourth.iter().all(|&b| b == b'd'));
         drop(squatter);
+    }
+
+    /// A whole HTTP/1.1 answer with `status`, the extra `headers` (each ending in CRLF) and
+    /// `body`, after which the connection closes.
+    fn answer(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+        let mut answer = format!(
+            "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(body);
+        answer
+    }
+
+    /// A server on 127.0.0.1 that answers its n-th connection with `answers[n]` (written as is,
+    /// after reading the request) and closes it; its address.
+    async fn answering(answers: Vec<Vec<u8>>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            for answer in answers {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(&answer).await;
+            }
+        });
+        address
     }
 }
