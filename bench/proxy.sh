@@ -71,13 +71,47 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_http() { # url host [status]
+# A port on 127.0.0.1 free for both TCP and UDP (Consul's Serf ports take both) that this run has
+# not handed out before: the OS may offer a port again as soon as its probe socket closes, and
+# Consul's four ports are picked back to back. $(...) runs in a subshell, so the ports given are
+# kept in a file.
+free_port() {
+  python3 - "$work/ports-given" <<'EOF'
+import socket, sys
+given_path = sys.argv[1]
+try:
+    given = set(open(given_path).read().split())
+except FileNotFoundError:
+    given = set()
+while True:
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    port = tcp.getsockname()[1]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        udp.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        udp.close()
+        tcp.close()
+    if str(port) not in given:
+        break
+with open(given_path, "a") as f:
+    f.write(f"{port}\n")
+print(port)
+EOF
+}
+wait_http() { # url host [status] [log name: shown if the wait fails]
   local deadline=$((SECONDS + 30)) code
   while :; do
     code=$(curl -s ${curl_h2:-} -o /dev/null -w '%{http_code}' -H "Host: $2" "$1" || true)
     [ "$code" = "${3:-200}" ] && return 0
-    [ $SECONDS -lt $deadline ] || { echo "bench: $1 (Host $2) answered $code, not ${3:-200}" >&2; return 1; }
+    if [ $SECONDS -ge $deadline ]; then
+      echo "bench: $1 (Host $2) answered $code, not ${3:-200}, within 30 s" >&2
+      [ -z "${4:-}" ] || { echo "bench: the end of $work/$4.log:" >&2; tail -n 30 "$work/$4.log" >&2 || true; }
+      return 1
+    fi
     sleep 0.1
   done
 }
@@ -117,7 +151,7 @@ EOF
   start "backend$i" nginx -c "$work/backend$i/nginx.conf" -p "$work/backend$i"
   backends+=("$port")
 done
-for p in "${backends[@]}"; do wait_http "http://127.0.0.1:$p/" any; done
+for i in 1 2 3; do wait_http "http://127.0.0.1:${backends[$((i - 1))]}/" any 200 "backend$i"; done
 
 # The TLS scenarios' certificate: bench.crt + bench.key, and bench.pem holding both (berth-proxy's
 # --cert-dir and HAProxy's crt take that form).
@@ -273,13 +307,19 @@ for scenario in $scenarios; do
   start consul "$consul" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -data-dir "$work/consul-$scenario" -log-level warn \
     -hcl "ports { http = $c_http, dns = -1, grpc = -1, serf_lan = $(free_port), serf_wan = $(free_port), server = $(free_port) }"
   consul_pid=$last
-  wait_http "http://127.0.0.1:$c_http/v1/status/leader" any
+  wait_http "http://127.0.0.1:$c_http/v1/status/leader" any 200 consul
+  # The leader endpoint answers 200 with "" until the agent has elected itself; writes need a leader.
+  deadline=$((SECONDS + 30))
+  until [[ "$(curl -s "http://127.0.0.1:$c_http/v1/status/leader" || true)" == '"'?*'"' ]]; do
+    [ $SECONDS -lt $deadline ] || { echo "bench: Consul elected no leader within 30 s; the end of its log:" >&2; tail -n 30 "$work/consul.log" >&2; exit 1; }
+    sleep 0.1
+  done
   register "http://127.0.0.1:$c_http" "$scenario"
   grpc=$(free_port); cp_admin=$(free_port)
   start "control-$scenario" "$bin_dir/berth-control" --consul-addr "http://127.0.0.1:$c_http" \
     --grpc-addr "127.0.0.1:$grpc" --admin-addr "127.0.0.1:$cp_admin"
   cp_pid=$last
-  wait_http "http://127.0.0.1:$cp_admin/healthz" any
+  wait_http "http://127.0.0.1:$cp_admin/healthz" any 200 "control-$scenario"
   if [ "$n" -gt 0 ]; then path=/; probe_host="svc-$((n - 1)).example"; else probe_host=bench.example; fi
   [ "$scenario" = mw ] && path=/api/x || path=/
   case "$scenario" in
