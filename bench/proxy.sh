@@ -296,6 +296,34 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR) p
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "nan"}'; }
 
+# Starts a Consul dev agent for scenario $1 on free ports and waits until it has elected itself
+# leader; sets $c_http and $consul_pid. A port picked free can still be taken before Consul binds
+# it (any process's outgoing connection or DNS query may get it), so an agent that exits while
+# starting is started again on fresh ports, up to three times.
+start_consul() {
+  local attempt deadline
+  for attempt in 1 2 3; do
+    c_http=$(free_port)
+    start consul "$consul" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -data-dir "$work/consul-$1-$attempt" \
+      -log-level warn -hcl "ports { http = $c_http, dns = -1, grpc = -1, serf_lan = $(free_port), serf_wan = $(free_port), server = $(free_port) }"
+    consul_pid=$last
+    deadline=$((SECONDS + 30))
+    # The leader endpoint answers "" until the agent has elected itself, and writes need a leader.
+    until [[ "$(curl -s "http://127.0.0.1:$c_http/v1/status/leader" || true)" == '"'?*'"' ]]; do
+      if ! kill -0 "$consul_pid" 2>/dev/null; then
+        echo "bench: Consul (attempt $attempt) exited while starting; the end of its log:" >&2
+        tail -n 10 "$work/consul.log" >&2 || true
+        continue 2
+      fi
+      [ $SECONDS -lt $deadline ] || { echo "bench: Consul elected no leader within 30 s; the end of its log:" >&2; tail -n 30 "$work/consul.log" >&2 || true; exit 1; }
+      sleep 0.1
+    done
+    return 0
+  done
+  echo "bench: Consul did not start in three attempts" >&2
+  exit 1
+}
+
 lines=()
 emit() { lines+=("$*"); echo "$*"; }
 
@@ -303,17 +331,7 @@ for scenario in $scenarios; do
   n=$(hosts_of "$scenario")
   curl_h2= # the last scenario's client options are not for Consul and berth-control
   # A fresh Consul and berth-control per scenario: the table holds that scenario's routes only.
-  c_http=$(free_port)
-  start consul "$consul" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -data-dir "$work/consul-$scenario" -log-level warn \
-    -hcl "ports { http = $c_http, dns = -1, grpc = -1, serf_lan = $(free_port), serf_wan = $(free_port), server = $(free_port) }"
-  consul_pid=$last
-  wait_http "http://127.0.0.1:$c_http/v1/status/leader" any 200 consul
-  # The leader endpoint answers 200 with "" until the agent has elected itself; writes need a leader.
-  deadline=$((SECONDS + 30))
-  until [[ "$(curl -s "http://127.0.0.1:$c_http/v1/status/leader" || true)" == '"'?*'"' ]]; do
-    [ $SECONDS -lt $deadline ] || { echo "bench: Consul elected no leader within 30 s; the end of its log:" >&2; tail -n 30 "$work/consul.log" >&2; exit 1; }
-    sleep 0.1
-  done
+  start_consul "$scenario"
   register "http://127.0.0.1:$c_http" "$scenario"
   grpc=$(free_port); cp_admin=$(free_port)
   start "control-$scenario" "$bin_dir/berth-control" --consul-addr "http://127.0.0.1:$c_http" \

@@ -39,7 +39,23 @@ impl Consul {
 
     /// Like [`Consul::start_on`], with more configuration: each of `extra_hcl` is passed as one
     /// more `-hcl` fragment (e.g. TLS files and an https port, see [`crate::consul_tls`]).
+    ///
+    /// Serf's and the server's ports are picked free, but another process can still take one
+    /// before Consul binds it (any outgoing connection or DNS query may get it): an agent that
+    /// exits while starting is started again on fresh ports, up to three times.
     pub async fn start_with(http_port: u16, extra_hcl: &[String]) -> Result<Consul> {
+        let mut exits = Vec::new();
+        for _attempt in 0..3 {
+            match Self::start_once(http_port, extra_hcl).await? {
+                Ok(consul) => return Ok(consul),
+                Err(logs) => exits.push(logs),
+            }
+        }
+        bail!("consul exited while starting, three times:\n{}", exits.join("\n"))
+    }
+
+    /// One start: the agent with a leader, or the log of an agent that exited while starting.
+    async fn start_once(http_port: u16, extra_hcl: &[String]) -> Result<Result<Consul, String>> {
         let data = TempDir::new("consul");
         let ports = format!(
             "ports {{ http = {http_port}, dns = -1, grpc = -1, serf_lan = {}, serf_wan = {}, server = {} }}",
@@ -82,20 +98,23 @@ impl Consul {
             http,
         };
         let leader_url = format!("{}/v1/status/leader", consul.http_addr);
-        wait_until(
+        let led = wait_until(
             "consul to elect itself leader",
             Duration::from_secs(30),
             || async {
+                if !consul.proc.running() {
+                    return Ok(Some(false));
+                }
                 let Ok(response) = consul.http.get(&leader_url).send().await else {
                     return Ok(None);
                 };
                 let leader: String = response.json().await.unwrap_or_default();
-                Ok((!leader.is_empty()).then_some(()))
+                Ok((!leader.is_empty()).then_some(true))
             },
         )
         .await
         .with_context(|| consul.proc.logs())?;
-        Ok(consul)
+        Ok(if led { Ok(consul) } else { Err(consul.proc.logs()) })
     }
 
     /// PUT /v1/agent/service/register with `definition` (Consul's JSON form).

@@ -49,6 +49,22 @@ impl Proc {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether the process is still running: started, not killed by this handle, and neither
+    /// exited nor a zombie waiting to be reaped (read from `/proc/<pid>/stat`).
+    pub fn running(&self) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        !matches!(state, None | Some("Z" | "X"))
+    }
+
     /// Everything the process wrote so far.
     pub fn logs(&self) -> String {
         format!(
@@ -249,7 +265,23 @@ pub async fn run_to_end(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_proc_net_addr;
+    use super::{parse_proc_net_addr, Proc};
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_process_runs_until_it_exits_even_before_it_is_reaped() {
+        let sleeper = Proc::spawn("sleeper", Path::new("sleep"), &["30"], &[]).unwrap();
+        assert!(sleeper.running());
+        // `true` exits at once; nothing reaps it, so it stays a zombie until dropped.
+        let quitter = Proc::spawn("quitter", Path::new("true"), &[], &[]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while quitter.running() {
+            assert!(Instant::now() < deadline, "`true` still running after 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(sleeper.running());
+    }
 
     #[test]
     fn proc_net_addresses() {
