@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::EntrypointSpec;
 use crate::limits::{Activity, Expired, Limits, Tracked, Watched};
-use crate::proxy::{Entrypoint, Proxy, ProxyError};
+use crate::proxy::{Entrypoint, Peer, Proxy, ProxyError};
 use crate::tls;
 
 /// Pause after a failed accept (for example out of file descriptors) before trying again.
@@ -283,8 +283,10 @@ async fn serve_http<I>(
     let service = {
         let handler = handler.clone();
         let activity = activity.clone();
+        let client = Peer::new(peer);
         service_fn(move |req| {
             let handler = handler.clone();
+            let client = client.clone();
             // The request counts as in progress (no idle timeout) until its response body is dropped.
             let guard = activity.begin();
             async move {
@@ -298,7 +300,7 @@ async fn serve_http<I>(
                     tracing::debug!(entrypoint = &*handler.entrypoint.name, %peer, %error, "request refused");
                     return Ok(error.into_response().map(|body| Tracked::new(body, guard)));
                 }
-                let response = handler.proxy.handle(&handler.entrypoint, peer, req).await?;
+                let response = handler.proxy.handle(&handler.entrypoint, &client, req).await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, guard)))
             }
         })

@@ -66,6 +66,29 @@ pub(crate) struct RequestContext {
     pub holds: Vec<InFlightSlot>,
 }
 
+/// The client end of one connection, worked out once for all of its requests.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    /// The TCP peer.
+    pub addr: SocketAddr,
+    /// The peer's address, IPv4-mapped IPv6 shown as IPv4.
+    pub ip: IpAddr,
+    /// `ip` as a header value (for `X-Real-IP` and `X-Forwarded-For`): each request takes a
+    /// reference to it rather than a copy of its own.
+    pub ip_value: HeaderValue,
+}
+
+impl Peer {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
+        let ip = addr.ip().to_canonical();
+        Self {
+            addr,
+            ip,
+            ip_value: ip_value(ip),
+        }
+    }
+}
+
 /// An address as header text; IPv4 (nearly every client) written by hand, without `fmt`.
 fn ip_value(ip: IpAddr) -> HeaderValue {
     let value = match ip {
@@ -96,13 +119,12 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
 }
 
 impl RequestContext {
-    pub(crate) fn new(entrypoint: &Entrypoint, peer: SocketAddr, method: &Method, uri: &Uri) -> Self {
-        let client_ip = peer.ip().to_canonical();
+    pub(crate) fn new(entrypoint: &Entrypoint, peer: &Peer, method: &Method, uri: &Uri) -> Self {
         Self {
             entrypoint: entrypoint.clone(),
-            peer,
-            client_ip,
-            client_ip_value: ip_value(client_ip),
+            peer: peer.addr,
+            client_ip: peer.ip,
+            client_ip_value: peer.ip_value.clone(),
             started: Instant::now(),
             method: method.clone(),
             uri: uri.clone(),
@@ -206,7 +228,8 @@ impl RequestContext {
             name: "http".into(),
             tls: false,
         };
-        let mut ctx = Self::new(&entrypoint, peer.parse().expect("test peer"), &method, &uri);
+        let peer = Peer::new(peer.parse().expect("test peer"));
+        let mut ctx = Self::new(&entrypoint, &peer, &method, &uri);
         ctx.host = HeaderValue::from_str(host).expect("test host");
         ctx
     }

@@ -11,16 +11,20 @@
 //! Request and response bodies stream through; nothing is buffered.
 //! Not for: deciding where to send (see `route`, `endpoint`) or header changes (see `forwarded`).
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::Authority;
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
 
 use super::outgoing::{self, Outgoing};
 use super::ProxyError;
@@ -33,9 +37,9 @@ pub(crate) type RequestBody = http_body_util::Either<Incoming, http_body_util::E
 /// The clients for one connect and idle timeout: HTTP/1.1 or TLS (ALPN), and h2c.
 #[derive(Debug, Clone)]
 struct Clients {
-    client: Client<HttpsConnector<HttpConnector>, Outgoing<RequestBody>>,
+    client: Client<HttpsConnector<BareConnector>, Outgoing<RequestBody>>,
     /// For `h2c` clusters: HTTP/2 with prior knowledge, one multiplexed connection per endpoint.
-    h2c: Client<HttpConnector, Outgoing<RequestBody>>,
+    h2c: Client<BareConnector, Outgoing<RequestBody>>,
 }
 
 impl Clients {
@@ -49,14 +53,14 @@ impl Clients {
             .timer(TokioTimer::new())
             .http2_only(true)
             .set_host(false)
-            .build(tcp.clone());
+            .build(BareConnector(tcp.clone()));
         tcp.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(tcp);
+            .wrap_connector(BareConnector(tcp));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(idle_timeout)
@@ -168,6 +172,86 @@ impl Forwarder {
         next.insert((connect, idle), clients.clone());
         self.custom.store(std::sync::Arc::new(next));
         clients
+    }
+}
+
+/// hyper-util's TCP connector, less the connection details (`HttpInfo`: both addresses) it has
+/// the pooled client copy into every response's extensions: nothing reads them, and copying
+/// them costs three allocations per request (the extensions map, its table, the entry).
+#[derive(Debug, Clone)]
+struct BareConnector(HttpConnector);
+
+impl tower_service::Service<http::Uri> for BareConnector {
+    type Response = Bare;
+    type Error = <HttpConnector as tower_service::Service<http::Uri>>::Error;
+    type Future = BareConnecting<<HttpConnector as tower_service::Service<http::Uri>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, destination: http::Uri) -> Self::Future {
+        BareConnecting(self.0.call(destination))
+    }
+}
+
+/// A connection being made by [`BareConnector`].
+struct BareConnecting<F>(F);
+
+impl<F, E> Future for BareConnecting<F>
+where
+    F: Future<Output = Result<TokioIo<TcpStream>, E>> + Unpin,
+{
+    type Output = Result<Bare, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map_ok(Bare)
+    }
+}
+
+/// A backend TCP connection that tells the pool nothing but that it is one.
+#[derive(Debug)]
+struct Bare(TokioIo<TcpStream>);
+
+impl Connection for Bare {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for Bare {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Bare {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
 }
 

@@ -35,7 +35,6 @@ mod upgrade;
 mod upstream;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +44,7 @@ use hyper::body::Incoming;
 use crate::access_log::AccessLog;
 use crate::state::State;
 pub(crate) use body::Body;
+pub(crate) use context::Peer;
 use context::RequestContext;
 pub(crate) use error::ProxyError;
 
@@ -109,7 +109,7 @@ impl Proxy {
     pub(crate) async fn handle(
         &self,
         entrypoint: &Entrypoint,
-        peer: SocketAddr,
+        peer: &Peer,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
         let mut ctx = RequestContext::new(entrypoint, peer, req.method(), req.uri());
