@@ -1,5 +1,7 @@
-//! A cluster's own timeouts and the retry of requests that never reached a backend, against the
-//! real `berth-proxy` binary fed by an in-process control plane (no Consul needed).
+//! A cluster's own timeouts, the retry of requests that never reached a backend, and the pooled
+//! backend connections (reused one request after another, closed once idle past the idle
+//! timeout, never reused once the backend closed them), against the real `berth-proxy` binary
+//! fed by an in-process control plane (no Consul needed).
 
 mod support;
 
@@ -7,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use berth_proto::v1::middleware::Kind as M;
 use berth_proto::v1::{Retry, RetryPolicy, Timeouts};
+use bytes::Bytes;
 use http::StatusCode;
 use support::*;
 
@@ -144,4 +147,136 @@ async fn requests_that_never_reached_a_backend_go_to_another() {
     .into_iter()
     .collect();
     assert_eq!(statuses, expected);
+}
+
+/// A proxy with one worker, one route `pool.example` to `backend` and the given extra flags.
+async fn one_worker_proxy(backend: &Backend, flags: &[&str]) -> (FakeControlPlane, ProxyProcess) {
+    let mut cp = FakeControlPlane::start().await;
+    let mut args = vec!["--workers", "1"];
+    args.extend_from_slice(flags);
+    let proxy = ProxyProcess::start(&[cp.url()], &args).await;
+    cp.expect_hello().await;
+    cp.push(update(
+        "v1",
+        "n1",
+        vec![route("pool", &["pool.example"], "", "pool")],
+        vec![cluster("pool", vec![endpoint(backend.addr)])],
+    ));
+    cp.expect_ack().await;
+    (cp, proxy)
+}
+
+#[tokio::test]
+async fn requests_one_after_another_share_one_backend_connection() {
+    let backend = Backend::start("b").await;
+    let (_cp, proxy) = one_worker_proxy(&backend, &[]).await;
+    for i in 0..10 {
+        let (status, _, body) = must_get(proxy.http_addr(), "pool.example", &format!("/{i}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(echo(&body)["path"], format!("/{i}"));
+    }
+    assert_eq!(
+        backend.connections(),
+        1,
+        "each request reused the first connection"
+    );
+    assert_eq!(backend.open_connections(), 1, "and it is kept open for the next");
+}
+
+#[tokio::test]
+async fn a_backend_connection_idle_past_the_idle_timeout_is_closed() {
+    let backend = Backend::start("b").await;
+    let (_cp, proxy) = one_worker_proxy(&backend, &["--backend-idle-timeout", "1s"]).await;
+    let (status, _, _) = must_get(proxy.http_addr(), "pool.example", "/").await;
+    assert_eq!(status, StatusCode::OK);
+    let idle_since = Instant::now();
+    assert_eq!(backend.open_connections(), 1);
+    // No further request comes: the worker's reaper closes it.
+    eventually("the idle backend connection to close", || async {
+        (backend.open_connections() == 0).then_some(())
+    })
+    .await;
+    assert!(
+        idle_since.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}, before its idle timeout",
+        idle_since.elapsed()
+    );
+    // The next request opens a new connection.
+    let (status, _, _) = must_get(proxy.http_addr(), "pool.example", "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(backend.connections(), 2);
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_backend_closed_is_not_used_again() {
+    // Answers one request per connection, then closes it without saying so (no
+    // `Connection: close`), as a backend with a short keep-alive timeout does.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (counter, closed_c) = (accepted.clone(), closed.clone());
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let closed = closed_c.clone();
+            tokio::spawn(async move {
+                // The head, then the body its Content-Length announces (read whole: closing
+                // with unread bytes would reset the connection instead).
+                let mut got = Vec::new();
+                let mut buf = [0u8; 1024];
+                let complete = |got: &[u8]| {
+                    let end = got.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+                    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap_or(0));
+                    (got.len() >= end + length).then_some(())
+                };
+                while complete(&got).is_none() {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => got.extend_from_slice(&buf[..read]),
+                    }
+                }
+                let body = format!("connection {n}");
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(answer.as_bytes()).await;
+                drop(stream);
+                closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    let mut cp = FakeControlPlane::start().await;
+    let proxy = ProxyProcess::start(&[cp.url()], &["--workers", "1"]).await;
+    cp.expect_hello().await;
+    cp.push(update(
+        "v1",
+        "n1",
+        vec![route("closing", &["closing.example"], "", "closing")],
+        vec![cluster("closing", vec![endpoint(addr)])],
+    ));
+    cp.expect_ack().await;
+    // POSTs with a body: neither the cluster's retry policy nor `upstream` would send one again,
+    // so each must go out on a connection that is still open (or be handed back unsent).
+    for i in 1..=5 {
+        let (status, body) = post(
+            proxy.http_addr(),
+            "closing.example",
+            "/",
+            Bytes::from_static(b"payload"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+        assert_eq!(body, format!("connection {i}"));
+        // The next request comes once the backend has closed this connection.
+        eventually("the backend to close the connection", || async {
+            (closed.load(std::sync::atomic::Ordering::SeqCst) == i).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    server.abort();
 }

@@ -415,6 +415,9 @@ where
 pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
+    /// Connections accepted so far, and still open.
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
     held: Arc<AtomicUsize>,
     gate: Arc<Semaphore>,
     task: JoinHandle<()>,
@@ -437,14 +440,20 @@ impl Backend {
         let addr = listener.local_addr().expect("local addr");
         let held = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Semaphore::new(0));
+        let (accepted, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (name_c, held_c, gate_c) = (name.to_owned(), held.clone(), gate.clone());
+        let (accepted_c, open_c) = (accepted.clone(), open.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted_c.fetch_add(1, Ordering::SeqCst);
+                open_c.fetch_add(1, Ordering::SeqCst);
+                let open = OpenConnection(open_c.clone());
                 let (name, held, gate, tls) = (name_c.clone(), held_c.clone(), gate_c.clone(), tls.clone());
                 tokio::spawn(async move {
+                    let _open = open;
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (name, held, gate) = (name.clone(), held.clone(), gate.clone());
                         async move { Ok::<_, hyper::Error>(echo_response(&name, &held, &gate, req).await) }
@@ -470,10 +479,22 @@ impl Backend {
         Self {
             addr,
             name: name.to_owned(),
+            accepted,
+            open,
             held,
             gate,
             task,
         }
+    }
+
+    /// How many connections the backend accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// How many of them are still open (the backend closes its end once the peer closed its).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// How many `/hold` requests arrived so far.
@@ -484,6 +505,15 @@ impl Backend {
     /// Lets one held request answer.
     pub fn release(&self) {
         self.gate.add_permits(1);
+    }
+}
+
+/// Counts a backend connection as open until dropped.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
