@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use berth_proto::v1::middleware::Kind as M;
@@ -149,8 +150,9 @@ async fn requests_that_never_reached_a_backend_go_to_another() {
     assert_eq!(statuses, expected);
 }
 
-/// A proxy with one worker, one route `pool.example` to `backend` and the given extra flags.
-async fn one_worker_proxy(backend: &Backend, flags: &[&str]) -> (FakeControlPlane, ProxyProcess) {
+/// A proxy with one worker, one route `pool.example` to the backend at `backend` and the given
+/// extra flags.
+async fn one_worker_proxy(backend: SocketAddr, flags: &[&str]) -> (FakeControlPlane, ProxyProcess) {
     let mut cp = FakeControlPlane::start().await;
     let mut args = vec!["--workers", "1"];
     args.extend_from_slice(flags);
@@ -160,7 +162,7 @@ async fn one_worker_proxy(backend: &Backend, flags: &[&str]) -> (FakeControlPlan
         "v1",
         "n1",
         vec![route("pool", &["pool.example"], "", "pool")],
-        vec![cluster("pool", vec![endpoint(backend.addr)])],
+        vec![cluster("pool", vec![endpoint(backend)])],
     ));
     cp.expect_ack().await;
     (cp, proxy)
@@ -169,7 +171,7 @@ async fn one_worker_proxy(backend: &Backend, flags: &[&str]) -> (FakeControlPlan
 #[tokio::test]
 async fn requests_one_after_another_share_one_backend_connection() {
     let backend = Backend::start("b").await;
-    let (_cp, proxy) = one_worker_proxy(&backend, &[]).await;
+    let (_cp, proxy) = one_worker_proxy(backend.addr, &[]).await;
     for i in 0..10 {
         let (status, _, body) = must_get(proxy.http_addr(), "pool.example", &format!("/{i}")).await;
         assert_eq!(status, StatusCode::OK);
@@ -186,7 +188,7 @@ async fn requests_one_after_another_share_one_backend_connection() {
 #[tokio::test]
 async fn a_backend_connection_idle_past_the_idle_timeout_is_closed() {
     let backend = Backend::start("b").await;
-    let (_cp, proxy) = one_worker_proxy(&backend, &["--backend-idle-timeout", "1s"]).await;
+    let (_cp, proxy) = one_worker_proxy(backend.addr, &["--backend-idle-timeout", "1s"]).await;
     let (status, _, _) = must_get(proxy.http_addr(), "pool.example", "/").await;
     assert_eq!(status, StatusCode::OK);
     let idle_since = Instant::now();
@@ -249,22 +251,13 @@ async fn a_pooled_connection_the_backend_closed_is_not_used_again() {
             });
         }
     });
-    let mut cp = FakeControlPlane::start().await;
-    let proxy = ProxyProcess::start(&[cp.url()], &["--workers", "1"]).await;
-    cp.expect_hello().await;
-    cp.push(update(
-        "v1",
-        "n1",
-        vec![route("closing", &["closing.example"], "", "closing")],
-        vec![cluster("closing", vec![endpoint(addr)])],
-    ));
-    cp.expect_ack().await;
+    let (_cp, proxy) = one_worker_proxy(addr, &[]).await;
     // POSTs with a body: neither the cluster's retry policy nor `upstream` would send one again,
     // so each must go out on a connection that is still open (or be handed back unsent).
     for i in 1..=5 {
         let (status, body) = post(
             proxy.http_addr(),
-            "closing.example",
+            "pool.example",
             "/",
             Bytes::from_static(b"payload"),
         )
