@@ -7,7 +7,8 @@
 #
 #   bench/proxy.sh [--full|--quick|--smoke] [--duration S] [--rounds N] [--connections C]
 #                  [--scenarios "1 1000 10000 mw h2 tls h2tls"] [--workers "1 2"]
-#                  [--targets "berth-proxy nginx haproxy traefik"] [--bin-dir DIR] [--no-build]
+#                  [--targets "berth-proxy nginx haproxy traefik ceiling-raw-raw ..."] [--bin-dir DIR]
+#                  [--no-build]
 #                  [--out FILE]
 #
 # Scenarios: `1` = one route; `1000`, `10000` = that many Host routes, each request to a random one
@@ -23,6 +24,12 @@
 #
 # Result lines (`result ...`, `ratio ...`, `memory ...`) go to stdout and, unless --out -, to
 # bench/results/<time>-proxy.txt. --smoke: tiny sizes, one round of 1 s, records nothing.
+#
+# Ceiling targets (one-route HTTP/1.1 scenario `1` only, left out of the others):
+# `ceiling-<server>-<client>` (server `raw` or `hyper`; client `raw`, `hyper` or `conn`) runs
+# berth-bench-ceiling, a bare forwarder with no routing or middlewares (bench/src/bin/ceiling.rs):
+# how little CPU a forwarder on tokio needs per request, with hyper's server and client or with
+# its own code on either side. Their ratios to nginx are reported too.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -60,6 +67,7 @@ if [[ " $targets " == *" traefik "* ]] && [ ! -x "$traefik" ]; then
 fi
 if [ -n "$build" ]; then
   cargo build --release --locked -p berth-proxy -p berth-control >&2
+  if [[ " $targets " == *" ceiling-"* ]]; then cargo build --release --locked -p berth-bench --bin berth-bench-ceiling >&2; fi
 fi
 
 work=$(mktemp -d /tmp/berth-bench-proxy.XXXXXX)
@@ -347,11 +355,27 @@ for scenario in $scenarios; do
     *) curl_h2=; scheme=http ;;
   esac
 
+  # The ceiling probes only forward body-less HTTP/1.1 requests over one route.
+  run_targets= left_out=
+  for t in $targets; do
+    case "$t" in
+      ceiling-raw-raw|ceiling-raw-hyper|ceiling-raw-conn|ceiling-hyper-raw|ceiling-hyper-hyper|ceiling-hyper-conn)
+        if [ "$scenario" = 1 ]; then run_targets+=" $t"; else left_out+=" $t"; fi ;;
+      ceiling-*) echo "bench: unknown target $t (ceiling-<raw|hyper>-<raw|hyper|conn>)" >&2; exit 2 ;;
+      *) run_targets+=" $t" ;;
+    esac
+  done
+  [ -z "$left_out" ] || echo "bench: scenario $scenario leaves out the ceiling probes (one route only):$left_out" >&2
+
   for w in $workers; do
     declare -A url=() pid=()
-    for t in $targets; do
+    for t in $run_targets; do
       port=$(free_port)
       case "$t" in
+        ceiling-*)
+          IFS=- read -r _ half_server half_client <<<"$t"
+          start "$t-$scenario-$w" "$bin_dir/berth-bench-ceiling" --listen "127.0.0.1:$port" --workers "$w" \
+            --server "$half_server" --client "$half_client" $(for b in "${backends[@]}"; do echo "--backend 127.0.0.1:$b"; done) ;;
         berth-proxy)
           RUST_LOG=warn start "berth-$scenario-$w" "$bin_dir/berth-proxy" --control-plane "http://127.0.0.1:$grpc" \
             --entrypoint "http=127.0.0.1:$port" --admin-addr "127.0.0.1:$(free_port)" --node-id "bench-$w" --workers "$w" \
@@ -371,28 +395,28 @@ for scenario in $scenarios; do
       pid[$t]=$last
       url[$t]="$scheme://127.0.0.1:$port$path"
     done
-    for t in $targets; do
+    for t in $run_targets; do
       wait_http "${url[$t]}" "$probe_host" || { echo "bench: $t does not route $probe_host; its log:" >&2; cat "$work/$t"*"-$scenario-$w.log" >&2 || true; exit 1; }
     done
     if [ "$scenario" = mw ]; then
-      for t in $targets; do # the middlewares are in force: the response header is there
+      for t in $run_targets; do # the middlewares are in force: the response header is there
         curl -s -o /dev/null -D - -H "Host: bench.example" "${url[$t]}" | grep -i '^x-served: bench' >/dev/null \
           || { echo "bench: $t does not apply the headers middleware" >&2; exit 1; }
       done
     fi
     if [ "$scenario" = h2tls ]; then
-      for t in $targets; do # HTTP/2 is what TLS negotiated
+      for t in $run_targets; do # HTTP/2 is what TLS negotiated
         v=$(curl -k --http2 -s -o /dev/null -w '%{http_version}' -H "Host: bench.example" "${url[$t]}" || true)
         [ "$v" = 2 ] || { echo "bench: $t does not negotiate HTTP/2 over TLS (got HTTP/$v)" >&2; exit 1; }
       done
     fi
-    if [[ " $targets " == *" berth-proxy "* ]]; then
+    if [[ " $run_targets " == *" berth-proxy "* ]]; then
       # Idle: routes loaded, before any load.
       emit "memory scenario=$scenario workers=$w berth-proxy_rss_idle_mib=$(rss_mib "${pid[berth-proxy]}") berth-control_rss_mib=$(rss_mib "$cp_pid")"
     fi
     declare -A rps=() p50=() p99=() pc=() bad=()
     for round in $(seq "$rounds"); do
-      for t in $targets; do
+      for t in $run_targets; do
         before=$(ticks "${pid[$t]}")
         if [ "$scenario" = h2 ] || [ "$scenario" = h2tls ]; then
           # HTTP/2 (without TLS by prior knowledge, or over TLS by ALPN), one stream per
@@ -422,18 +446,24 @@ for scenario in $scenarios; do
       done
     done
     declare -A m=() mpc=()
-    for t in $targets; do
+    for t in $run_targets; do
       m[$t]=$(median <<<"${rps[$t]}"); mpc[$t]=$(median <<<"${pc[$t]}")
       emit "result scenario=$scenario workers=$w target=$t rps=${m[$t]} p50_ms=$(median <<<"${p50[$t]}") p99_ms=$(median <<<"${p99[$t]}") rps_per_core=${mpc[$t]} rounds_rps=\"${rps[$t]% }\" errors=\"${bad[$t]% }\""
     done
-    if [[ " $targets " == *" berth-proxy "* ]]; then
+    if [[ " $run_targets " == *" berth-proxy "* ]]; then
       emit "memory scenario=$scenario workers=$w berth-proxy_rss_after_load_mib=$(rss_mib "${pid[berth-proxy]}")"
-      for t in $targets; do
+      for t in $run_targets; do
         [ "$t" = berth-proxy ] && continue
         emit "ratio scenario=$scenario workers=$w berth-proxy/$t rps=$(ratio "${m[berth-proxy]}" "${m[$t]}") per_core=$(ratio "${mpc[berth-proxy]}" "${mpc[$t]}")"
       done
     fi
-    for t in $targets; do stop "${pid[$t]}"; done
+    if [[ " $run_targets " == *" nginx "* ]]; then
+      for t in $run_targets; do
+        [[ "$t" == ceiling-* ]] || continue
+        emit "ratio scenario=$scenario workers=$w $t/nginx rps=$(ratio "${m[$t]}" "${m[nginx]}") per_core=$(ratio "${mpc[$t]}" "${mpc[nginx]}")"
+      done
+    fi
+    for t in $run_targets; do stop "${pid[$t]}"; done
     unset url pid rps p50 p99 pc bad m mpc
   done
   stop "$cp_pid"; stop "$consul_pid"

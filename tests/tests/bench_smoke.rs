@@ -20,6 +20,7 @@ async fn bench_suite_smoke_run_produces_every_result_line() -> Result<()> {
         "berth-bench-propagation",
         "berth-bench-fanout",
         "berth-bench-consul-scale",
+        "berth-bench-ceiling",
     ] {
         bin(name);
     }
@@ -57,6 +58,13 @@ async fn bench_suite_smoke_run_produces_every_result_line() -> Result<()> {
         "single changes (one instance added to a service or removed)",
         // memory
         "berth-proxy_rss_idle_mib=",
+        // ceiling: the designs of the bare forwarder, each against nginx
+        "result scenario=1 workers=1 target=ceiling-raw-raw rps=",
+        "ratio scenario=1 workers=1 ceiling-raw-raw/nginx rps=",
+        "ratio scenario=1 workers=1 ceiling-hyper-hyper/nginx rps=",
+        "ratio scenario=1 workers=1 ceiling-raw-hyper/nginx rps=",
+        "ratio scenario=1 workers=1 ceiling-hyper-raw/nginx rps=",
+        "ratio scenario=1 workers=1 ceiling-hyper-conn/nginx rps=",
     ];
     let missing: Vec<&str> = expected
         .iter()
