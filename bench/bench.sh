@@ -20,6 +20,9 @@
 #                and Consul requests per change: a rule change, then an instance added or removed)
 #                and berth-bench-fanout on the same catalog (bytes on the wire per change)
 #   memory       berth-proxy RSS idle and with 10,000 routes, berth-control RSS with them
+#   instructions bench/proxy.sh --instructions: instructions per request in user space (valgrind's
+#                callgrind), repeatable on a shared machine: berth-proxy and nginx on one route and
+#                with middlewares, the ceiling probes on one route
 #   ceiling      bench/proxy.sh on one route: berth-proxy and nginx beside berth-bench-ceiling, a bare
 #                forwarder built five ways (hyper's server and client, or code of its own on either
 #                side): how little CPU per request a forwarder on tokio can need here
@@ -38,13 +41,13 @@ while [ $# -gt 0 ]; do
     --part) parts+=("$2"); shift 2 ;;
     --bin-dir) bin_dir=$(cd "$2" && pwd); shift 2 ;;
     --no-build) build=; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "bench/bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-[ ${#parts[@]} -gt 0 ] || parts=(proxy propagation fanout scale memory ceiling)
+[ ${#parts[@]} -gt 0 ] || parts=(proxy propagation fanout scale memory instructions ceiling)
 for part in "${parts[@]}"; do
-  case "$part" in proxy|propagation|fanout|scale|memory|ceiling) ;; *) echo "bench/bench.sh: unknown part $part" >&2; exit 2 ;; esac
+  case "$part" in proxy|propagation|fanout|scale|memory|instructions|ceiling) ;; *) echo "bench/bench.sh: unknown part $part" >&2; exit 2 ;; esac
 done
 
 if [ -n "$build" ]; then
@@ -100,6 +103,9 @@ for part in "${parts[@]}"; do
     memory)
       record memory bench/proxy.sh --targets berth-proxy --scenarios "$(pick "1 10000" "1 10000" "1 20")" \
         --workers "$(pick "1 2" 2 1)" --rounds 1 --duration "$(pick 4 2 1)" --bin-dir "$bin_dir" --no-build --out - ;;
+    instructions)
+      record instructions bench/proxy.sh --scenarios "1 mw" --workers 1 --instructions "$(pick 20000 5000 200)" \
+        --targets "berth-proxy nginx ceiling-raw-raw ceiling-hyper-hyper" --bin-dir "$bin_dir" --no-build --out - ;;
     ceiling)
       record ceiling bench/proxy.sh --scenarios 1 --workers "$(pick "1 2" "1 2" 1)" --rounds "$(pick 3 3 1)" \
         --duration "$(pick 8 4 1)" --targets "berth-proxy nginx ceiling-raw-raw ceiling-hyper-hyper ceiling-hyper-conn ceiling-hyper-raw ceiling-raw-hyper" \

@@ -8,7 +8,7 @@
 #   bench/proxy.sh [--full|--quick|--smoke] [--duration S] [--rounds N] [--connections C]
 #                  [--scenarios "1 1000 10000 mw h2 tls h2tls"] [--workers "1 2"]
 #                  [--targets "berth-proxy nginx haproxy traefik ceiling-raw-raw ..."] [--bin-dir DIR]
-#                  [--no-build]
+#                  [--no-build] [--instructions N [--keep-callgrind DIR]]
 #                  [--out FILE]
 #
 # Scenarios: `1` = one route; `1000`, `10000` = that many Host routes, each request to a random one
@@ -25,6 +25,14 @@
 # Result lines (`result ...`, `ratio ...`, `memory ...`) go to stdout and, unless --out -, to
 # bench/results/<time>-proxy.txt. --smoke: tiny sizes, one round of 1 s, records nothing.
 #
+# --instructions N: instead of the timed load, counts the instructions each target executes per
+# request in user space, which stays the same from run to run on a shared, noisy machine: each
+# target runs under valgrind's callgrind, gets N/10 requests (100 to 2,000) to warm up, then N requests
+# (h2load --h1 -c8, or h2load over HTTP/2 for the h2 scenarios) between a reset and a dump of
+# callgrind's counters (`instructions ...` lines). For berth-proxy, nginx (master_process off) and
+# the ceiling probes; not over TLS. --keep-callgrind DIR keeps each dump there
+# (<target>-<scenario>-<workers>.callgrind) for callgrind_annotate.
+#
 # Ceiling targets (one-route HTTP/1.1 scenario `1` only, left out of the others):
 # `ceiling-<server>-<client>` (server `raw` or `hyper`; client `raw`, `hyper` or `conn`) runs
 # berth-bench-ceiling, a bare forwarder with no routing or middlewares (bench/src/bin/ceiling.rs):
@@ -35,7 +43,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 duration=8 rounds=3 conns=64 scenarios="1 1000 10000 mw h2 tls h2tls" workers="1 2"
-targets="berth-proxy nginx haproxy traefik" bin_dir="$root/target/release" build=1 out= mode=full
+targets="berth-proxy nginx haproxy traefik" bin_dir="$root/target/release" build=1 out= mode=full instructions= keep_callgrind=
 cmdline="bench/proxy.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -50,6 +58,8 @@ while [ $# -gt 0 ]; do
     --targets) targets=$2; shift 2 ;;
     --bin-dir) bin_dir=$2; shift 2 ;;
     --no-build) build=; shift ;;
+    --instructions) instructions=$2; shift 2 ;;
+    --keep-callgrind) keep_callgrind=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     *) echo "bench/proxy.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -58,6 +68,18 @@ done
 for tool in wrk h2load nginx haproxy python3 curl openssl; do
   command -v "$tool" >/dev/null || { echo "bench/proxy.sh: $tool is missing: run scripts/setup.sh load" >&2; exit 1; }
 done
+if [ -n "$instructions" ]; then
+  [[ "$instructions" =~ ^[1-9][0-9]*$ ]] || { echo "bench/proxy.sh: --instructions takes a request count, not $instructions" >&2; exit 2; }
+  for tool in valgrind callgrind_control; do
+    command -v "$tool" >/dev/null || { echo "bench/proxy.sh: --instructions needs $tool (Debian's valgrind)" >&2; exit 1; }
+  done
+  for t in $targets; do
+    case "$t" in berth-proxy|nginx|ceiling-*) ;; *) echo "bench/proxy.sh: --instructions counts berth-proxy, nginx and ceiling-* only, not $t" >&2; exit 2 ;; esac
+  done
+  for s in $scenarios; do
+    case "$s" in tls|h2tls) echo "bench/proxy.sh: --instructions does not take the TLS scenarios" >&2; exit 2 ;; esac
+  done
+fi
 consul=$(command -v consul || echo "$root/.tools/consul/usr/bin/consul")
 [ -x "$consul" ] || { echo "bench/proxy.sh: consul is missing: run scripts/setup.sh consul" >&2; exit 1; }
 traefik="$root/.tools/traefik/traefik"
@@ -215,6 +237,8 @@ nginx_conf() { # dir port scenario workers
   local n; n=$(hosts_of "$3")
   {
     echo "worker_processes $4; daemon off; pid $1/nginx.pid; error_log $1/error.log error;"
+    # Under callgrind the worker is the process started (one worker, whatever $4 says).
+    [ -z "$instructions" ] || echo "master_process off;"
     echo "events { worker_connections 4096; }"
     echo "http { access_log off; keepalive_requests 10000000; server_names_hash_max_size 65536; server_names_hash_bucket_size 128;"
     echo "upstream web { keepalive 64; keepalive_requests 10000000;"
@@ -335,6 +359,37 @@ start_consul() {
 lines=()
 emit() { lines+=("$*"); echo "$*"; }
 
+# --instructions: for each target in $run_targets (started under callgrind), a warm-up, then the
+# counters reset, $instructions requests, and the counters dumped; prints instructions per request.
+count_instructions() {
+  local t h2 o ok dump ir warm=$((instructions / 10))
+  declare -A per=()
+  [ "$warm" -ge 100 ] || warm=100
+  [ "$warm" -le 2000 ] || warm=2000
+  for t in $run_targets; do
+    h2=--h1
+    [ "$scenario" = h2 ] && h2=
+    timeout 300 h2load $h2 -t1 -c8 -n"$warm" -H ":authority: $probe_host" "${url[$t]}" >/dev/null
+    callgrind_control -z "${pid[$t]}" >/dev/null 2>&1
+    o=$(timeout 600 h2load $h2 -t1 -c8 -n"$instructions" -H ":authority: $probe_host" "${url[$t]}")
+    callgrind_control -d "${pid[$t]}" >/dev/null 2>&1
+    ok=$(awk '/^status codes:/ {print $3}' <<<"$o")
+    [ "$ok" = "$instructions" ] || { echo "bench: $t answered $ok of $instructions requests with 2xx:" >&2; echo "$o" >&2; exit 1; }
+    # The newest dump of that process: its totals are the instructions since the reset.
+    dump=$(ls -t "$work/callgrind.${pid[$t]}"* | head -n 1)
+    ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+    [ -z "$keep_callgrind" ] || { mkdir -p "$keep_callgrind"; cp "$dump" "$keep_callgrind/$t-$scenario-$w.callgrind"; }
+    per[$t]=$((ir / instructions))
+    emit "instructions scenario=$scenario workers=$w target=$t requests=$instructions per_request=${per[$t]}"
+  done
+  if [ -n "${per[berth-proxy]:-}" ]; then
+    for t in $run_targets; do
+      [ "$t" = berth-proxy ] && continue
+      emit "ratio scenario=$scenario workers=$w berth-proxy/$t instructions=$(ratio "${per[berth-proxy]}" "${per[$t]}")"
+    done
+  fi
+}
+
 for scenario in $scenarios; do
   n=$(hosts_of "$scenario")
   curl_h2= # the last scenario's client options are not for Consul and berth-control
@@ -367,6 +422,8 @@ for scenario in $scenarios; do
   done
   [ -z "$left_out" ] || echo "bench: scenario $scenario leaves out the ceiling probes (one route only):$left_out" >&2
 
+  wrap=() # --instructions: every target under callgrind, its counters dumped beside the logs
+  [ -z "$instructions" ] || wrap=(valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p" --trace-children=no)
   for w in $workers; do
     declare -A url=() pid=()
     for t in $run_targets; do
@@ -374,15 +431,15 @@ for scenario in $scenarios; do
       case "$t" in
         ceiling-*)
           IFS=- read -r _ half_server half_client <<<"$t"
-          start "$t-$scenario-$w" "$bin_dir/berth-bench-ceiling" --listen "127.0.0.1:$port" --workers "$w" \
+          start "$t-$scenario-$w" "${wrap[@]}" "$bin_dir/berth-bench-ceiling" --listen "127.0.0.1:$port" --workers "$w" \
             --server "$half_server" --client "$half_client" $(for b in "${backends[@]}"; do echo "--backend 127.0.0.1:$b"; done) ;;
         berth-proxy)
-          RUST_LOG=warn start "berth-$scenario-$w" "$bin_dir/berth-proxy" --control-plane "http://127.0.0.1:$grpc" \
+          RUST_LOG=warn start "berth-$scenario-$w" "${wrap[@]}" "$bin_dir/berth-proxy" --control-plane "http://127.0.0.1:$grpc" \
             --entrypoint "http=127.0.0.1:$port" --admin-addr "127.0.0.1:$(free_port)" --node-id "bench-$w" --workers "$w" \
             $(is_tls "$scenario" && echo "--tls http --cert-dir $certs/berth") ;;
         nginx)
           d="$work/nginx-$scenario-$w"; mkdir -p "$d"; nginx_conf "$d" "$port" "$scenario" "$w"
-          start "nginx-$scenario-$w" nginx -c "$d/nginx.conf" -p "$d" ;;
+          start "nginx-$scenario-$w" "${wrap[@]}" nginx -c "$d/nginx.conf" -p "$d" ;;
         haproxy)
           d="$work/haproxy-$scenario-$w"; mkdir -p "$d"; haproxy_conf "$d" "$port" "$scenario" "$w"
           start "haproxy-$scenario-$w" haproxy -f "$d/haproxy.cfg" ;;
@@ -413,6 +470,12 @@ for scenario in $scenarios; do
     if [[ " $run_targets " == *" berth-proxy "* ]]; then
       # Idle: routes loaded, before any load.
       emit "memory scenario=$scenario workers=$w berth-proxy_rss_idle_mib=$(rss_mib "${pid[berth-proxy]}") berth-control_rss_mib=$(rss_mib "$cp_pid")"
+    fi
+    if [ -n "$instructions" ]; then
+      count_instructions
+      for t in $run_targets; do stop "${pid[$t]}"; done
+      unset url pid
+      continue
     fi
     declare -A rps=() p50=() p99=() pc=() bad=()
     for round in $(seq "$rounds"); do

@@ -1,7 +1,8 @@
 //! The benchmark suite's smoke run, so CI notices when `bench/bench.sh` or one of its parts
 //! breaks: `bench/bench.sh --smoke` on the debug binaries (tiny sizes, a second of load per
 //! target), checked for every part's result lines. Speed is not checked here; the figures are
-//! in bench/RESULTS.md. Needs wrk, nginx and haproxy (scripts/setup.sh load), Consul and Traefik.
+//! in bench/RESULTS.md. Needs wrk, h2load, nginx, haproxy and valgrind (scripts/setup.sh load),
+//! Consul and Traefik.
 
 use std::time::Duration;
 
@@ -58,6 +59,10 @@ async fn bench_suite_smoke_run_produces_every_result_line() -> Result<()> {
         "single changes (one instance added to a service or removed)",
         // memory
         "berth-proxy_rss_idle_mib=",
+        // instructions per request, counted under callgrind
+        "instructions scenario=1 workers=1 target=berth-proxy requests=200 per_request=",
+        "instructions scenario=mw workers=1 target=nginx requests=200 per_request=",
+        "ratio scenario=1 workers=1 berth-proxy/ceiling-raw-raw instructions=",
         // ceiling: the designs of the bare forwarder, each against nginx
         "result scenario=1 workers=1 target=ceiling-raw-raw rps=",
         "ratio scenario=1 workers=1 ceiling-raw-raw/nginx rps=",

@@ -193,10 +193,12 @@ fn forwarded_headers(ctx: &RequestContext, headers: &mut HeaderMap, server: &Hea
         }
     }
 
-    if unset(headers, &X_REAL_IP) {
+    // An untrusted peer's were all removed above: no need to look them up.
+    let missing = |headers: &HeaderMap, name: &HeaderName| !trusted || unset(headers, name);
+    if missing(headers, &X_REAL_IP) {
         headers.insert(X_REAL_IP, ctx.client_ip_value.clone());
     }
-    if unset(headers, &X_FORWARDED_PROTO) {
+    if missing(headers, &X_FORWARDED_PROTO) {
         let proto = match (is_websocket(headers), ctx.entrypoint.tls) {
             (false, false) => "http",
             (false, true) => "https",
@@ -205,14 +207,16 @@ fn forwarded_headers(ctx: &RequestContext, headers: &mut HeaderMap, server: &Hea
         };
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if unset(headers, &X_FORWARDED_PORT) {
+    if missing(headers, &X_FORWARDED_PORT) {
         let port = forwarded_port(ctx.host_text(), headers, ctx.entrypoint.tls);
         headers.insert(X_FORWARDED_PORT, port);
     }
-    if unset(headers, &X_FORWARDED_HOST) && !ctx.host.is_empty() {
+    if missing(headers, &X_FORWARDED_HOST) && !ctx.host.is_empty() {
         headers.insert(X_FORWARDED_HOST, ctx.host.clone());
     }
-    join_forwarded_for(headers);
+    if trusted {
+        join_forwarded_for(headers);
+    }
     headers.insert(X_FORWARDED_SERVER, server.clone());
     remove_connection_headers(headers);
 }

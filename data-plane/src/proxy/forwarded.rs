@@ -119,7 +119,18 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
 /// Removes the headers that describe one connection rather than the message: those named by
 /// `Connection`, and the standard hop-by-hop set (less `Trailer`: see the module documentation).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
+    // Most messages carry none of them, or only `Connection` (`keep-alive` from nearly every
+    // backend): one pass over the names, where standard names compare as small integers, and
+    // hashed removals only for the names that are there.
+    let (mut connection, mut others) = (false, false);
+    for name in headers.keys() {
+        if *name == CONNECTION {
+            connection = true;
+        } else if HOP_BY_HOP.contains(name) {
+            others = true;
+        }
+    }
+    if connection {
         let mut named: Vec<HeaderName> = Vec::new();
         for value in headers.get_all(CONNECTION) {
             let Ok(value) = value.to_str() else { continue };
@@ -140,18 +151,23 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
         headers.remove(CONNECTION);
     }
-    for name in [
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-        TE,
-        TRANSFER_ENCODING,
-        UPGRADE,
-    ] {
-        headers.remove(name);
+    if others {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
     }
 }
+
+/// The standard hop-by-hop headers besides `Connection`.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRANSFER_ENCODING,
+    UPGRADE,
+];
 
 /// Appends the client's address to `X-Forwarded-For` (one line, as the accept phase left it).
 fn append_forwarded_for(headers: &mut HeaderMap, client: &HeaderValue) {
@@ -246,6 +262,47 @@ mod tests {
         assert_eq!(head.uri, "https://10.0.0.7:8080/a/b?c=d&e");
         assert_eq!(head.headers[HOST], "10.0.0.7:8080");
         assert!(!head.headers.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_goes_alone_or_together() {
+        let strip = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (n, v) in pairs {
+                headers.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+            }
+            strip_hop_by_hop(&mut headers);
+            let mut left: Vec<String> = headers.keys().map(|k| k.to_string()).collect();
+            left.sort();
+            left
+        };
+        for name in [
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+        ] {
+            assert_eq!(strip(&[(name, "x"), ("x-kept", "1")]), ["x-kept"], "{name} alone");
+            assert_eq!(
+                strip(&[("connection", "keep-alive"), (name, "x"), ("x-kept", "1")]),
+                ["x-kept"],
+                "{name} beside Connection"
+            );
+        }
+        assert_eq!(
+            strip(&[
+                ("connection", "close"),
+                ("connection", "X-A"),
+                ("x-a", "1"),
+                ("x-kept", "1")
+            ]),
+            ["x-kept"],
+            "every Connection line's names go"
+        );
+        assert_eq!(strip(&[("x-kept", "1"), ("host", "h")]), ["host", "x-kept"]);
     }
 
     #[test]
