@@ -27,9 +27,9 @@
 #
 # --instructions N: instead of the timed load, counts the instructions each target executes per
 # request in user space, which stays the same from run to run on a shared, noisy machine: each
-# target runs under valgrind's callgrind, gets N/10 requests (100 to 2,000) to warm up, then N requests
-# (h2load --h1 -c8, or h2load over HTTP/2 for the h2 scenarios) between a reset and a dump of
-# callgrind's counters (`instructions ...` lines). For berth-proxy, nginx (master_process off) and
+# target runs under valgrind's callgrind, gets N/10 requests (100 to 2,000) to warm up, then N
+# requests (h2load --h1 -c8, or h2load over HTTP/2 for the h2 scenarios) between a reset and a
+# dump of callgrind's counters (`instructions ...` lines). For berth-proxy, nginx (master_process off) and
 # the ceiling probes; not over TLS. --keep-callgrind DIR keeps each dump there
 # (<target>-<scenario>-<workers>.callgrind) for callgrind_annotate.
 #
@@ -65,6 +65,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+for t in $targets; do
+  case "$t" in
+    berth-proxy|nginx|haproxy|traefik) ;;
+    ceiling-raw-raw|ceiling-raw-hyper|ceiling-raw-conn|ceiling-hyper-raw|ceiling-hyper-hyper|ceiling-hyper-conn) ;;
+    *) echo "bench/proxy.sh: unknown target $t (berth-proxy, nginx, haproxy, traefik, ceiling-<raw|hyper>-<raw|hyper|conn>)" >&2; exit 2 ;;
+  esac
+done
 for tool in wrk h2load nginx haproxy python3 curl openssl; do
   command -v "$tool" >/dev/null || { echo "bench/proxy.sh: $tool is missing: run scripts/setup.sh load" >&2; exit 1; }
 done
@@ -414,9 +421,7 @@ for scenario in $scenarios; do
   run_targets= left_out=
   for t in $targets; do
     case "$t" in
-      ceiling-raw-raw|ceiling-raw-hyper|ceiling-raw-conn|ceiling-hyper-raw|ceiling-hyper-hyper|ceiling-hyper-conn)
-        if [ "$scenario" = 1 ]; then run_targets+=" $t"; else left_out+=" $t"; fi ;;
-      ceiling-*) echo "bench: unknown target $t (ceiling-<raw|hyper>-<raw|hyper|conn>)" >&2; exit 2 ;;
+      ceiling-*) if [ "$scenario" = 1 ]; then run_targets+=" $t"; else left_out+=" $t"; fi ;;
       *) run_targets+=" $t" ;;
     esac
   done
