@@ -2,7 +2,7 @@
 # Berth's benchmark suite, one command: every part of issue 11, on this machine, all traffic on
 # 127.0.0.1, every load bounded in count and time.
 #
-#   bench/bench.sh                       # --full: every part at the issue's sizes (about 25 min)
+#   bench/bench.sh                       # --full: every part at the issue's sizes (about 45 min)
 #   bench/bench.sh --quick               # the same parts, smaller and shorter (about 8 min)
 #   bench/bench.sh --smoke               # tiny sizes, seconds per part; records nothing (CI)
 #   bench/bench.sh --part proxy --part fanout    # only these parts (repeatable)

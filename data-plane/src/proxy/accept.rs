@@ -193,7 +193,7 @@ fn forwarded_headers(ctx: &RequestContext, headers: &mut HeaderMap, server: &Hea
         }
     }
 
-    // An untrusted peer's were all removed above: no need to look them up.
+    // An untrusted peer's forwarded headers were all removed above: none needs looking up.
     let missing = |headers: &HeaderMap, name: &HeaderName| !trusted || unset(headers, name);
     if missing(headers, &X_REAL_IP) {
         headers.insert(X_REAL_IP, ctx.client_ip_value.clone());
