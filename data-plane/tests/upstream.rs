@@ -6,6 +6,8 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_proto::v1::middleware::Kind as M;
@@ -193,7 +195,7 @@ async fn a_backend_connection_idle_past_the_idle_timeout_is_closed() {
     assert_eq!(status, StatusCode::OK);
     let idle_since = Instant::now();
     assert_eq!(backend.open_connections(), 1);
-    // No further request comes: the worker's reaper closes it.
+    // No further request comes: the pool closes it once idle past the timeout.
     eventually("the idle backend connection to close", || async {
         (backend.open_connections() == 0).then_some(())
     })
@@ -215,13 +217,13 @@ async fn a_pooled_connection_the_backend_closed_is_not_used_again() {
     // `Connection: close`), as a backend with a short keep-alive timeout does.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let closed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
     let (counter, closed_c) = (accepted.clone(), closed.clone());
     let server = tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         while let Ok((mut stream, _)) = listener.accept().await {
-            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
             let closed = closed_c.clone();
             tokio::spawn(async move {
                 // The head, then the body its Content-Length announces (read whole: closing
@@ -247,7 +249,7 @@ async fn a_pooled_connection_the_backend_closed_is_not_used_again() {
                 let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
                 let _ = stream.write_all(answer.as_bytes()).await;
                 drop(stream);
-                closed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                closed.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
@@ -266,10 +268,10 @@ async fn a_pooled_connection_the_backend_closed_is_not_used_again() {
         assert_eq!(body, format!("connection {i}"));
         // The next request comes once the backend has closed this connection.
         eventually("the backend to close the connection", || async {
-            (closed.load(std::sync::atomic::Ordering::SeqCst) == i).then_some(())
+            (closed.load(Ordering::SeqCst) == i).then_some(())
         })
         .await;
     }
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
     server.abort();
 }

@@ -81,7 +81,7 @@ pub(crate) fn accept(
         },
         Err(e) => return Err(ProxyError::BadPath(e.to_string())),
     }
-    let trusted = settings.trusted_ips.contains(ctx.client_ip);
+    let trusted = settings.trusted_ips.contains(ctx.peer.ip);
     forwarded_headers(ctx, &mut head.headers, &settings.server, trusted);
     // After `Connection`'s clean-up, which may not remove the id.
     ctx.request_id = request_id(&mut head.headers);
@@ -196,7 +196,7 @@ fn forwarded_headers(ctx: &RequestContext, headers: &mut HeaderMap, server: &Hea
     // An untrusted peer's forwarded headers were all removed above: none needs looking up.
     let missing = |headers: &HeaderMap, name: &HeaderName| !trusted || unset(headers, name);
     if missing(headers, &X_REAL_IP) {
-        headers.insert(X_REAL_IP, ctx.client_ip_value.clone());
+        headers.insert(X_REAL_IP, ctx.peer.ip_value.clone());
     }
     if missing(headers, &X_FORWARDED_PROTO) {
         let proto = match (is_websocket(headers), ctx.entrypoint.tls) {

@@ -31,12 +31,8 @@ pub(crate) enum ForwardedFor {
 #[derive(Debug)]
 pub(crate) struct RequestContext {
     pub entrypoint: Entrypoint,
-    /// The TCP peer.
-    pub peer: SocketAddr,
-    /// The peer's address, IPv4-mapped IPv6 shown as IPv4 (what `ClientIP` and source criteria use).
-    pub client_ip: IpAddr,
-    /// `client_ip` as a header value, made once for `X-Real-IP` and `X-Forwarded-For`.
-    pub client_ip_value: HeaderValue,
+    /// The client end of the connection the request came on.
+    pub peer: Peer,
     pub started: Instant,
     /// As the client sent them, for the log.
     pub method: Method,
@@ -71,7 +67,7 @@ pub(crate) struct RequestContext {
 pub(crate) struct Peer {
     /// The TCP peer.
     pub addr: SocketAddr,
-    /// The peer's address, IPv4-mapped IPv6 shown as IPv4.
+    /// The peer's address, IPv4-mapped IPv6 shown as IPv4 (what `ClientIP` and source criteria use).
     pub ip: IpAddr,
     /// `ip` as a header value (for `X-Real-IP` and `X-Forwarded-For`): each request takes a
     /// reference to it rather than a copy of its own.
@@ -122,9 +118,7 @@ impl RequestContext {
     pub(crate) fn new(entrypoint: &Entrypoint, peer: &Peer, method: &Method, uri: &Uri) -> Self {
         Self {
             entrypoint: entrypoint.clone(),
-            peer: peer.addr,
-            client_ip: peer.ip,
-            client_ip_value: peer.ip_value.clone(),
+            peer: peer.clone(),
             started: Instant::now(),
             method: method.clone(),
             uri: uri.clone(),
@@ -254,7 +248,7 @@ mod tests {
         assert_eq!(ctx.forward_path_and_query().unwrap(), "/?x=1&y=2");
         let ctx = RequestContext::for_test("GET", "/plain?q", "h", "[::ffff:10.1.2.3]:5");
         assert_eq!(ctx.forward_path_and_query().unwrap(), "/plain?q");
-        assert_eq!(ctx.client_ip.to_string(), "10.1.2.3");
+        assert_eq!(ctx.peer.ip.to_string(), "10.1.2.3");
     }
 
     #[test]
@@ -270,7 +264,7 @@ mod tests {
             let addr: SocketAddr = peer.parse().unwrap();
             let ctx = RequestContext::for_test("GET", "/", "h", peer);
             assert_eq!(
-                ctx.client_ip_value.to_str().unwrap(),
+                ctx.peer.ip_value.to_str().unwrap(),
                 addr.ip().to_string(),
                 "{peer}"
             );

@@ -57,7 +57,7 @@ pub(crate) fn request(
         }
     }
     if ctx.forwarded_for == ForwardedFor::Append {
-        append_forwarded_for(&mut head.headers, &ctx.client_ip_value);
+        append_forwarded_for(&mut head.headers, &ctx.peer.ip_value);
     }
     let host = match cluster.host_header {
         HostHeader::Pass => ctx.host.clone(),

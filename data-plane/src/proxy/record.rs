@@ -52,7 +52,7 @@ pub(crate) fn start(
             Entry {
                 start: SystemTime::UNIX_EPOCH,
                 duration: std::time::Duration::ZERO,
-                client: ctx.peer,
+                client: ctx.peer.addr,
                 host: ctx.host.clone(),
                 method: ctx.method.clone(),
                 uri: ctx.uri.clone(),

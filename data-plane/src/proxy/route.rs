@@ -41,7 +41,7 @@ pub(crate) fn match_route(
         method: &head.method,
         headers: &head.headers,
         query: query.as_deref(),
-        client_ip: ctx.client_ip,
+        client_ip: ctx.peer.ip,
     };
     match table.lookup(ctx.entrypoint.index, &view) {
         Found::Route(route) => Ok(route.clone()),

@@ -118,7 +118,7 @@ impl Source {
     /// The source of a request as Traefik's strategy gives it: text, "" when there is none.
     pub(crate) fn text<'a>(&self, ctx: &'a RequestContext, head: &'a Parts) -> SourceText<'a> {
         match self {
-            Self::Peer => SourceText::Ip(ctx.client_ip),
+            Self::Peer => SourceText::Ip(ctx.peer.ip),
             Self::Depth(depth) => {
                 let Some(xff) = first_value(head) else {
                     return SourceText::Str("");
