@@ -193,6 +193,19 @@ async fn parity_header_and_redirect_middlewares() -> Result<()> {
                     .header("Te", "trailers")
                     .backend("mw-fwd")
                     .seen("x-hop", None),
+            )
+            .request(
+                // The standard hop-by-hop headers go even when `Connection` names none of them.
+                get("fwd.mw.test", "/")
+                    .header("Keep-Alive", "timeout=5")
+                    .header("Proxy-Authorization", "Basic eA==")
+                    .header("Proxy-Connection", "keep-alive")
+                    .header("X-Kept", "1")
+                    .backend("mw-fwd")
+                    .seen("keep-alive", None)
+                    .seen("proxy-authorization", None)
+                    .seen("proxy-connection", None)
+                    .seen("x-kept", Some("1")),
             ),
         Case::new("redirectscheme")
             .service(
