@@ -12,8 +12,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Frame, SizeHint};
 
+use super::forward::BackendBody;
 use super::middleware::InFlightSlot;
 use super::record::Completion;
 
@@ -30,13 +31,13 @@ pub(crate) struct Body {
 
 #[derive(Debug)]
 enum Inner {
-    Backend(Incoming),
+    Backend(BackendBody),
     Text(Full<Bytes>),
 }
 
 impl Body {
     /// The backend's body, streamed through.
-    pub(crate) fn backend(body: Incoming) -> Self {
+    pub(crate) fn backend(body: BackendBody) -> Self {
         Self {
             inner: Inner::Backend(body),
             holds: Vec::new(),
@@ -70,12 +71,12 @@ impl Body {
 
 impl hyper::body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
             Inner::Backend(body) => Pin::new(body).poll_frame(cx),

@@ -1,6 +1,7 @@
 //! Phase 5, forward: send the request to the backend and wait for its response headers.
 //!
-//! For: the pooled backend clients (hyper-util legacy `Client`): HTTP/1.1 over plain TCP for
+//! For: choosing the client — Berth's own (`h1`) for the common request (no body, no upgrade, a
+//! plain-HTTP endpoint at an IP address), else the pooled hyper-util legacy `Client`s: HTTP/1.1 over plain TCP for
 //! `http` clusters, rustls for `https` ones with HTTP/2 or HTTP/1.1 chosen by ALPN (one pool), and
 //! an HTTP/2-only client for `h2c` clusters (cleartext, prior knowledge: what gRPC backends speak),
 //! chosen by the request's version (`forwarded` asks for HTTP/2 for `h2c` clusters only); the
@@ -26,13 +27,50 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::h1;
 use super::outgoing::{self, Outgoing};
 use super::ProxyError;
-use crate::table::Timeouts;
+use crate::table::{Endpoint, Timeouts};
 
 /// The body of a request to a backend: the client's, streamed, or an empty one (a retry of a
 /// request that had no body; see `upstream`).
 pub(crate) type RequestBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
+
+/// A backend's response body: from hyper-util's client, or from Berth's own (see `h1`).
+#[derive(Debug)]
+pub(crate) enum BackendBody {
+    Hyper(Incoming),
+    Own(super::h1::ResponseBody),
+}
+
+impl hyper::body::Body for BackendBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Self::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Own(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(body) => body.is_end_stream(),
+            Self::Own(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Self::Hyper(body) => body.size_hint(),
+            Self::Own(body) => body.size_hint(),
+        }
+    }
+}
 
 /// The clients for one connect and idle timeout: HTTP/1.1 or TLS (ALPN), and h2c.
 #[derive(Debug, Clone)]
@@ -109,16 +147,30 @@ impl Forwarder {
     }
 
     /// Sends `req` (whose URI already points at `endpoint`) with the cluster's `timeouts` and
-    /// returns the response once its headers arrived; the body streams afterwards.
+    /// returns the response once its headers arrived; the body streams afterwards. A request
+    /// without a body or an upgrade to a plain-HTTP endpoint at an IP address goes by Berth's
+    /// own client (`h1`), everything else by hyper-util's.
     pub(crate) async fn send(
         &self,
         req: Request<RequestBody>,
-        endpoint: &Authority,
+        endpoint: &Endpoint,
         timeouts: &Timeouts,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<BackendBody>, ProxyError> {
         let connect_timeout = timeouts.connect.unwrap_or(self.connect_timeout);
         let idle_timeout = timeouts.idle.unwrap_or(self.idle_timeout);
         let request_timeout = timeouts.first_byte.unwrap_or(self.request_timeout);
+        let authority = &endpoint.authority;
+        if let Some(addr) = h1::eligible(&req, endpoint.socket) {
+            let (head, _empty) = req.into_parts();
+            let sent = h1::send(&head, addr, authority, connect_timeout, idle_timeout);
+            return match tokio::time::timeout(request_timeout, sent).await {
+                Ok(response) => response.map(|response| response.map(BackendBody::Own)),
+                Err(_) => Err(ProxyError::ResponseTimeout {
+                    endpoint: authority.clone(),
+                    timeout: request_timeout,
+                }),
+            };
+        }
         let custom;
         let clients = if (connect_timeout, idle_timeout) == (self.connect_timeout, self.idle_timeout) {
             &self.default
@@ -145,10 +197,10 @@ impl Forwarder {
             }
         };
         match answered {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(classify(&error, endpoint, connect_timeout)),
+            Ok(Ok(response)) => Ok(response.map(BackendBody::Hyper)),
+            Ok(Err(error)) => Err(classify(&error, authority, connect_timeout)),
             Err(_) => Err(ProxyError::ResponseTimeout {
-                endpoint: endpoint.clone(),
+                endpoint: authority.clone(),
                 timeout: request_timeout,
             }),
         }

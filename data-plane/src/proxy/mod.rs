@@ -25,6 +25,7 @@ mod endpoint;
 mod error;
 mod forward;
 mod forwarded;
+mod h1;
 mod hostport;
 pub(crate) mod middleware;
 pub(crate) mod outgoing;

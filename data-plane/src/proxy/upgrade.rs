@@ -10,10 +10,10 @@
 //! Not for: HTTP/2 extended CONNECT (RFC 8441, WebSocket over HTTP/2; not offered) or `CONNECT`
 //! tunnels (Berth is no forward proxy). A tunnel does not hold up a graceful shutdown.
 
+use super::forward::BackendBody;
 use http::header::{CONNECTION, UPGRADE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -45,7 +45,7 @@ pub(crate) fn take_client(head: &mut Parts) -> Option<OnUpgrade> {
 /// Once the backend switched protocols, joins the client's connection to the backend's in a
 /// task that copies bytes both ways. Call with the backend's 101 response, before it goes to the
 /// client (hyper completes the client's upgrade once the 101 has been written).
-pub(crate) fn tunnel(client: OnUpgrade, backend: &mut Response<Incoming>) {
+pub(crate) fn tunnel(client: OnUpgrade, backend: &mut Response<BackendBody>) {
     debug_assert_eq!(backend.status(), StatusCode::SWITCHING_PROTOCOLS);
     let backend = hyper::upgrade::on(backend);
     tokio::spawn(async move {

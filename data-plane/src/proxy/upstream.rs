@@ -25,6 +25,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Empty};
 use hyper::body::{Body as _, Incoming};
 
+use super::forward::BackendBody;
+
 use super::context::RequestContext;
 use super::forward::Forwarder;
 use super::{endpoint, forwarded, middleware, ProxyError};
@@ -39,7 +41,7 @@ pub(crate) async fn send<'r>(
     route: &'r Route,
     mut head: Parts,
     body: Incoming,
-) -> Result<(Response<Incoming>, &'r Endpoint), ProxyError> {
+) -> Result<(Response<BackendBody>, &'r Endpoint), ProxyError> {
     let cluster = &route.cluster;
     let now = health::now_ms();
     let (mut index, mut endpoint) = endpoint::pick(route, ctx, &head, now)?;
@@ -106,11 +108,11 @@ async fn attempt(
     index: usize,
     endpoint: &Endpoint,
     req: Request<super::forward::RequestBody>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<BackendBody>, ProxyError> {
     let cluster = &route.cluster;
     let result = {
         let _in_flight = cluster.health.get(index).map(|h| h.start());
-        forwarder.send(req, &endpoint.authority, &cluster.timeouts).await
+        forwarder.send(req, endpoint, &cluster.timeouts).await
     };
     let outcome = match &result {
         Ok(response) => match response.status() {

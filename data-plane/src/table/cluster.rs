@@ -111,6 +111,8 @@ pub(crate) struct Endpoint {
     pub authority: Authority,
     /// The same, as a `Host` value.
     pub host: HeaderValue,
+    /// The socket address, when the address is an IP address (not a host name to resolve).
+    pub socket: Option<std::net::SocketAddr>,
 }
 
 impl Cluster {
@@ -180,7 +182,12 @@ impl Cluster {
                 errors.push(fail(format!("port {} is outside 1..65535", e.port)));
                 continue;
             };
-            let text = match berth_model::parse_address(&e.address) {
+            let address = berth_model::parse_address(&e.address);
+            let socket = match &address {
+                Ok(berth_model::Address::Ip(ip)) => Some(std::net::SocketAddr::new(*ip, port)),
+                _ => None,
+            };
+            let text = match address {
                 Ok(berth_model::Address::Ip(std::net::IpAddr::V6(ip))) => format!("[{ip}]:{port}"),
                 Ok(berth_model::Address::Ip(ip)) => format!("{ip}:{port}"),
                 Ok(berth_model::Address::Name(name)) => format!("{name}:{port}"),
@@ -202,6 +209,7 @@ impl Cluster {
                 id: e.id.clone(),
                 authority,
                 host,
+                socket,
             });
         }
         let scheme = match proto.scheme.as_str() {

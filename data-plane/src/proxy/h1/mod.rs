@@ -1,0 +1,152 @@
+//! Berth's own HTTP/1.1 backend client, for the common request: no body and no upgrade, to a
+//! plain-HTTP endpoint at an IP address.
+//!
+//! For: sending such a request on a pooled connection that the request's own task drives, and
+//! streaming the response body back from that connection. hyper-util's pooled client, which
+//! Berth uses for everything else (see `forward`), drives each backend connection in a task of
+//! its own and passes every request and response across channels; bench/RESULTS.md measures that
+//! machinery as costing more per request than the rest of the request path. Here a request takes
+//! an idle connection from its worker's list (`pool`: each worker thread runs a runtime of its
+//! own, so no lock), writes the head, reads the response head (`response`), and the body streams
+//! from the same connection, which goes back to the list once the body has ended and both sides
+//! allowed keep-alive.
+//!
+//! Backends see the same bytes as from hyper's client: the request line in origin form, then the
+//! header fields as the request has them (lower-case names, in the map's order), nothing added
+//! (`forwarded` has set `Host`). Responses are read by the rules hyper's client applies (RFC 9112
+//! §6.3; see `response`). Failures map to the same [`ProxyError`]s as hyper-util's: refused,
+//! connect timeout and other connect failures, and anything after the connection was made as a
+//! backend failure (which `upstream` may retry).
+//! Not for: requests with a body, upgrades, `https` and `h2c` clusters, endpoints named by host
+//! name (all hyper-util's: see `forward`); the response-header timeout (the caller's).
+
+mod pool;
+mod response;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::header::UPGRADE;
+use http::request::Parts;
+use http::uri::{Authority, Scheme};
+use http::{Method, Request, Response, Version};
+use hyper::body::Body;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+pub(crate) use response::ResponseBody;
+
+use super::ProxyError;
+
+/// A backend connection and its buffers, which it keeps from one request to the next (boxed
+/// once, when connected, so that a response body holding it stays small).
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    /// The backend's address, which the pool keeps it under.
+    addr: SocketAddr,
+    /// Bytes read and not yet consumed.
+    read: BytesMut,
+    /// The request head being written.
+    write: Vec<u8>,
+}
+
+/// Where a request may go by this client: the endpoint's socket address when it may, `None` when
+/// it is hyper-util's (see the module documentation). `socket` is the endpoint's address when it
+/// is an IP address.
+pub(crate) fn eligible<B: Body>(req: &Request<B>, socket: Option<SocketAddr>) -> Option<SocketAddr> {
+    let plain = req.version() == Version::HTTP_11
+        && req.uri().scheme() == Some(&Scheme::HTTP)
+        && req.body().is_end_stream()
+        && req.method() != Method::CONNECT
+        && !req.headers().contains_key(UPGRADE);
+    socket.filter(|_| plain)
+}
+
+/// Sends the request `head` (no body) to `addr`, the address of `endpoint`, and returns the
+/// response once its head has arrived; the body streams from the connection afterwards. A new
+/// connection waits at most `connect_timeout`; the connection is kept for reuse up to
+/// `idle_timeout` once the response has ended.
+pub(crate) async fn send(
+    head: &Parts,
+    addr: SocketAddr,
+    endpoint: &Authority,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let mut conn = match pool::checkout(addr) {
+        Some(conn) => conn,
+        None => connect(addr, endpoint, connect_timeout).await?,
+    };
+    conn.write.clear();
+    encode(head, &mut conn.write);
+    let failed = |error: response::Error| ProxyError::Backend {
+        endpoint: endpoint.clone(),
+        reason: error.to_string(),
+    };
+    conn.stream
+        .write_all(&conn.write)
+        .await
+        .map_err(|e| failed(e.into()))?;
+    let head = response::read_head(&mut conn, &head.method)
+        .await
+        .map_err(failed)?;
+    let reuse = head.keep_alive.then_some(idle_timeout);
+    Ok(head
+        .response
+        .map(|()| ResponseBody::new(conn, head.decoding, reuse)))
+}
+
+/// A new connection to `addr`.
+async fn connect(addr: SocketAddr, endpoint: &Authority, timeout: Duration) -> Result<Box<Conn>, ProxyError> {
+    let endpoint = endpoint.clone();
+    let fail = |error: io::Error, endpoint: Authority| match error.kind() {
+        io::ErrorKind::ConnectionRefused => ProxyError::Refused { endpoint },
+        io::ErrorKind::TimedOut => ProxyError::ConnectTimeout { endpoint, timeout },
+        _ => ProxyError::ConnectFailed {
+            endpoint,
+            reason: error.to_string(),
+        },
+    };
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return Err(fail(error, endpoint)),
+        Err(_) => return Err(ProxyError::ConnectTimeout { endpoint, timeout }),
+    };
+    stream.set_nodelay(true).map_err(|e| fail(e, endpoint))?;
+    Ok(Box::new(Conn {
+        stream,
+        addr,
+        read: BytesMut::new(),
+        write: Vec::new(),
+    }))
+}
+
+/// Appends the request head to `out` as hyper's client writes it: the request line with the
+/// target in origin form (`/` when the URI has no path), each header field as `name: value`, and
+/// the blank line that ends the head.
+fn encode(head: &Parts, out: &mut Vec<u8>) {
+    let target = head
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .filter(|pq| !pq.is_empty())
+        .unwrap_or("/");
+    out.reserve(32 + target.len() + head.headers.len() * 32);
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &head.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests;
