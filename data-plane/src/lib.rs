@@ -34,6 +34,7 @@ mod balance;
 mod cache;
 mod config;
 mod health;
+mod http1;
 mod limits;
 mod listener;
 mod metrics;

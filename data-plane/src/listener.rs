@@ -4,8 +4,10 @@
 //!
 //! For: binding every `--entrypoint` at start (a bad or busy address stops the binary), once per
 //! worker thread (`SO_REUSEPORT`: the kernel spreads the connections over the workers' sockets, see
-//! [`Workers`]), one accept loop per entrypoint and worker, one tokio task per connection (hyper-util
-//! `server::conn::auto`) on the worker that accepted it, and
+//! [`Workers`]), one accept loop per entrypoint and worker, one tokio task per connection on the
+//! worker that accepted it — a plain-text connection served by Berth's own HTTP/1.1 loop
+//! (`http1`) until a request it leaves to hyper, then by hyper-util's `server::conn::auto`, which
+//! also serves every TLS connection — and
 //! graceful shutdown: on the shutdown signal (sent after `--drain-grace`, see `lib.rs`) stop
 //! accepting and let each connection finish its requests in flight — an HTTP/1.1 connection closes
 //! after its response in flight (at once if idle), an HTTP/2 client gets a GOAWAY and the
@@ -25,6 +27,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::EntrypointSpec;
+use crate::http1;
 use crate::limits::{Activity, Expired, Limits, Tracked, Watched};
 use crate::proxy::{Entrypoint, Peer, Proxy, ProxyError};
 use crate::tls;
@@ -250,8 +253,22 @@ async fn serve_connection(
     let _connection = crate::metrics::connection(handler.entrypoint.index);
     let activity = Activity::new(&handler.limits.settings);
     let Some(acceptor) = &handler.tls else {
-        let io = TokioIo::new(Watched::new(stream, activity.clone()));
-        return serve_http(io, peer, handler, activity, shutdown, drain).await;
+        // Berth's own HTTP/1.1 loop first; hyper's server from the first request it leaves.
+        let io = Watched::new(stream, activity.clone());
+        let client = Peer::new(peer);
+        let (limits, proxy, entrypoint) = (&handler.limits.settings, &handler.proxy, &handler.entrypoint);
+        let ended = http1::serve(io, limits, &activity, &mut shutdown, |req| async {
+            match proxy.handle(entrypoint, &client, req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        })
+        .await;
+        if let http1::Ended::Handover { io, read } = ended {
+            let io = TokioIo::new(http1::Rewind::new(read, io));
+            serve_http(io, peer, handler.clone(), activity, shutdown, drain).await;
+        }
+        return;
     };
     // The handshake runs here, in the connection's task: a slow client never holds up accepting.
     let handshake = tokio::select! {
@@ -300,6 +317,7 @@ async fn serve_http<I>(
                     tracing::debug!(entrypoint = &*handler.entrypoint.name, %peer, %error, "request refused");
                     return Ok(error.into_response().map(|body| Tracked::new(body, guard)));
                 }
+                let req = req.map(http_body_util::Either::Left);
                 let response = handler.proxy.handle(&handler.entrypoint, &client, req).await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, guard)))
             }

@@ -32,8 +32,9 @@ use super::outgoing::{self, Outgoing};
 use super::ProxyError;
 use crate::table::{Endpoint, Timeouts};
 
-/// The body of a request to a backend: the client's, streamed, or an empty one (a retry of a
-/// request that had no body; see `upstream`).
+/// The body of a request, from the client and on to a backend: the client's, streamed, or an
+/// empty one (a request Berth's own HTTP/1.1 server read, which has none, or the retry of a
+/// request that had none; see `upstream`).
 pub(crate) type RequestBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
 
 /// A backend's response body: from hyper-util's client, or from Berth's own (see `h1`).

@@ -40,7 +40,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 
 use crate::access_log::AccessLog;
 use crate::state::State;
@@ -48,6 +47,7 @@ pub(crate) use body::Body;
 pub(crate) use context::Peer;
 use context::RequestContext;
 pub(crate) use error::ProxyError;
+pub(crate) use forward::RequestBody;
 
 /// The entrypoint a request arrived on.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ impl Proxy {
         &self,
         entrypoint: &Entrypoint,
         peer: &Peer,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, Infallible> {
         let mut ctx = RequestContext::new(entrypoint, peer, req.method(), req.uri());
         let version = req.version();
@@ -132,7 +132,7 @@ impl Proxy {
     }
 
     /// Phases 1 to 6.
-    async fn serve(&self, ctx: &mut RequestContext, req: Request<Incoming>) -> Response<Body> {
+    async fn serve(&self, ctx: &mut RequestContext, req: Request<RequestBody>) -> Response<Body> {
         let (mut head, body) = req.into_parts();
 
         // 1. accept

@@ -23,9 +23,9 @@
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Empty};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
 
-use super::forward::BackendBody;
+use super::forward::{BackendBody, RequestBody};
 
 use super::context::RequestContext;
 use super::forward::Forwarder;
@@ -40,7 +40,7 @@ pub(crate) async fn send<'r>(
     ctx: &mut RequestContext,
     route: &'r Route,
     mut head: Parts,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<(Response<BackendBody>, &'r Endpoint), ProxyError> {
     let cluster = &route.cluster;
     let now = health::now_ms();
@@ -56,7 +56,7 @@ pub(crate) async fn send<'r>(
     }
     if !retryable {
         forwarded::request(ctx, &mut head, empty_body, cluster, endpoint)?;
-        let req = Request::from_parts(head, Either::Left(body));
+        let req = Request::from_parts(head, body);
         let result = attempt(forwarder, route, index, endpoint, req).await;
         return result.map(|response| (response, endpoint));
     }

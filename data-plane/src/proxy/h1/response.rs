@@ -26,6 +26,7 @@ use tokio::io::AsyncReadExt;
 
 use super::pool;
 use super::Conn;
+use crate::http1::wire::{self, has_token, Field};
 
 /// The most header fields a response head (or its trailers) may have, as hyper's default.
 pub(super) const MAX_HEADERS: usize = 100;
@@ -118,9 +119,6 @@ enum Parsed {
     Partial,
 }
 
-/// A header field's name and value as offsets into the head.
-type Field = [u32; 4];
-
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut fields: [Field; MAX_HEADERS] = [[0; 4]; MAX_HEADERS];
@@ -130,17 +128,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
         .parse_response_with_uninit_headers(&mut response, buf, &mut headers)
     {
         Ok(httparse::Status::Complete(len)) => {
-            let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-            for (field, h) in fields.iter_mut().zip(response.headers.iter()) {
-                let name = offset(h.name.as_bytes());
-                let value = offset(h.value);
-                *field = [
-                    name,
-                    name + h.name.len() as u32,
-                    value,
-                    value + h.value.len() as u32,
-                ];
-            }
+            wire::record(base, response.headers, &mut fields);
             let reason = response.reason.unwrap_or("");
             let code = response.code.unwrap_or(0);
             let reason = (StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()) != Some(reason))
@@ -176,11 +164,11 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
         let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
             .map_err(|_| Error::Invalid("bad header value"))?;
         if name == CONNECTION {
-            if close || has_token(&value, "close") {
+            if close || has_token(value.as_bytes(), b"close") {
                 close = true;
                 keep_alive = false;
             } else if !keep_alive {
-                keep_alive = has_token(&value, "keep-alive");
+                keep_alive = has_token(value.as_bytes(), b"keep-alive");
             }
         }
         headers.append(name, value);
@@ -257,13 +245,6 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
         }
     }
     Ok(length)
-}
-
-/// Whether a comma-separated field value lists `token` (case ignored).
-fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value
-        .to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
 /// A response body streamed from its backend connection, which goes back to the pool once the

@@ -1,0 +1,466 @@
+//! A response written to the client as hyper's HTTP/1.1 server writes it.
+//!
+//! For: the status line (`HTTP/1.1 200 OK` or the version, code and reason: a `ReasonPhrase`
+//! the backend sent, else the canonical one), the header fields in the map's order with the
+//! lines of one name that hyper joins (`Connection`, `Trailer`, `Transfer-Encoding`) joined, the
+//! framing hyper chooses (the response's own `Content-Length`; else the body's exact size; else
+//! chunked, or until close for an HTTP/1.0 response; no body for `HEAD`, 1xx, 204 and 304, and no
+//! implicit `Content-Length: 0` for `HEAD`, 204 and 304), `Connection: close` added when the
+//! connection will close, `Date` when the response has none (cached per second), and the body:
+//! as it comes, chunk-framed (size in upper-case hex), or cut at its declared length. Trailers go
+//! out when the client sent `TE: trailers` and the response announced them in `Trailer`.
+//! Small frames are gathered and written together; a frame the body does not have ready yet
+//! flushes what is gathered first.
+//! Not for: 1xx responses (Berth's loop never has one to send: upgrades are hyper's).
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    DATE, HOST, MAX_FORWARDS, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
+use hyper::body::Body;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::wire::has_token;
+
+/// Gathered bytes are written once there are this many.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// The body's length as hyper's dispatcher tells its encoder: `None` for a body already ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Length {
+    Known(u64),
+    Unknown,
+}
+
+/// How the body is framed on the wire.
+#[derive(Debug, PartialEq, Eq)]
+enum Framing {
+    /// This many bytes (left).
+    Length(u64),
+    /// Chunked; the trailer fields the response announced.
+    Chunked(Option<Vec<HeaderName>>),
+    /// Until the connection closes.
+    Close,
+}
+
+/// Writes `response`, the answer to a `method` request, to `io` (with `out` as the buffer it
+/// gathers in). `keep_alive`: the connection may serve another request after this one (else the
+/// response says `Connection: close`); `trailers`: the client accepts trailers. Returns whether
+/// the connection may serve another request.
+pub(super) async fn write<IO, B>(
+    io: &mut IO,
+    out: &mut Vec<u8>,
+    response: Response<B>,
+    method: &Method,
+    keep_alive: bool,
+    trailers: bool,
+) -> io::Result<bool>
+where
+    IO: AsyncWrite + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let (mut parts, mut body) = response.into_parts();
+    let length = if body.is_end_stream() {
+        None
+    } else {
+        Some(body.size_hint().exact().map_or(Length::Unknown, Length::Known))
+    };
+    if !keep_alive {
+        close_header(&mut parts.headers);
+    }
+    out.clear();
+    let Some((mut framing, is_last)) = head(&mut parts, length, method, !keep_alive, out) else {
+        // hyper refuses such a response and closes the connection without one.
+        return Ok(false);
+    };
+    if framing == Framing::Length(0) {
+        // HEAD, 204, 304 or an empty body: the body is not read.
+        io.write_all(out).await?;
+        return Ok(!is_last);
+    }
+    loop {
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                // Not ready: what is gathered goes out first.
+                flush(io, out).await?;
+                poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
+        let frame = match frame {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => {
+                tracing::debug!(%error, "response body failed; closing the client connection");
+                flush(io, out).await?;
+                return Ok(false);
+            }
+        };
+        match frame.into_data() {
+            Ok(data) if data.is_empty() => {}
+            Ok(data) => {
+                let end = body.is_end_stream();
+                data_frame(&mut framing, data, out);
+                if end {
+                    break;
+                }
+            }
+            Err(frame) => {
+                if let (Ok(fields), Framing::Chunked(Some(allowed)), true) =
+                    (frame.into_trailers(), &framing, trailers)
+                {
+                    if trailer_section(&fields, allowed, out) {
+                        io.write_all(out).await?;
+                        return Ok(!is_last);
+                    }
+                }
+            }
+        }
+        if out.len() >= FLUSH_AT {
+            flush(io, out).await?;
+        }
+    }
+    match framing {
+        Framing::Chunked(_) => out.extend_from_slice(b"0\r\n\r\n"),
+        Framing::Length(0) => {}
+        // Shorter than it said: hyper aborts the connection.
+        Framing::Length(_) => {
+            flush(io, out).await?;
+            return Ok(false);
+        }
+        Framing::Close => {
+            flush(io, out).await?;
+            return Ok(false);
+        }
+    }
+    io.write_all(out).await?;
+    Ok(!is_last)
+}
+
+async fn flush<IO: AsyncWrite + Unpin>(io: &mut IO, out: &mut Vec<u8>) -> io::Result<()> {
+    if !out.is_empty() {
+        io.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Appends a data frame as `framing` frames it.
+fn data_frame(framing: &mut Framing, data: Bytes, out: &mut Vec<u8>) {
+    match framing {
+        Framing::Length(left) => {
+            let n = usize::try_from(*left).map_or(data.len(), |left| left.min(data.len()));
+            *left -= n as u64;
+            out.extend_from_slice(&data[..n]);
+        }
+        Framing::Chunked(_) => {
+            let mut size = [0u8; 16];
+            let digits = hex_upper(data.len(), &mut size);
+            out.extend_from_slice(digits);
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&data);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Close => out.extend_from_slice(&data),
+    }
+}
+
+/// `n` in upper-case hex digits, in `buf`.
+fn hex_upper(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = DIGITS[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// Appends the last chunk with the trailer fields the response announced (`allowed`), as hyper
+/// writes them; `false` (nothing appended) when none is left to send.
+fn trailer_section(fields: &HeaderMap, allowed: &[HeaderName], out: &mut Vec<u8>) -> bool {
+    let mut section = Vec::new();
+    for (name, value) in fields {
+        let forbidden = [
+            AUTHORIZATION,
+            CACHE_CONTROL,
+            CONTENT_ENCODING,
+            CONTENT_LENGTH,
+            CONTENT_RANGE,
+            CONTENT_TYPE,
+            HOST,
+            MAX_FORWARDS,
+            SET_COOKIE,
+            TRAILER,
+            TRANSFER_ENCODING,
+            TE,
+        ];
+        if allowed.contains(name) && !forbidden.contains(name) {
+            field(&mut section, name, value);
+        }
+    }
+    if section.is_empty() {
+        return false;
+    }
+    out.extend_from_slice(b"0\r\n");
+    out.extend_from_slice(&section);
+    out.extend_from_slice(b"\r\n");
+    true
+}
+
+fn field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `Connection: close` in `headers`, unless a `Connection` line already says it.
+fn close_header(headers: &mut HeaderMap) {
+    let says_close = headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| has_token(v.as_bytes(), b"close"));
+    if !says_close {
+        headers.append(CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
+/// Appends the response head to `out` as hyper's server encodes it; the body's framing and
+/// whether the connection closes after it, or `None` for a response hyper refuses (a 1xx, or
+/// contradicting length fields).
+fn head(
+    parts: &mut http::response::Parts,
+    length: Option<Length>,
+    method: &Method,
+    closing: bool,
+    out: &mut Vec<u8>,
+) -> Option<(Framing, bool)> {
+    let status = parts.status;
+    if status.is_informational() {
+        return None;
+    }
+    let mut is_last = closing;
+    let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
+    if parts.version == Version::HTTP_11 && status == StatusCode::OK && reason.is_none() {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(if parts.version == Version::HTTP_10 {
+            b"HTTP/1.0 "
+        } else {
+            b"HTTP/1.1 "
+        });
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        match reason {
+            Some(reason) => out.extend_from_slice(reason.as_bytes()),
+            None => out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    let http10 = parts.version == Version::HTTP_10;
+    let head_request = method == Method::HEAD;
+    let can_chunk = !head_request;
+    let can_have_length = !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+
+    let mut framing = Framing::Length(0);
+    let mut allowed_trailers: Option<Vec<HeaderName>> = None;
+    let mut wrote_len = false;
+    let mut wrote_date = false;
+    let mut previous_length = None;
+    // A line of joined values is open (its CRLF not yet written), and whether `, chunked` must
+    // end it (a `Transfer-Encoding` that does not end in chunked).
+    let mut open = false;
+    let mut must_chunk = false;
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in parts.headers.drain() {
+        if let Some(name) = name {
+            if open {
+                out.extend_from_slice(if must_chunk { b", chunked\r\n" } else { b"\r\n" });
+            }
+            open = false;
+            current = Some(name);
+        }
+        let Some(name) = current.as_ref() else {
+            continue;
+        };
+        if *name == CONTENT_LENGTH {
+            if wrote_len && !open {
+                return None;
+            }
+            match length {
+                Some(Length::Known(known)) => {
+                    if !open {
+                        framing = Framing::Length(known);
+                        out.extend_from_slice(b"content-length: ");
+                        out.extend_from_slice(value.as_bytes());
+                        wrote_len = true;
+                        open = true;
+                    }
+                    continue;
+                }
+                Some(Length::Unknown) => {
+                    let declared = std::str::from_utf8(value.as_bytes())
+                        .ok()
+                        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|v| v.parse::<u64>().ok())?;
+                    match previous_length {
+                        Some(previous) if previous != declared => return None,
+                        Some(_) => continue,
+                        None => {
+                            framing = Framing::Length(declared);
+                            out.extend_from_slice(b"content-length: ");
+                            out.extend_from_slice(value.as_bytes());
+                            wrote_len = true;
+                            open = true;
+                            previous_length = Some(declared);
+                            continue;
+                        }
+                    }
+                }
+                None => {
+                    if !head_request {
+                        continue;
+                    }
+                }
+            }
+            wrote_len = true;
+        } else if *name == TRANSFER_ENCODING {
+            if wrote_len && !open {
+                return None;
+            }
+            if http10 || !can_chunk {
+                continue;
+            }
+            wrote_len = true;
+            must_chunk = !ends_chunked(&value);
+            if open {
+                out.extend_from_slice(b", ");
+            } else {
+                framing = Framing::Chunked(None);
+                open = true;
+                out.extend_from_slice(b"transfer-encoding: ");
+            }
+            out.extend_from_slice(value.as_bytes());
+            continue;
+        } else if *name == CONNECTION {
+            if !is_last && has_token(value.as_bytes(), b"close") {
+                is_last = true;
+            }
+            if open {
+                out.extend_from_slice(b", ");
+            } else {
+                open = true;
+                out.extend_from_slice(b"connection: ");
+            }
+            out.extend_from_slice(value.as_bytes());
+            continue;
+        } else if *name == DATE {
+            wrote_date = true;
+        } else if *name == TRAILER {
+            if http10 || !can_chunk {
+                continue;
+            }
+            if open {
+                out.extend_from_slice(b", ");
+            } else {
+                open = true;
+                out.extend_from_slice(b"trailer: ");
+            }
+            out.extend_from_slice(value.as_bytes());
+            if let Ok(text) = value.to_str() {
+                let names = text
+                    .split(',')
+                    .filter_map(|s| HeaderName::from_bytes(s.trim().as_bytes()).ok());
+                allowed_trailers.get_or_insert_with(Vec::new).extend(names);
+            }
+            continue;
+        }
+        field(out, name, &value);
+    }
+    if open {
+        out.extend_from_slice(if must_chunk { b", chunked\r\n" } else { b"\r\n" });
+    }
+    if !wrote_len {
+        framing = match length {
+            Some(Length::Unknown) => {
+                if http10 || !can_chunk {
+                    Framing::Close
+                } else {
+                    out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                    Framing::Chunked(None)
+                }
+            }
+            None | Some(Length::Known(0)) => {
+                if can_have_length && !head_request {
+                    out.extend_from_slice(b"content-length: 0\r\n");
+                }
+                Framing::Length(0)
+            }
+            Some(Length::Known(n)) => {
+                if can_have_length {
+                    out.extend_from_slice(b"content-length: ");
+                    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    Framing::Length(n)
+                } else {
+                    Framing::Length(0)
+                }
+            }
+        };
+    }
+    if head_request {
+        framing = Framing::Length(0);
+    }
+    if !wrote_date {
+        out.extend_from_slice(b"date: ");
+        date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if let (Framing::Chunked(fields), Some(allowed)) = (&mut framing, allowed_trailers) {
+        if !allowed.is_empty() {
+            *fields = Some(allowed);
+        }
+    }
+    let is_last = is_last || framing == Framing::Close;
+    Some((framing, is_last))
+}
+
+/// Whether the last transfer coding of a value is `chunked`.
+fn ends_chunked(value: &HeaderValue) -> bool {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// Appends the current time as an HTTP date (IMF-fixdate), formatted once a second per thread.
+fn date(out: &mut Vec<u8>) {
+    thread_local! {
+        static CACHED: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with_borrow_mut(|(cached, text)| {
+        if *cached != second {
+            *cached = second;
+            *text = httpdate::fmt_http_date(now).into_bytes();
+        }
+        out.extend_from_slice(text);
+    });
+}

@@ -1,0 +1,45 @@
+//! What Berth's own HTTP/1.1 server (the parent module) and backend client (`proxy::h1`) share
+//! about the wire: where httparse found each header field, and token lists read as hyper reads
+//! them.
+
+/// A header field's name and value as `[name start, name end, value start, value end]` offsets
+/// into the parsed head.
+pub(crate) type Field = [u32; 4];
+
+/// Records where each of `headers` (parsed from the buffer starting at address `base`) lies, in
+/// `fields`.
+pub(crate) fn record(base: usize, headers: &[httparse::Header<'_>], fields: &mut [Field]) {
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    for (field, h) in fields.iter_mut().zip(headers) {
+        let name = offset(h.name.as_bytes());
+        let value = offset(h.value);
+        *field = [
+            name,
+            name + h.name.len() as u32,
+            value,
+            value + h.value.len() as u32,
+        ];
+    }
+}
+
+/// Whether a comma-separated field value lists `token` (case ignored). As hyper reads them, a
+/// value with bytes outside visible ASCII lists nothing.
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.iter().all(|&b| b == b'\t' || (32..127).contains(&b))
+        && value
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        assert!(has_token(b"keep-alive, Close", b"close"));
+        assert!(has_token(b" trailers ", b"trailers"));
+        assert!(!has_token(b"closed", b"close"));
+        assert!(!has_token(b"close, \xff", b"close"));
+    }
+}
