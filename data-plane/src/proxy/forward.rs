@@ -1,14 +1,14 @@
 //! Phase 5, forward: send the request to the backend and wait for its response headers.
 //!
 //! For: choosing the client — Berth's own (`h1`) for the common request (no body, no upgrade, a
-//! plain-HTTP endpoint at an IP address), else the pooled hyper-util legacy `Client`s: HTTP/1.1 over plain TCP for
-//! `http` clusters, rustls for `https` ones with HTTP/2 or HTTP/1.1 chosen by ALPN (one pool), and
-//! an HTTP/2-only client for `h2c` clusters (cleartext, prior knowledge: what gRPC backends speak),
-//! chosen by the request's version (`forwarded` asks for HTTP/2 for `h2c` clusters only); the
-//! connect, response-header (first byte; counted once the request body was sent whole, see
-//! `outgoing`) and idle timeouts, the proxy's or a cluster's own (one
-//! set of clients per distinct connect/idle pair, see [`ClientCache`]), and telling the
-//! client *why* a backend failed (refused → 502, timed out → 504, TLS failure → 502 naming it).
+//! plain-HTTP endpoint at an IP address), else the pooled hyper-util legacy `Client`s: HTTP/1.1
+//! over plain TCP for `http` clusters, rustls for `https` ones with HTTP/2 or HTTP/1.1 chosen by
+//! ALPN (one pool), and an HTTP/2-only client for `h2c` clusters (cleartext, prior knowledge: what
+//! gRPC backends speak), chosen by the request's version (`forwarded` asks for HTTP/2 for `h2c`
+//! clusters only); the connect, response-header (first byte; counted once the request body was
+//! sent whole, see `outgoing`) and idle timeouts, the proxy's or a cluster's own (one set of
+//! hyper-util clients per distinct connect/idle pair, see [`ClientCache`]), and telling the client
+//! *why* a backend failed (refused → 502, timed out → 504, TLS failure → 502 naming it).
 //! Request and response bodies stream through; nothing is buffered.
 //! Not for: deciding where to send (see `route`, `endpoint`) or header changes (see `forwarded`).
 

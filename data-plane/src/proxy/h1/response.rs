@@ -279,7 +279,7 @@ impl ResponseBody {
         }
     }
 
-    /// The next frame, with `conn` the body's connection.
+    /// The next frame of the body, read from its connection.
     fn decode(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         loop {
             let Some(conn) = self.conn.as_mut() else {
