@@ -1,4 +1,4 @@
-//! What Berth's own HTTP/1.1 server (the parent module) and backend client (`proxy::h1`) share
+//! What Berth's own HTTP/1.1 server (the parent module) and backend client (`proxy::backend_h1`) share
 //! about the wire: where httparse found each header field, and token lists read as hyper reads
 //! them.
 

@@ -1,14 +1,15 @@
 //! Phase 5, forward: send the request to the backend and wait for its response headers.
 //!
-//! For: choosing the client — Berth's own (`h1`) for the common request (no body, no upgrade, a
-//! plain-HTTP endpoint at an IP address), else the pooled hyper-util legacy `Client`s: HTTP/1.1
-//! over plain TCP for `http` clusters, rustls for `https` ones with HTTP/2 or HTTP/1.1 chosen by
-//! ALPN (one pool), and an HTTP/2-only client for `h2c` clusters (cleartext, prior knowledge: what
-//! gRPC backends speak), chosen by the request's version (`forwarded` asks for HTTP/2 for `h2c`
-//! clusters only); the connect, response-header (first byte; counted once the request body was
-//! sent whole, see `outgoing`) and idle timeouts, the proxy's or a cluster's own (one set of
-//! hyper-util clients per distinct connect/idle pair, see [`ClientCache`]), and telling the client
-//! *why* a backend failed (refused → 502, timed out → 504, TLS failure → 502 naming it).
+//! For: choosing the client — Berth's own (`backend_h1`) for the common request (no body, no
+//! upgrade, a plain-HTTP endpoint at an IP address), else the pooled hyper-util legacy `Client`s:
+//! HTTP/1.1 over plain TCP for `http` clusters, rustls for `https` ones with HTTP/2 or HTTP/1.1
+//! chosen by ALPN (one pool), and an HTTP/2-only client for `h2c` clusters (cleartext, prior
+//! knowledge: what gRPC backends speak), chosen by the request's version (`forwarded` asks for
+//! HTTP/2 for `h2c` clusters only); the connect, response-header (first byte; counted once the
+//! request body was sent whole, see `outgoing`) and idle timeouts, the proxy's or a cluster's own
+//! (one set of hyper-util clients per distinct connect/idle pair, see [`ClientCache`]), and
+//! telling the client *why* a backend failed (refused → 502, timed out → 504, TLS failure → 502
+//! naming it).
 //! Request and response bodies stream through; nothing is buffered.
 //! Not for: deciding where to send (see `route`, `endpoint`) or header changes (see `forwarded`).
 
@@ -27,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::h1;
+use super::backend_h1;
 use super::outgoing::{self, Outgoing};
 use super::ProxyError;
 use crate::table::{Endpoint, Timeouts};
@@ -37,11 +38,11 @@ use crate::table::{Endpoint, Timeouts};
 /// request that had none; see `upstream`).
 pub(crate) type RequestBody = http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
 
-/// A backend's response body: from hyper-util's client, or from Berth's own (see `h1`).
+/// A backend's response body: from hyper-util's client, or from Berth's own (see `backend_h1`).
 #[derive(Debug)]
 pub(crate) enum BackendBody {
     Hyper(Incoming),
-    Own(super::h1::ResponseBody),
+    Own(super::backend_h1::ResponseBody),
 }
 
 impl hyper::body::Body for BackendBody {
@@ -150,7 +151,7 @@ impl Forwarder {
     /// Sends `req` (whose URI already points at `endpoint`) with the cluster's `timeouts` and
     /// returns the response once its headers arrived; the body streams afterwards. A request
     /// without a body or an upgrade to a plain-HTTP endpoint at an IP address goes by Berth's
-    /// own client (`h1`), everything else by hyper-util's.
+    /// own client (`backend_h1`), everything else by hyper-util's.
     pub(crate) async fn send(
         &self,
         req: Request<RequestBody>,
@@ -161,9 +162,9 @@ impl Forwarder {
         let idle_timeout = timeouts.idle.unwrap_or(self.idle_timeout);
         let request_timeout = timeouts.first_byte.unwrap_or(self.request_timeout);
         let authority = &endpoint.authority;
-        if let Some(addr) = h1::eligible(&req, endpoint.socket) {
+        if let Some(addr) = backend_h1::eligible(&req, endpoint.socket) {
             let (head, _empty) = req.into_parts();
-            let sent = h1::send(&head, addr, authority, connect_timeout, idle_timeout);
+            let sent = backend_h1::send(&head, addr, authority, connect_timeout, idle_timeout);
             return match tokio::time::timeout(request_timeout, sent).await {
                 Ok(response) => response.map(|response| response.map(BackendBody::Own)),
                 Err(_) => Err(ProxyError::ResponseTimeout {

@@ -18,6 +18,7 @@
 //! Not for: accepting connections (see `listener`) or changing the route table (see `state`).
 
 mod accept;
+mod backend_h1;
 pub(crate) mod backend_tls;
 mod body;
 mod context;
@@ -25,7 +26,6 @@ mod endpoint;
 mod error;
 mod forward;
 mod forwarded;
-mod h1;
 mod hostport;
 pub(crate) mod middleware;
 pub(crate) mod outgoing;
