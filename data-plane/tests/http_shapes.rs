@@ -1,5 +1,6 @@
 //! End-to-end tests of every HTTP shape through the real `berth-proxy` binary: keep-alive and
-//! pooling, HTTP/2 from clients (h2c), HTTP/2 to `h2c` backends with trailers both ways, gRPC,
+//! pooling, one connection moving from Berth's own HTTP/1.1 loop to hyper's server, pipelining,
+//! HTTP/2 from clients (h2c), HTTP/2 to `h2c` backends with trailers both ways, gRPC,
 //! WebSocket tunnelling, `Expect: 100-continue`, hop-by-hop headers, and bodies streamed rather
 //! than buffered (a GiB each way with the proxy's peak memory checked).
 //!
@@ -307,6 +308,21 @@ fn with_trailer(data: &'static [u8], checksum: &'static str) -> Body {
     BodyExt::boxed(StreamBody::new(futures::stream::iter(frames)))
 }
 
+/// One HTTP/1.1 client connection to `addr`, driven in a task of its own.
+async fn h1_client<B>(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
 /// A client that speaks HTTP/2 with prior knowledge to `addr`.
 async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Body> {
     h2_connect(addr).await.0
@@ -337,11 +353,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 async fn keep_alive_to_clients_and_pooled_backend_connections() {
     let shapes = Shapes::start().await;
     let (_cp, proxy) = proxy_for(&shapes, vec![], vec![]).await;
-    let stream = TcpStream::connect(proxy.http_addr()).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("h1 handshake");
-    tokio::spawn(conn);
+    let mut sender = h1_client(proxy.http_addr()).await;
     let mut ports = Vec::new();
     for _ in 0..3 {
         sender.ready().await.expect("connection kept alive");
@@ -362,6 +374,55 @@ async fn keep_alive_to_clients_and_pooled_backend_connections() {
         ports.windows(2).all(|w| w[0] == w[1]),
         "one pooled backend connection: {ports:?}"
     );
+}
+
+/// One client connection goes from Berth's own HTTP/1.1 loop to hyper's server at its first
+/// request with a body, and both keep answering on it in order; pipelined requests are answered
+/// in order too, and `Connection: close` closes the connection after its answer.
+#[tokio::test]
+async fn a_connection_moves_from_berths_loop_to_hypers_server_and_pipelines() {
+    let shapes = Shapes::start().await;
+    let (_cp, proxy) = proxy_for(&shapes, vec![], vec![]).await;
+    let mut sender = h1_client(proxy.http_addr()).await;
+    for (method, path, body, expected) in [
+        ("GET", "/echo", "", "\"version\":\"HTTP/1.1\""),
+        ("POST", "/upload", "hello", "5"),
+        ("GET", "/echo", "", "\"length\":0"),
+        ("POST", "/upload", "more bytes", "10"),
+    ] {
+        sender.ready().await.expect("the connection is kept alive");
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "h1.example")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .expect("request");
+        let response = sender
+            .send_request(request)
+            .await
+            .expect("answered on the same connection");
+        assert_eq!(response.status(), StatusCode::OK, "{method} {path}");
+        let text = response.into_body().collect().await.expect("body").to_bytes();
+        let text = String::from_utf8_lossy(&text);
+        assert!(text.contains(expected), "{method} {path}: {text}");
+    }
+
+    let mut stream = TcpStream::connect(proxy.http_addr()).await.expect("connect");
+    stream
+        .write_all(
+            b"GET /echo?n=1 HTTP/1.1\r\nhost: h1.example\r\n\r\n\
+              GET /echo?n=2 HTTP/1.1\r\nhost: h1.example\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write two requests at once");
+    let mut answers = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answers))
+        .await
+        .expect("the proxy closes the connection after the second answer")
+        .expect("read");
+    let answers = String::from_utf8_lossy(&answers);
+    assert_eq!(answers.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{answers}");
+    assert!(answers.contains("connection: close\r\n"), "{answers}");
 }
 
 /// A client speaking HTTP/2 with prior knowledge (h2c) gets its answers, from an HTTP/1.1
