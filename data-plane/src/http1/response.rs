@@ -29,7 +29,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Ver
 use hyper::body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::wire::has_token;
+use super::wire::{ends_chunked, has_token};
 
 /// Gathered bytes are written once there are this many.
 const FLUSH_AT: usize = 64 * 1024;
@@ -347,26 +347,16 @@ fn head(
             }
             wrote_len = true;
             must_chunk = !ends_chunked(&value);
-            if open {
-                out.extend_from_slice(b", ");
-            } else {
+            if !open {
                 framing = Framing::Chunked(None);
-                open = true;
-                out.extend_from_slice(b"transfer-encoding: ");
             }
-            out.extend_from_slice(value.as_bytes());
+            joined(out, &mut open, name, &value);
             continue;
         } else if *name == CONNECTION {
             if !is_last && has_token(value.as_bytes(), b"close") {
                 is_last = true;
             }
-            if open {
-                out.extend_from_slice(b", ");
-            } else {
-                open = true;
-                out.extend_from_slice(b"connection: ");
-            }
-            out.extend_from_slice(value.as_bytes());
+            joined(out, &mut open, name, &value);
             continue;
         } else if *name == DATE {
             wrote_date = true;
@@ -374,13 +364,7 @@ fn head(
             if http10 || !can_chunk {
                 continue;
             }
-            if open {
-                out.extend_from_slice(b", ");
-            } else {
-                open = true;
-                out.extend_from_slice(b"trailer: ");
-            }
-            out.extend_from_slice(value.as_bytes());
+            joined(out, &mut open, name, &value);
             if let Ok(text) = value.to_str() {
                 let names = text
                     .split(',')
@@ -440,13 +424,17 @@ fn head(
     Some((framing, is_last))
 }
 
-/// Whether the last transfer coding of a value is `chunked`.
-fn ends_chunked(value: &HeaderValue) -> bool {
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| v.rsplit(',').next())
-        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+/// Appends `value` to the line of `name` that hyper joins: `name: value` when no line is `open`
+/// yet (its CRLF comes when the next name starts), else `, value`.
+fn joined(out: &mut Vec<u8>, open: &mut bool, name: &HeaderName, value: &HeaderValue) {
+    if *open {
+        out.extend_from_slice(b", ");
+    } else {
+        *open = true;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+    }
+    out.extend_from_slice(value.as_bytes());
 }
 
 /// Appends the current time as an HTTP date (IMF-fixdate), formatted once a second per thread.

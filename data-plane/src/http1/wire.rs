@@ -1,6 +1,7 @@
-//! What Berth's own HTTP/1.1 server (the parent module) and backend client (`proxy::backend_h1`) share
-//! about the wire: where httparse found each header field, and token lists read as hyper reads
-//! them.
+//! What Berth's own HTTP/1.1 server (the parent module) and backend client (`proxy::backend_h1`)
+//! share about the wire: where httparse found each header field, and token lists and transfer
+//! codings read as hyper reads them (the request path's phases read `Connection`, `Upgrade` and
+//! `TE` lists with the same [`has_token`]).
 
 /// A header field's name and value as `[name start, name end, value start, value end]` offsets
 /// into the parsed head.
@@ -29,6 +30,15 @@ pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
         && value
             .split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Whether the last transfer coding a `Transfer-Encoding` value lists is `chunked`.
+pub(crate) fn ends_chunked(value: &http::HeaderValue) -> bool {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
 }
 
 #[cfg(test)]

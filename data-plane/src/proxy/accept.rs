@@ -27,6 +27,7 @@ use super::hostport::split_host_port;
 use super::middleware::IpRanges;
 use super::path::{entry_path, UrlPath};
 use super::ProxyError;
+use crate::http1::wire::has_token;
 
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -262,13 +263,8 @@ fn join_forwarded_for(headers: &mut HeaderMap) {
 
 /// `Connection: upgrade` with `Upgrade: websocket` (tokens compared without case).
 fn is_websocket(headers: &HeaderMap) -> bool {
-    let has_token = |name, token: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
-    has_token(CONNECTION, "upgrade") && has_token(UPGRADE, "websocket")
+    let lists = |name, token: &[u8]| headers.get(name).is_some_and(|v| has_token(v.as_bytes(), token));
+    lists(CONNECTION, b"upgrade") && lists(UPGRADE, b"websocket")
 }
 
 /// Removes the headers `Connection` names, except the forwarded ones this phase just set.

@@ -25,6 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri
 
 use super::context::{ForwardedFor, RequestContext};
 use super::ProxyError;
+use crate::http1::wire::has_token;
 use crate::table::{Cluster, Endpoint, HostHeader, Scheme as ClusterScheme};
 
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -111,9 +112,7 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
     headers
         .get_all(TE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("trailers"))
+        .any(|v| has_token(v.as_bytes(), b"trailers"))
 }
 
 /// Removes the headers that describe one connection rather than the message: those named by

@@ -10,12 +10,14 @@
 //! Not for: HTTP/2 extended CONNECT (RFC 8441, WebSocket over HTTP/2; not offered) or `CONNECT`
 //! tunnels (Berth is no forward proxy). A tunnel does not hold up a graceful shutdown.
 
-use super::forward::BackendBody;
 use http::header::{CONNECTION, UPGRADE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+
+use super::forward::BackendBody;
+use crate::http1::wire::has_token;
 
 /// The protocol an HTTP/1.1 request asks to switch to, if it asks (its `Upgrade` value).
 pub(crate) fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
@@ -30,9 +32,7 @@ pub(crate) fn lists_upgrade(headers: &HeaderMap) -> bool {
     headers
         .get_all(CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        .any(|v| has_token(v.as_bytes(), b"upgrade"))
 }
 
 /// The client connection's upgrade handle, taken out of an upgrade request's head (so it is not

@@ -198,7 +198,13 @@ fn decoding(response: &Response<()>, method: &Method) -> Result<Decoding, Error>
         if response.version() == Version::HTTP_10 {
             return Err(Error::Invalid("Transfer-Encoding in an HTTP/1.0 response"));
         }
-        return Ok(if ends_chunked(headers) {
+        // The last `Transfer-Encoding` line decides.
+        let chunked = headers
+            .get_all(TRANSFER_ENCODING)
+            .into_iter()
+            .next_back()
+            .is_some_and(wire::ends_chunked);
+        return Ok(if chunked {
             Decoding::Chunked(Chunk::Size)
         } else {
             Decoding::Eof
@@ -209,17 +215,6 @@ fn decoding(response: &Response<()>, method: &Method) -> Result<Decoding, Error>
         Some(n) => Ok(Decoding::Length(n)),
         None => Ok(Decoding::Eof),
     }
-}
-
-/// Whether the last transfer coding is `chunked`.
-fn ends_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .into_iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
 }
 
 /// The body length `Content-Length` declares: every value of every line must be the same run of
@@ -279,114 +274,107 @@ impl ResponseBody {
         }
     }
 
-    /// The next frame of the body, read from its connection.
-    fn decode(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    /// The next frame of the body, read from its connection: `Ok(None)` once the body ended.
+    fn decode(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Frame<Bytes>>, Error>> {
         loop {
             let Some(conn) = self.conn.as_mut() else {
-                return Poll::Ready(None);
+                return Poll::Ready(Ok(None));
             };
             match &mut self.decoding {
-                Decoding::Done => return Poll::Ready(None),
+                Decoding::Done => return Poll::Ready(Ok(None)),
                 Decoding::Length(left) => {
-                    if conn.read.is_empty() && ready!(fill(conn, cx))? == 0 {
-                        return Poll::Ready(Some(Err(Error::ClosedInBody)));
+                    if conn.read.is_empty() {
+                        ready!(more(conn, cx))?;
                     }
                     let data = take(&mut conn.read, left);
                     if *left == 0 {
                         self.finish();
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    return Poll::Ready(Ok(Some(Frame::data(data))));
                 }
                 Decoding::Eof => {
                     if conn.read.is_empty() && ready!(fill(conn, cx))? == 0 {
                         self.finish();
-                        return Poll::Ready(None);
+                        return Poll::Ready(Ok(None));
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(conn.read.split().freeze()))));
+                    return Poll::Ready(Ok(Some(Frame::data(conn.read.split().freeze()))));
                 }
-                Decoding::Chunked(chunk) => match chunk {
-                    Chunk::Size => match httparse::parse_chunk_size(&conn.read) {
-                        Ok(httparse::Status::Complete((used, size))) => {
-                            conn.read.advance(used);
-                            *chunk = if size == 0 {
-                                Chunk::Trailers
-                            } else {
-                                Chunk::Data(size)
-                            };
-                        }
-                        Ok(httparse::Status::Partial) => {
-                            if conn.read.len() > MAX_CHUNK_LINE {
-                                return Poll::Ready(Some(Err(Error::Chunked("chunk-size line too long"))));
-                            }
-                            if ready!(fill(conn, cx))? == 0 {
-                                return Poll::Ready(Some(Err(Error::ClosedInBody)));
-                            }
-                        }
-                        Err(_) => return Poll::Ready(Some(Err(Error::Chunked("invalid chunk-size line")))),
-                    },
-                    Chunk::Data(left) => {
-                        if conn.read.is_empty() && ready!(fill(conn, cx))? == 0 {
-                            return Poll::Ready(Some(Err(Error::ClosedInBody)));
-                        }
-                        let data = take(&mut conn.read, left);
-                        if *left == 0 {
-                            *chunk = Chunk::DataEnd;
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                Decoding::Chunked(Chunk::Size) => match httparse::parse_chunk_size(&conn.read) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        conn.read.advance(used);
+                        let next = if size == 0 {
+                            Chunk::Trailers
+                        } else {
+                            Chunk::Data(size)
+                        };
+                        self.decoding = Decoding::Chunked(next);
                     }
-                    Chunk::DataEnd => {
-                        if conn.read.len() < 2 {
-                            if ready!(fill(conn, cx))? == 0 {
-                                return Poll::Ready(Some(Err(Error::ClosedInBody)));
-                            }
-                            continue;
-                        }
-                        if &conn.read[..2] != b"\r\n" {
-                            return Poll::Ready(Some(Err(Error::Chunked("no CRLF after a chunk's data"))));
-                        }
-                        conn.read.advance(2);
-                        *chunk = Chunk::Size;
+                    Ok(httparse::Status::Partial) if conn.read.len() > MAX_CHUNK_LINE => {
+                        return Poll::Ready(Err(Error::Chunked("chunk-size line too long")));
                     }
-                    Chunk::Trailers => {
-                        if conn.read.starts_with(b"\r\n") {
-                            conn.read.advance(2);
-                            self.finish();
-                            return Poll::Ready(None);
-                        }
-                        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                        match httparse::parse_headers(&conn.read, &mut fields) {
-                            Ok(httparse::Status::Complete((used, fields))) => {
-                                let mut trailers = HeaderMap::with_capacity(fields.len());
-                                for field in fields {
-                                    let (Ok(name), Ok(value)) = (
-                                        HeaderName::from_bytes(field.name.as_bytes()),
-                                        HeaderValue::from_bytes(field.value),
-                                    ) else {
-                                        return Poll::Ready(Some(Err(Error::Chunked(
-                                            "invalid trailer field",
-                                        ))));
-                                    };
-                                    trailers.append(name, value);
-                                }
-                                conn.read.advance(used);
-                                self.finish();
-                                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                            }
-                            Ok(httparse::Status::Partial) => {
-                                if conn.read.len() > MAX_TRAILERS {
-                                    return Poll::Ready(Some(Err(Error::Chunked("trailers too long"))));
-                                }
-                                if ready!(fill(conn, cx))? == 0 {
-                                    return Poll::Ready(Some(Err(Error::ClosedInBody)));
-                                }
-                            }
-                            Err(_) => return Poll::Ready(Some(Err(Error::Chunked("invalid trailers")))),
-                        }
-                    }
+                    Ok(httparse::Status::Partial) => ready!(more(conn, cx))?,
+                    Err(_) => return Poll::Ready(Err(Error::Chunked("invalid chunk-size line"))),
                 },
+                Decoding::Chunked(Chunk::Data(left)) => {
+                    if conn.read.is_empty() {
+                        ready!(more(conn, cx))?;
+                    }
+                    let data = take(&mut conn.read, left);
+                    if *left == 0 {
+                        self.decoding = Decoding::Chunked(Chunk::DataEnd);
+                    }
+                    return Poll::Ready(Ok(Some(Frame::data(data))));
+                }
+                Decoding::Chunked(Chunk::DataEnd) => {
+                    if conn.read.len() < 2 {
+                        ready!(more(conn, cx))?;
+                        continue;
+                    }
+                    if &conn.read[..2] != b"\r\n" {
+                        return Poll::Ready(Err(Error::Chunked("no CRLF after a chunk's data")));
+                    }
+                    conn.read.advance(2);
+                    self.decoding = Decoding::Chunked(Chunk::Size);
+                }
+                Decoding::Chunked(Chunk::Trailers) => {
+                    if conn.read.starts_with(b"\r\n") {
+                        conn.read.advance(2);
+                        self.finish();
+                        return Poll::Ready(Ok(None));
+                    }
+                    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    match httparse::parse_headers(&conn.read, &mut fields) {
+                        Ok(httparse::Status::Complete((used, fields))) => {
+                            let trailers = trailer_map(fields)?;
+                            conn.read.advance(used);
+                            self.finish();
+                            return Poll::Ready(Ok(Some(Frame::trailers(trailers))));
+                        }
+                        Ok(httparse::Status::Partial) if conn.read.len() > MAX_TRAILERS => {
+                            return Poll::Ready(Err(Error::Chunked("trailers too long")));
+                        }
+                        Ok(httparse::Status::Partial) => ready!(more(conn, cx))?,
+                        Err(_) => return Poll::Ready(Err(Error::Chunked("invalid trailers"))),
+                    }
+                }
             }
         }
     }
+}
+
+/// The trailer section's fields as a header map.
+fn trailer_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, Error> {
+    let mut trailers = HeaderMap::with_capacity(fields.len());
+    for field in fields {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(field.name.as_bytes()),
+            HeaderValue::from_bytes(field.value),
+        ) else {
+            return Err(Error::Chunked("invalid trailer field"));
+        };
+        trailers.append(name, value);
+    }
+    Ok(trailers)
 }
 
 /// Up to `left` bytes from the front of `buf` (which is not empty), counted off `left`.
@@ -394,6 +382,14 @@ fn take(buf: &mut BytesMut, left: &mut u64) -> Bytes {
     let n = usize::try_from(*left).map_or(buf.len(), |left| left.min(buf.len()));
     *left -= n as u64;
     buf.split_to(n).freeze()
+}
+
+/// Reads more of a body that is not complete yet: its connection's end is an error.
+fn more(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    match ready!(fill(conn, cx))? {
+        0 => Poll::Ready(Err(Error::ClosedInBody)),
+        _ => Poll::Ready(Ok(())),
+    }
 }
 
 /// Reads more from the connection; `Ok(0)` at its end.
@@ -408,13 +404,15 @@ impl hyper::body::Body for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
-        let polled = this.decode(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            // The connection's state is unknown: it is closed, not reused.
-            this.conn = None;
-            this.decoding = Decoding::Done;
+        match ready!(this.decode(cx)) {
+            Ok(frame) => Poll::Ready(frame.map(Ok)),
+            Err(error) => {
+                // The connection's state is unknown: it is closed, not reused.
+                this.conn = None;
+                this.decoding = Decoding::Done;
+                Poll::Ready(Some(Err(error)))
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -249,10 +249,18 @@ fn takes_only_the_requests_it_is_for() {
 
 /// Sends a GET for `/n` to `backend` and reads the response whole.
 async fn get(backend: &Script, n: usize, keep: Duration) -> Result<Read, ProxyError> {
-    let req = head(&format!("http://{}/{n}", backend.addr), "GET", &[("host", "a")]);
-    let endpoint = Authority::try_from(backend.addr.to_string()).expect("authority");
-    let response = send(&req, backend.addr, &endpoint, SECOND, keep).await?;
-    Ok(collect(response).await)
+    Ok(collect(send_get(backend.addr, &format!("/{n}"), keep).await?).await)
+}
+
+/// Sends a GET for `path` to `addr` by this client; the response once its head has arrived.
+async fn send_get(
+    addr: SocketAddr,
+    path: &str,
+    keep: Duration,
+) -> Result<http::Response<ResponseBody>, ProxyError> {
+    let req = head(&format!("http://{addr}{path}"), "GET", &[("host", "a")]);
+    let endpoint = Authority::try_from(addr.to_string()).expect("authority");
+    send(&req, addr, &endpoint, SECOND, keep).await
 }
 
 fn body(read: &Read) -> &[u8] {
@@ -324,11 +332,7 @@ async fn a_body_dropped_before_its_end_closes_the_connection() {
         (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
     ])
     .await;
-    let req = head(&format!("http://{}/", backend.addr), "GET", &[("host", "a")]);
-    let endpoint = Authority::try_from(backend.addr.to_string()).expect("authority");
-    let response = send(&req, backend.addr, &endpoint, SECOND, SECOND)
-        .await
-        .expect("response");
+    let response = send_get(backend.addr, "/", SECOND).await.expect("response");
     drop(response);
     assert_eq!(pool::idle_count(backend.addr), 0);
     assert_eq!(body(&get(&backend, 2, SECOND).await.expect("2")), b"ok");
@@ -369,26 +373,16 @@ async fn failures_are_told_apart() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let closed = listener.local_addr().expect("address");
     drop(listener);
-    let endpoint = Authority::try_from(closed.to_string()).expect("authority");
-    let req = head(&format!("http://{closed}/"), "GET", &[]);
-    let error = send(&req, closed, &endpoint, SECOND, SECOND)
-        .await
-        .expect_err("refused");
+    let error = send_get(closed, "/", SECOND).await.expect_err("refused");
     assert!(matches!(error, ProxyError::Refused { .. }), "{error}");
 
     let backend = script(&[(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", false)]).await;
-    let endpoint = Authority::try_from(backend.addr.to_string()).expect("authority");
-    let req = head(&format!("http://{}/", backend.addr), "GET", &[]);
-    let error = send(&req, backend.addr, &endpoint, SECOND, SECOND)
-        .await
-        .expect_err("invalid");
+    let error = send_get(backend.addr, "/", SECOND).await.expect_err("invalid");
     assert!(
         matches!(&error, ProxyError::Backend { reason, .. } if reason.contains("Content-Length")),
         "{error}"
     );
-    let error = send(&req, backend.addr, &endpoint, SECOND, SECOND)
-        .await
-        .expect_err("closed");
+    let error = send_get(backend.addr, "/", SECOND).await.expect_err("closed");
     assert!(
         matches!(&error, ProxyError::Backend { reason, .. } if reason.contains("before the response headers")),
         "{error}"
