@@ -152,6 +152,67 @@ async fn requests_that_never_reached_a_backend_go_to_another() {
     assert_eq!(statuses, expected);
 }
 
+/// A retried request reaches the next endpoint with the head a request sent once carries: the
+/// same headers, `X-Forwarded-For` naming the client once.
+#[tokio::test]
+async fn a_retried_request_carries_the_head_of_one_sent_once() {
+    let mut cp = FakeControlPlane::start().await;
+    let dead = dead_addr().await;
+    let live = Backend::start("live").await;
+    let proxy = ProxyProcess::start(&[cp.url()], &[]).await;
+    let addr = proxy.http_addr();
+    cp.expect_hello().await;
+    let mut both = cluster("both", vec![endpoint(dead), endpoint(live.addr)]);
+    // The refusing endpoint stays in the rotation, so requests keep meeting it first.
+    both.passive_health = Some(berth_proto::v1::PassiveHealth {
+        disabled: true,
+        ..Default::default()
+    });
+    cp.push(update(
+        "v1",
+        "n1",
+        vec![route("both", &["both.example"], "", "both")],
+        vec![both],
+    ));
+    cp.expect_ack().await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let (status, _, body) = send(
+            addr,
+            "GET",
+            "both.example",
+            "/a?b=c",
+            &[
+                ("x-forwarded-for", "198.51.100.7"),
+                ("te", "trailers"),
+                ("x-kept", "1"),
+            ],
+        )
+        .await
+        .expect("request");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut echoed = echo(&body);
+        echoed["headers"]
+            .as_object_mut()
+            .expect("headers")
+            .remove("x-request-id");
+        seen.push(echoed);
+    }
+    let (_, metrics) = proxy.admin_get("/metrics").await;
+    let retries = metrics
+        .lines()
+        .find(|l| l.starts_with("berth_proxy_retries_total{cluster=\"both\"}"))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, n)| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(retries >= 1.0, "no request was retried:\n{metrics}");
+    for echoed in &seen[1..] {
+        assert_eq!(echoed, &seen[0]);
+    }
+    assert_eq!(seen[0]["headers"]["x-forwarded-for"], "127.0.0.1", "{}", seen[0]);
+    assert_eq!(seen[0]["headers"]["x-kept"], "1", "{}", seen[0]);
+}
+
 /// A proxy with one worker, one route `pool.example` to the backend at `backend` and the given
 /// extra flags.
 async fn one_worker_proxy(backend: SocketAddr, flags: &[&str]) -> (FakeControlPlane, ProxyProcess) {

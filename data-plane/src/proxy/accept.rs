@@ -199,6 +199,8 @@ fn forwarded_headers(ctx: &RequestContext, headers: &mut HeaderMap, server: &Hea
     if missing(headers, &X_REAL_IP) {
         headers.insert(X_REAL_IP, ctx.peer.ip_value.clone());
     }
+    // The `X-Forwarded-Proto` this phase sets, if it sets one (else the trusted peer's stands).
+    let mut set_proto = None;
     if missing(headers, &X_FORWARDED_PROTO) {
         let proto = match (is_websocket(headers), ctx.entrypoint.tls) {
             (false, false) => "http",
@@ -207,9 +209,11 @@ fn forwarded_headers(ctx: &RequestContext, headers: &mut HeaderMap, server: &Hea
             (true, true) => "wss",
         };
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        set_proto = Some(proto.as_bytes());
     }
     if missing(headers, &X_FORWARDED_PORT) {
-        let port = forwarded_port(ctx.host_text(), headers, ctx.entrypoint.tls);
+        let proto = set_proto.or_else(|| headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes));
+        let port = forwarded_port(ctx.host_text(), proto, ctx.entrypoint.tls);
         headers.insert(X_FORWARDED_PORT, port);
     }
     if missing(headers, &X_FORWARDED_HOST) && !ctx.host.is_empty() {
@@ -227,9 +231,9 @@ fn unset(headers: &HeaderMap, name: &HeaderName) -> bool {
     headers.get(name).is_none_or(|v| v.is_empty())
 }
 
-/// The `Host`'s port; else 443 when `X-Forwarded-Proto` says https or wss, or the request came
-/// over TLS; else 80.
-fn forwarded_port(host: &str, headers: &HeaderMap, tls: bool) -> HeaderValue {
+/// The `Host`'s port; else 443 when `X-Forwarded-Proto` (`proto`) says https or wss, or the
+/// request came over TLS; else 80.
+fn forwarded_port(host: &str, proto: Option<&[u8]>, tls: bool) -> HeaderValue {
     if let Some((_, port)) = split_host_port(host) {
         if !port.is_empty() {
             if let Ok(port) = HeaderValue::from_str(port) {
@@ -237,7 +241,7 @@ fn forwarded_port(host: &str, headers: &HeaderMap, tls: bool) -> HeaderValue {
             }
         }
     }
-    match headers.get(&X_FORWARDED_PROTO).map(HeaderValue::as_bytes) {
+    match proto {
         Some(b"https" | b"wss") => HeaderValue::from_static("443"),
         _ if tls => HeaderValue::from_static("443"),
         _ => HeaderValue::from_static("80"),

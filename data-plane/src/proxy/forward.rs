@@ -15,13 +15,16 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::request::Parts;
 use http::uri::Authority;
 use http::{Request, Response, Version};
-use hyper::body::Incoming;
+use http_body_util::{Either, Empty};
+use hyper::body::{Body as _, Incoming};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
@@ -158,21 +161,64 @@ impl Forwarder {
         endpoint: &Endpoint,
         timeouts: &Timeouts,
     ) -> Result<Response<BackendBody>, ProxyError> {
+        let empty = req.body().is_end_stream();
+        let (head, body) = req.into_parts();
+        if let Some(addr) = backend_h1::eligible(&head, empty, endpoint.socket) {
+            return self.send_own(&head, addr, endpoint, timeouts).await;
+        }
+        self.send_pooled(Request::from_parts(head, body), endpoint, timeouts)
+            .await
+    }
+
+    /// Sends a request without a body from its `head`, which stays the caller's to send again
+    /// (see `upstream`'s retries): Berth's own client writes it from the head as it is, and
+    /// hyper-util's, which takes a request whole, gets a copy.
+    pub(crate) async fn send_head(
+        &self,
+        head: &Parts,
+        endpoint: &Endpoint,
+        timeouts: &Timeouts,
+    ) -> Result<Response<BackendBody>, ProxyError> {
+        if let Some(addr) = backend_h1::eligible(head, true, endpoint.socket) {
+            return self.send_own(head, addr, endpoint, timeouts).await;
+        }
+        let req = Request::from_parts(copy_head(head), Either::Right(Empty::new()));
+        self.send_pooled(req, endpoint, timeouts).await
+    }
+
+    /// By Berth's own client, to `addr`.
+    async fn send_own(
+        &self,
+        head: &Parts,
+        addr: SocketAddr,
+        endpoint: &Endpoint,
+        timeouts: &Timeouts,
+    ) -> Result<Response<BackendBody>, ProxyError> {
         let connect_timeout = timeouts.connect.unwrap_or(self.connect_timeout);
         let idle_timeout = timeouts.idle.unwrap_or(self.idle_timeout);
         let request_timeout = timeouts.first_byte.unwrap_or(self.request_timeout);
         let authority = &endpoint.authority;
-        if let Some(addr) = backend_h1::eligible(&req, endpoint.socket) {
-            let (head, _empty) = req.into_parts();
-            let sent = backend_h1::send(&head, addr, authority, connect_timeout, idle_timeout);
-            return match tokio::time::timeout(request_timeout, sent).await {
-                Ok(response) => response.map(|response| response.map(BackendBody::Own)),
-                Err(_) => Err(ProxyError::ResponseTimeout {
-                    endpoint: authority.clone(),
-                    timeout: request_timeout,
-                }),
-            };
+        let sent = backend_h1::send(head, addr, authority, connect_timeout, idle_timeout);
+        match tokio::time::timeout(request_timeout, sent).await {
+            Ok(response) => response.map(|response| response.map(BackendBody::Own)),
+            Err(_) => Err(ProxyError::ResponseTimeout {
+                endpoint: authority.clone(),
+                timeout: request_timeout,
+            }),
         }
+    }
+
+    /// By hyper-util's pooled clients.
+    async fn send_pooled(
+        &self,
+        req: Request<RequestBody>,
+        endpoint: &Endpoint,
+        timeouts: &Timeouts,
+    ) -> Result<Response<BackendBody>, ProxyError> {
+        let connect_timeout = timeouts.connect.unwrap_or(self.connect_timeout);
+        let idle_timeout = timeouts.idle.unwrap_or(self.idle_timeout);
+        let request_timeout = timeouts.first_byte.unwrap_or(self.request_timeout);
+        let authority = &endpoint.authority;
         let custom;
         let clients = if (connect_timeout, idle_timeout) == (self.connect_timeout, self.idle_timeout) {
             &self.default
@@ -309,6 +355,17 @@ impl hyper::rt::Write for Bare {
     }
 }
 
+/// A copy of a request head (its extensions are not copied: nothing after the middlewares
+/// reads them).
+fn copy_head(head: &Parts) -> Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = head.uri.clone();
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers.clone();
+    req.into_parts().0
+}
+
 fn classify(
     error: &hyper_util::client::legacy::Error,
     endpoint: &Authority,
@@ -356,4 +413,20 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         current = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_copies_keep_what_is_sent() {
+        let mut head = crate::proxy::middleware::testing::head("GET", "/a?b");
+        head.headers.insert("x-a", http::HeaderValue::from_static("1"));
+        let copy = copy_head(&head);
+        assert_eq!(
+            (copy.method, copy.uri, copy.version, copy.headers),
+            (head.method, head.uri, head.version, head.headers)
+        );
+    }
 }

@@ -40,9 +40,14 @@ pub(crate) fn request(
     cluster: &Cluster,
     endpoint: &Endpoint,
 ) -> Result<(), ProxyError> {
-    let trailers = accepts_trailers(&head.headers);
-    let upgrade = super::upgrade::requested(head.version, &head.headers);
-    strip_hop_by_hop(&mut head.headers);
+    let seen = Seen::scan(&head.headers);
+    let trailers = seen.te && accepts_trailers(&head.headers);
+    let upgrade = if seen.upgrade {
+        super::upgrade::requested(head.version, &head.headers)
+    } else {
+        None
+    };
+    strip_seen(&mut head.headers, seen);
     if trailers {
         head.headers.insert(TE, HeaderValue::from_static("trailers"));
     }
@@ -52,7 +57,9 @@ pub(crate) fn request(
     }
     if empty_body {
         if head.method == Method::GET || head.method == Method::HEAD {
-            head.headers.remove(CONTENT_LENGTH);
+            if seen.content_length {
+                head.headers.remove(CONTENT_LENGTH);
+            }
         } else {
             head.headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
@@ -71,6 +78,38 @@ pub(crate) fn request(
         ClusterScheme::Http | ClusterScheme::Https => Version::HTTP_11,
     };
     Ok(())
+}
+
+/// What [`request`] changes in a head that running it again would not put back: the client's
+/// `X-Forwarded-For`, which it appends to. A retry restores it before the head is made ready for
+/// the next endpoint; everything else `request` sets it sets anew (`Host`, the URI, the version,
+/// `Content-Length`, `TE`, an upgrade's headers) or has already removed (hop-by-hop headers).
+#[derive(Debug)]
+pub(crate) struct Original {
+    /// `None` when `request` does not append (a `headers` middleware asked for none).
+    forwarded_for: Option<Option<HeaderValue>>,
+}
+
+impl Original {
+    /// Taken from `head` before the first [`request`].
+    pub(crate) fn of(ctx: &RequestContext, head: &Parts) -> Self {
+        let forwarded_for =
+            (ctx.forwarded_for == ForwardedFor::Append).then(|| head.headers.get(&X_FORWARDED_FOR).cloned());
+        Self { forwarded_for }
+    }
+
+    /// Puts `head` back as [`request`] found it, where running it again would not.
+    pub(crate) fn restore(&self, head: &mut Parts) {
+        match &self.forwarded_for {
+            None => {}
+            Some(None) => {
+                head.headers.remove(&X_FORWARDED_FOR);
+            }
+            Some(Some(value)) => {
+                head.headers.insert(X_FORWARDED_FOR, value.clone());
+            }
+        }
+    }
 }
 
 /// Makes the backend's response ready for the client.
@@ -115,21 +154,46 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
         .any(|v| has_token(v.as_bytes(), b"trailers"))
 }
 
+/// Which of the names a request's last touches care about a header map holds, from one pass over
+/// its names (standard names compare as small integers): most messages carry none of the
+/// hop-by-hop ones but `Connection`, and then need no hashed look-up or removal for them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    connection: bool,
+    /// A hop-by-hop name other than `Connection` (`TE` and `Upgrade` included).
+    others: bool,
+    te: bool,
+    upgrade: bool,
+    content_length: bool,
+}
+
+impl Seen {
+    fn scan(headers: &HeaderMap) -> Self {
+        let mut seen = Seen::default();
+        for name in headers.keys() {
+            if *name == CONNECTION {
+                seen.connection = true;
+            } else if *name == CONTENT_LENGTH {
+                seen.content_length = true;
+            } else if is_hop_by_hop(name) {
+                seen.others = true;
+                seen.te |= *name == TE;
+                seen.upgrade |= *name == UPGRADE;
+            }
+        }
+        seen
+    }
+}
+
 /// Removes the headers that describe one connection rather than the message: those named by
 /// `Connection`, and the standard hop-by-hop set (less `Trailer`: see the module documentation).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none of them, or only `Connection` (`keep-alive` from nearly every
-    // backend): one pass over the names, where standard names compare as small integers, and
-    // hashed removals only for the names that are there.
-    let (mut connection, mut others) = (false, false);
-    for name in headers.keys() {
-        if *name == CONNECTION {
-            connection = true;
-        } else if HOP_BY_HOP.contains(name) {
-            others = true;
-        }
-    }
-    if connection {
+    strip_seen(headers, Seen::scan(headers));
+}
+
+/// [`strip_hop_by_hop`] with the names already scanned: hashed removals only for those there.
+fn strip_seen(headers: &mut HeaderMap, seen: Seen) {
+    if seen.connection {
         let mut named: Vec<HeaderName> = Vec::new();
         for value in headers.get_all(CONNECTION) {
             let Ok(value) = value.to_str() else { continue };
@@ -150,11 +214,26 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
         headers.remove(CONNECTION);
     }
-    if others {
+    if seen.others {
         for name in &HOP_BY_HOP {
             headers.remove(name);
         }
     }
+}
+
+/// Whether `name` is one of [`HOP_BY_HOP`] (by its text: a length switch, where comparing
+/// `HeaderName`s one by one costs a byte comparison for each custom one).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// The standard hop-by-hop headers besides `Connection`.
@@ -302,6 +381,57 @@ mod tests {
             "every Connection line's names go"
         );
         assert_eq!(strip(&[("x-kept", "1"), ("host", "h")]), ["host", "x-kept"]);
+    }
+
+    #[test]
+    fn a_head_made_ready_again_after_restore_is_the_same() {
+        let ctx = RequestContext::for_test("GET", "/a?b", "h.example", "192.0.2.9:1");
+        let c = cluster("", H::Pass);
+        for headers in [
+            &[][..],
+            &[("x-forwarded-for", "1.1.1.1"), ("te", "trailers, gzip")][..],
+            &[
+                ("connection", "keep-alive, Upgrade, x-hop"),
+                ("upgrade", "websocket"),
+                ("x-hop", "1"),
+                ("content-length", "0"),
+            ][..],
+        ] {
+            let mut once = head("GET", "/a?b");
+            for (n, v) in headers {
+                once.headers
+                    .append(HeaderName::from_static(n), HeaderValue::from_static(v));
+            }
+            let mut again = head("GET", "/a?b");
+            again.headers = once.headers.clone();
+            let original = Original::of(&ctx, &again);
+            request(&ctx, &mut once, true, &c, &c.endpoints[0]).expect("rewrites");
+            request(&ctx, &mut again, true, &c, &c.endpoints[0]).expect("rewrites");
+            original.restore(&mut again);
+            request(&ctx, &mut again, true, &c, &c.endpoints[0]).expect("rewrites");
+            assert_eq!(
+                (&again.uri, &again.version, &again.headers),
+                (&once.uri, &once.version, &once.headers),
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_text_match_knows_exactly_the_hop_by_hop_list() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in [
+            "connection",
+            "te-x",
+            "upgrade-insecure-requests",
+            "keep-alive2",
+            "host",
+            "trailer",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
     }
 
     #[test]

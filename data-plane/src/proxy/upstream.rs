@@ -6,7 +6,8 @@
 //! it (`forward`) and tells passive health how it went (`table::Cluster::record`). A failed
 //! attempt is retried when all of these hold:
 //! - the request has no body (`is_end_stream`): Berth streams bodies and keeps no copy, so only
-//!   the head is kept (copied before the first attempt) to rebuild the request;
+//!   the head is kept to send again (`forwarded::Original` puts back what making it ready
+//!   for an endpoint changed);
 //! - the policy allows it: the route's `retry` middleware if it has one (Traefik's: any method
 //!   when nothing was sent, outside the budget), else the cluster's retry policy (its methods,
 //!   idempotent by default, and its budget, a share of the cluster's requests);
@@ -22,7 +23,6 @@
 
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{Either, Empty};
 use hyper::body::Body as _;
 
 use super::forward::{BackendBody, RequestBody};
@@ -57,22 +57,24 @@ pub(crate) async fn send<'r>(
     if !retryable {
         forwarded::request(ctx, &mut head, empty_body, cluster, endpoint)?;
         let req = Request::from_parts(head, body);
-        let result = attempt(forwarder, route, index, endpoint, req).await;
+        let sent = forwarder.send(req, endpoint, &cluster.timeouts);
+        let result = attempt(route, index, sent).await;
         return result.map(|response| (response, endpoint));
     }
-    // The body is empty: every attempt sends an empty one, and keeps the head to rebuild.
+    // The body is empty: every attempt sends the same head (made ready for its endpoint again),
+    // which stays here, with an empty body.
     drop(body);
-    let original = copy_head(&head);
+    let original = forwarded::Original::of(ctx, &head);
     let mut tried = Tried::default();
     let mut n = 1;
     loop {
         forwarded::request(ctx, &mut head, true, cluster, endpoint)?;
-        let req = Request::from_parts(head, Either::Right(Empty::new()));
-        let error = match attempt(forwarder, route, index, endpoint, req).await {
+        let sent = forwarder.send_head(&head, endpoint, &cluster.timeouts);
+        let error = match attempt(route, index, sent).await {
             Ok(response) => return Ok((response, endpoint)),
             Err(error) => error,
         };
-        if n >= policy.attempts || !may_retry(policy, &original.method, &error, middleware_policy.is_some()) {
+        if n >= policy.attempts || !may_retry(policy, &head.method, &error, middleware_policy.is_some()) {
             return Err(error);
         }
         tried.add(index);
@@ -97,22 +99,20 @@ pub(crate) async fn send<'r>(
         n += 1;
         ctx.endpoint = Some(endpoint.authority.clone());
         health::on_retry(&cluster.name, n);
-        head = copy_head(&original);
+        original.restore(&mut head);
     }
 }
 
-/// One attempt at endpoint `index`, counted by passive health.
+/// One attempt at endpoint `index` (`sent`: the request on its way), counted by passive health.
 async fn attempt(
-    forwarder: &Forwarder,
     route: &Route,
     index: usize,
-    endpoint: &Endpoint,
-    req: Request<super::forward::RequestBody>,
+    sent: impl std::future::Future<Output = Result<Response<BackendBody>, ProxyError>>,
 ) -> Result<Response<BackendBody>, ProxyError> {
     let cluster = &route.cluster;
     let result = {
         let _in_flight = cluster.health.get(index).map(|h| h.start());
-        forwarder.send(req, endpoint, &cluster.timeouts).await
+        sent.await
     };
     let outcome = match &result {
         Ok(response) => match response.status() {
@@ -157,17 +157,6 @@ fn may_retry(policy: &RetryPolicy, method: &Method, error: &ProxyError, middlewa
     }
 }
 
-/// A copy of a request head (its extensions are not copied: nothing after the middlewares
-/// reads them).
-fn copy_head(head: &Parts) -> Parts {
-    let mut req = Request::new(());
-    *req.method_mut() = head.method.clone();
-    *req.uri_mut() = head.uri.clone();
-    *req.version_mut() = head.version;
-    *req.headers_mut() = head.headers.clone();
-    req.into_parts().0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,16 +188,5 @@ mod tests {
         assert!(may_retry(&traefik, &Method::POST, &refused, true));
         assert!(!may_retry(&traefik, &Method::POST, &reset, true));
         assert!(may_retry(&traefik, &Method::GET, &reset, true));
-    }
-
-    #[test]
-    fn head_copies_keep_what_is_sent() {
-        let mut head = crate::proxy::middleware::testing::head("GET", "/a?b");
-        head.headers.insert("x-a", http::HeaderValue::from_static("1"));
-        let copy = copy_head(&head);
-        assert_eq!(
-            (copy.method, copy.uri, copy.headers),
-            (head.method, head.uri, head.headers)
-        );
     }
 }

@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
+
 use berth_model::{HostKeys, RequestView};
 
 use super::Route;
@@ -24,12 +26,17 @@ pub(crate) struct Candidate {
     pub route: Arc<Route>,
 }
 
+/// Lists by host name. foldhash rather than SipHash: a look-up hashes the request's host on every
+/// request, and the keys come from the control plane's snapshot (a client's host is only looked
+/// up, never inserted, so it cannot fill a bucket).
+type ByHost<V> = HashMap<Box<str>, V, RandomState>;
+
 /// The routes of one entrypoint, by host.
 #[derive(Debug, Default)]
 pub(crate) struct HostIndex {
-    exact: HashMap<Box<str>, Box<[Candidate]>>,
+    exact: ByHost<Box<[Candidate]>>,
     /// By suffix: `example.com` for `*.example.com`.
-    wildcard: HashMap<Box<str>, Box<[Candidate]>>,
+    wildcard: ByHost<Box<[Candidate]>>,
     /// Routes that may take a request whatever its host.
     any_host: Box<[Candidate]>,
 }
@@ -50,8 +57,8 @@ const INLINE_LISTS: usize = 8;
 impl HostIndex {
     /// Builds the index from routes already sorted in the global order, each with its keys.
     pub(crate) fn build<'a>(routes: impl Iterator<Item = (u32, &'a Arc<Route>, &'a HostKeys)>) -> Self {
-        let mut exact: HashMap<Box<str>, Vec<Candidate>> = HashMap::new();
-        let mut wildcard: HashMap<Box<str>, Vec<Candidate>> = HashMap::new();
+        let mut exact: ByHost<Vec<Candidate>> = ByHost::default();
+        let mut wildcard: ByHost<Vec<Candidate>> = ByHost::default();
         let mut any_host = Vec::new();
         for (rank, route, keys) in routes {
             let candidate = Candidate {
@@ -81,9 +88,8 @@ impl HostIndex {
             }
         }
         // Routes arrive in rank order, so every list is sorted already.
-        let freeze = |map: HashMap<Box<str>, Vec<Candidate>>| {
-            map.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect()
-        };
+        let freeze =
+            |map: ByHost<Vec<Candidate>>| map.into_iter().map(|(k, v)| (k, v.into_boxed_slice())).collect();
         Self {
             exact: freeze(exact),
             wildcard: freeze(wildcard),

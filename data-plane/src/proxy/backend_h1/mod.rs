@@ -31,8 +31,7 @@ use bytes::BytesMut;
 use http::header::UPGRADE;
 use http::request::Parts;
 use http::uri::{Authority, Scheme};
-use http::{Method, Request, Response, Version};
-use hyper::body::Body;
+use http::{Method, Response, Version};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -54,14 +53,14 @@ struct Conn {
 }
 
 /// Where a request may go by this client: the endpoint's socket address when it may, `None` when
-/// it is hyper-util's (see the module documentation). `socket` is the endpoint's address when it
-/// is an IP address.
-pub(crate) fn eligible<B: Body>(req: &Request<B>, socket: Option<SocketAddr>) -> Option<SocketAddr> {
-    let plain = req.version() == Version::HTTP_11
-        && req.uri().scheme() == Some(&Scheme::HTTP)
-        && req.body().is_end_stream()
-        && req.method() != Method::CONNECT
-        && !req.headers().contains_key(UPGRADE);
+/// it is hyper-util's (see the module documentation). `empty` says the request has no body;
+/// `socket` is the endpoint's address when it is an IP address.
+pub(crate) fn eligible(head: &Parts, empty: bool, socket: Option<SocketAddr>) -> Option<SocketAddr> {
+    let plain = head.version == Version::HTTP_11
+        && head.uri.scheme() == Some(&Scheme::HTTP)
+        && empty
+        && head.method != Method::CONNECT
+        && !head.headers.contains_key(UPGRADE);
     socket.filter(|_| plain)
 }
 

@@ -27,7 +27,8 @@ const SWEEP_AT_LEAST: Duration = Duration::from_millis(20);
 
 #[derive(Default)]
 struct Idle {
-    lists: HashMap<SocketAddr, VecDeque<Entry>>,
+    /// foldhash: looked up twice per request, by addresses from the route table.
+    lists: HashMap<SocketAddr, VecDeque<Entry>, foldhash::fast::RandomState>,
     /// Whether this thread's sweeper task is running.
     sweeping: bool,
 }
