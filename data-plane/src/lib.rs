@@ -33,6 +33,7 @@ mod admin;
 mod balance;
 mod cache;
 mod config;
+mod header_maps;
 mod health;
 mod http1;
 mod limits;

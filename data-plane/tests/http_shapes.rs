@@ -54,10 +54,11 @@ impl Shapes {
     }
 
     /// The same over TLS, offering `h2` and `http/1.1` by ALPN, with a certificate for 127.0.0.1
-    /// from a fresh CA; returns it and the CA's PEM file (for `--backend-ca`).
-    async fn start_tls() -> (Self, std::path::PathBuf) {
-        let (acceptor, ca_file) = backend_tls(&["127.0.0.1"], &["h2", "http/1.1"]);
-        (Self::start_with(Some(acceptor)).await, ca_file)
+    /// from a fresh CA; returns it and the scratch directory holding the CA's `ca.pem` (for
+    /// `--backend-ca`).
+    async fn start_tls() -> (Self, ScratchDir) {
+        let (acceptor, ca_dir) = backend_tls(&["127.0.0.1"], &["h2", "http/1.1"]);
+        (Self::start_with(Some(acceptor)).await, ca_dir)
     }
 
     async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
@@ -509,9 +510,9 @@ async fn trailers_pass_both_ways_over_h2c() {
 /// included.
 #[tokio::test]
 async fn https_backends_get_http2_by_alpn() {
-    let (tls_shapes, ca) = Shapes::start_tls().await;
+    let (tls_shapes, ca_dir) = Shapes::start_tls().await;
     let mut cp = FakeControlPlane::start().await;
-    let ca = ca.to_string_lossy().into_owned();
+    let ca = ca_dir.file("ca.pem").to_string_lossy().into_owned();
     let proxy = ProxyProcess::start(&[cp.url()], &["--backend-ca", &ca]).await;
     cp.expect_hello().await;
     cp.push(update(

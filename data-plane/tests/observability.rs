@@ -12,15 +12,6 @@ use http::StatusCode;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A fresh file path under the system's temporary directory.
-fn scratch_file(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("berth-observability-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
-}
-
 /// The samples of a Prometheus text exposition, by `name{labels}`.
 fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
@@ -52,7 +43,8 @@ fn lines(path: &PathBuf) -> Vec<String> {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_the_json_access_log_has_a_line_per_request() {
-    let log = scratch_file("access.json");
+    let scratch = ScratchDir::new("berth-observability");
+    let log = scratch.file("access.json");
     let mut cp = FakeControlPlane::start().await;
     let web = Backend::start("web").await;
     let dead = dead_addr().await;
@@ -211,7 +203,8 @@ async fn metrics_count_requests_by_route_and_the_json_access_log_has_a_line_per_
 
 #[tokio::test]
 async fn active_connections_and_the_text_access_log() {
-    let log = scratch_file("access.txt");
+    let scratch = ScratchDir::new("berth-observability");
+    let log = scratch.file("access.txt");
     let mut cp = FakeControlPlane::start().await;
     let web = Backend::start("web").await;
     let proxy = ProxyProcess::start(&[cp.url()], &["--access-log", log.to_str().expect("UTF-8 path")]).await;

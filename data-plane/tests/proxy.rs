@@ -1336,11 +1336,11 @@ async fn sticky_cookies() {
 /// cluster says so; without the CA the handshake fails and the client gets a 502 saying why.
 #[tokio::test]
 async fn https_backends() {
-    let (backend, ca) = Backend::start_tls("tls").await;
+    let (backend, ca_dir) = Backend::start_tls("tls").await;
     let mut secure = cluster("tls", vec![endpoint(backend.addr)]);
     secure.scheme = "https".into();
     secure.host_header = HostHeader::Endpoint as i32;
-    let ca = ca.to_string_lossy().into_owned();
+    let ca = ca_dir.file("ca.pem").to_string_lossy().into_owned();
     let (_cp, proxy) = proxy_with(
         vec![rule("tls", host("tls.example"), "tls")],
         vec![secure.clone()],

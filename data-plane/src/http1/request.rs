@@ -128,8 +128,8 @@ fn build(head: &Bytes, method: Method, target: Range<usize>, fields: &[Field]) -
     parts.uri = Uri::from_maybe_shared(head.slice(target)).ok()?;
     parts.version = Version::HTTP_11;
     // Room for the fields the accept phase adds (`X-Forwarded-*`, `X-Real-Ip`, `X-Request-Id`):
-    // growing the map later rehashes every field.
-    parts.headers.reserve(fields.len() + ADDED_FIELDS);
+    // growing the map later rehashes every field. Given back by `proxy::forward` once sent.
+    parts.headers = crate::header_maps::take(fields.len() + ADDED_FIELDS);
     for &[n0, n1, v0, v1] in fields {
         let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize]).ok()?;
         let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize)).ok()?;

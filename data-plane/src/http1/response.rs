@@ -79,7 +79,9 @@ where
         close_header(&mut parts.headers);
     }
     out.clear();
-    let Some((mut framing, is_last)) = head(&mut parts, length, method, !keep_alive, out) else {
+    let encoded = head(&mut parts, length, method, !keep_alive, out);
+    crate::header_maps::give(std::mem::take(&mut parts.headers));
+    let Some((mut framing, is_last)) = encoded else {
         // hyper refuses such a response and closes the connection without one.
         return Ok(false);
     };

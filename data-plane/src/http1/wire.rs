@@ -26,10 +26,19 @@ pub(crate) fn record(base: usize, headers: &[httparse::Header<'_>], fields: &mut
 /// Whether a comma-separated field value lists `token` (case ignored). As hyper reads them, a
 /// value with bytes outside visible ASCII lists nothing.
 pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.iter().all(|&b| b == b'\t' || (32..127).contains(&b))
-        && value
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// The tokens a comma-separated field value lists, spaces around them trimmed, empty ones
+/// skipped; none for a value with bytes outside visible ASCII (which `HeaderValue::to_str`
+/// refuses too).
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let visible = value.iter().all(|&b| b == b'\t' || (32..127).contains(&b));
+    value
+        .split(|&b| b == b',')
+        .filter(move |_| visible)
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// Whether the last transfer coding a `Transfer-Encoding` value lists is `chunked`.
@@ -46,10 +55,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens() {
+    fn token_lists() {
         assert!(has_token(b"keep-alive, Close", b"close"));
         assert!(has_token(b" trailers ", b"trailers"));
         assert!(!has_token(b"closed", b"close"));
         assert!(!has_token(b"close, \xff", b"close"));
+        let listed: Vec<&[u8]> = tokens(b" a,,\tB , c").collect();
+        assert_eq!(listed, [&b"a"[..], b"B", b"c"]);
+        assert_eq!(tokens(b"a, \x80").count(), 0);
     }
 }

@@ -27,7 +27,7 @@ use super::hostport::split_host_port;
 use super::middleware::IpRanges;
 use super::path::{entry_path, UrlPath};
 use super::ProxyError;
-use crate::http1::wire::has_token;
+use crate::http1::wire::{has_token, tokens};
 
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -278,9 +278,8 @@ fn remove_connection_headers(headers: &mut HeaderMap) {
     }
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let Ok(name) = HeaderName::from_bytes(token.as_bytes()) else {
+        for token in tokens(value.as_bytes()) {
+            let Ok(name) = HeaderName::from_bytes(token) else {
                 continue;
             };
             if is_managed(&name) {

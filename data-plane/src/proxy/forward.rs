@@ -164,7 +164,9 @@ impl Forwarder {
         let empty = req.body().is_end_stream();
         let (head, body) = req.into_parts();
         if let Some(addr) = backend_h1::eligible(&head, empty, endpoint.socket) {
-            return self.send_own(&head, addr, endpoint, timeouts).await;
+            let sent = self.send_own(&head, addr, endpoint, timeouts).await;
+            crate::header_maps::give(head.headers);
+            return sent;
         }
         self.send_pooled(Request::from_parts(head, body), endpoint, timeouts)
             .await

@@ -25,7 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri
 
 use super::context::{ForwardedFor, RequestContext};
 use super::ProxyError;
-use crate::http1::wire::has_token;
+use crate::http1::wire::{has_token, tokens};
 use crate::table::{Cluster, Endpoint, HostHeader, Scheme as ClusterScheme};
 
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -196,15 +196,11 @@ fn strip_seen(headers: &mut HeaderMap, seen: Seen) {
     if seen.connection {
         let mut named: Vec<HeaderName> = Vec::new();
         for value in headers.get_all(CONNECTION) {
-            let Ok(value) = value.to_str() else { continue };
-            for token in value.split(',').map(str::trim) {
-                if token.is_empty()
-                    || token.eq_ignore_ascii_case("close")
-                    || token.eq_ignore_ascii_case("keep-alive")
-                {
+            for token in tokens(value.as_bytes()) {
+                if token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive") {
                     continue;
                 }
-                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                if let Ok(name) = HeaderName::from_bytes(token) {
                     named.push(name);
                 }
             }

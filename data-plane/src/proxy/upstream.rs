@@ -44,7 +44,7 @@ pub(crate) async fn send<'r>(
 ) -> Result<(Response<BackendBody>, &'r Endpoint), ProxyError> {
     let cluster = &route.cluster;
     let now = health::now_ms();
-    let (mut index, mut endpoint) = endpoint::pick(route, ctx, &head, now)?;
+    let (index, endpoint) = endpoint::pick(route, ctx, &head, now)?;
     ctx.endpoint = Some(endpoint.authority.clone());
     let empty_body = body.is_end_stream();
     let middleware_policy = middleware::retry_policy(&route.middlewares);
@@ -64,23 +64,49 @@ pub(crate) async fn send<'r>(
     // The body is empty: every attempt sends the same head (made ready for its endpoint again),
     // which stays here, with an empty body.
     drop(body);
-    let original = forwarded::Original::of(ctx, &head);
+    let sent = again(
+        forwarder,
+        ctx,
+        route,
+        policy,
+        middleware_policy.is_some(),
+        &mut head,
+        (index, endpoint),
+    )
+    .await;
+    crate::header_maps::give(std::mem::take(&mut head.headers));
+    sent
+}
+
+/// The attempts of a retryable request (see the module documentation), the first at `first`.
+async fn again<'r>(
+    forwarder: &Forwarder,
+    ctx: &mut RequestContext,
+    route: &'r Route,
+    policy: &RetryPolicy,
+    by_middleware: bool,
+    head: &mut Parts,
+    first: (usize, &'r Endpoint),
+) -> Result<(Response<BackendBody>, &'r Endpoint), ProxyError> {
+    let cluster = &route.cluster;
+    let (mut index, mut endpoint) = first;
+    let original = forwarded::Original::of(ctx, head);
     let mut tried = Tried::default();
     let mut n = 1;
     loop {
-        forwarded::request(ctx, &mut head, true, cluster, endpoint)?;
-        let sent = forwarder.send_head(&head, endpoint, &cluster.timeouts);
+        forwarded::request(ctx, head, true, cluster, endpoint)?;
+        let sent = forwarder.send_head(head, endpoint, &cluster.timeouts);
         let error = match attempt(route, index, sent).await {
             Ok(response) => return Ok((response, endpoint)),
             Err(error) => error,
         };
-        if n >= policy.attempts || !may_retry(policy, &head.method, &error, middleware_policy.is_some()) {
+        if n >= policy.attempts || !may_retry(policy, &head.method, &error, by_middleware) {
             return Err(error);
         }
         tried.add(index);
         let now = health::now_ms();
         let (next, next_endpoint) = endpoint::next(route, ctx, tried, now)?;
-        if middleware_policy.is_none() {
+        if !by_middleware {
             if next == index && unsent(&error) {
                 // Nowhere else to go, and this endpoint just refused: sending again is pointless
                 // (a reset pooled connection, by contrast, is worth a fresh one). Traefik's retry
@@ -99,7 +125,7 @@ pub(crate) async fn send<'r>(
         n += 1;
         ctx.endpoint = Some(endpoint.authority.clone());
         health::on_retry(&cluster.name, n);
-        original.restore(&mut head);
+        original.restore(head);
     }
 }
 

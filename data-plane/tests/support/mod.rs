@@ -349,9 +349,9 @@ impl Drop for FakeControlPlane {
 // Backends
 
 /// TLS for a test backend: a certificate for `names` issued by a fresh CA, offering `alpn` by ALPN
-/// (none when empty). Returns the acceptor and the CA's PEM file (for `--backend-ca`), written to a
-/// fresh temporary directory.
-pub fn backend_tls(names: &[&str], alpn: &[&str]) -> (tokio_rustls::TlsAcceptor, std::path::PathBuf) {
+/// (none when empty). Returns the acceptor and a scratch directory holding the CA's PEM file
+/// (`ca.pem`, for `--backend-ca`), removed when dropped.
+pub fn backend_tls(names: &[&str], alpn: &[&str]) -> (tokio_rustls::TlsAcceptor, ScratchDir) {
     let ca_key = rcgen::KeyPair::generate().expect("key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -373,18 +373,36 @@ pub fn backend_tls(names: &[&str], alpn: &[&str]) -> (tokio_rustls::TlsAcceptor,
         )
         .expect("server config");
     config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    let dir = std::env::temp_dir().join(format!(
-        "berth-proxy-test-{}-{}",
-        std::process::id(),
-        NEXT_DIR.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).expect("write CA");
-    (
-        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
-        ca_file,
-    )
+    let dir = ScratchDir::new("berth-proxy-test");
+    std::fs::write(dir.file("ca.pem"), ca.pem()).expect("write CA");
+    (tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)), dir)
+}
+
+/// A fresh directory under the system's temporary directory, removed with what it holds when
+/// dropped.
+pub struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    pub fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+
+    /// The path of `name` in this directory.
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// An HTTP/2 (h2c, prior knowledge) connection to `addr`: its sender, and the task driving it
@@ -429,10 +447,10 @@ impl Backend {
     }
 
     /// A backend speaking HTTPS with a certificate for 127.0.0.1 issued by a fresh CA; returns
-    /// it and the CA's PEM file (for `--backend-ca`).
-    pub async fn start_tls(name: &str) -> (Self, std::path::PathBuf) {
-        let (acceptor, ca_file) = backend_tls(&["127.0.0.1", "localhost"], &[]);
-        (Self::start_with(name, Some(acceptor)).await, ca_file)
+    /// it and the scratch directory holding the CA's `ca.pem` (for `--backend-ca`).
+    pub async fn start_tls(name: &str) -> (Self, ScratchDir) {
+        let (acceptor, ca_dir) = backend_tls(&["127.0.0.1", "localhost"], &[]);
+        (Self::start_with(name, Some(acceptor)).await, ca_dir)
     }
 
     async fn start_with(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {

@@ -154,8 +154,9 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
+    // Given back by the server loop (`http1::response`) once written.
     let headers = response.headers_mut();
-    headers.reserve(count);
+    *headers = crate::header_maps::take(count);
     let mut keep_alive = version == Version::HTTP_11;
     let mut close = false;
     for &[n0, n1, v0, v1] in &fields[..count] {
