@@ -257,7 +257,7 @@ async fn serve_connection(
         let io = Watched::new(stream, activity.clone());
         let client = Peer::new(peer);
         let (limits, proxy, entrypoint) = (&handler.limits.settings, &handler.proxy, &handler.entrypoint);
-        let ended = http1::serve(io, limits, &activity, &mut shutdown, |req| async {
+        let ended = http1::serve(io, limits, &activity, &shutdown, |req| async {
             match proxy.handle(entrypoint, &client, req).await {
                 Ok(response) => response,
                 Err(never) => match never {},

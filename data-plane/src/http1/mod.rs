@@ -57,7 +57,7 @@ pub(crate) async fn serve<IO, H, F, B>(
     mut io: IO,
     limits: &ClientLimits,
     activity: &Arc<Activity>,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &watch::Receiver<bool>,
     mut handle: H,
 ) -> Ended<IO>
 where
@@ -72,6 +72,11 @@ where
     let mut out = Vec::with_capacity(1024);
     let expired = activity.expired();
     tokio::pin!(expired);
+    // Waits for shutdown across all of the connection's reads: a wait made anew at each read
+    // would join (and leave) the channel's waiter list once per request.
+    let mut stop = shutdown.clone();
+    let stopping = stop.wait_for(|stop| *stop);
+    tokio::pin!(stopping);
     loop {
         let head = loop {
             if !read.is_empty() {
@@ -92,7 +97,7 @@ where
                     Ok(0) | Err(_) => return Ended::Closed,
                     Ok(_) => {}
                 },
-                _ = shutdown.wait_for(|stop| *stop) => return Ended::Closed,
+                _ = &mut stopping => return Ended::Closed,
                 why = &mut expired => {
                     tracing::debug!(reason = ?why, "closing client connection");
                     return Ended::Closed;

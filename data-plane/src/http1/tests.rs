@@ -131,12 +131,12 @@ where
 async fn berth_side(stream: TcpStream, reply: Reply) {
     let limits = limits();
     let activity = Activity::new(&limits);
-    let (_stop, mut shutdown) = watch::channel(false);
+    let (_stop, shutdown) = watch::channel(false);
     let handle = |req: Request<RequestBody>| {
         let response = reply.build(&req);
         async move { response }
     };
-    if let Ended::Handover { io, read } = serve(stream, &limits, &activity, &mut shutdown, handle).await {
+    if let Ended::Handover { io, read } = serve(stream, &limits, &activity, &shutdown, handle).await {
         hyper_serves(Rewind::new(read, io), reply.clone()).await;
     }
 }
@@ -276,7 +276,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_request_in_progress_wit
     let addr = listener.local_addr().expect("address");
     let mut client = TcpStream::connect(addr).await.expect("connect");
     let (stream, _) = listener.accept().await.expect("accept");
-    let (stop, mut shutdown) = watch::channel(false);
+    let (stop, shutdown) = watch::channel(false);
     let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
     let (release, released) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -295,7 +295,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_request_in_progress_wit
             }
         };
         matches!(
-            serve(stream, &limits, &activity, &mut shutdown, handle).await,
+            serve(stream, &limits, &activity, &shutdown, handle).await,
             Ended::Closed
         )
     });
