@@ -71,9 +71,13 @@ pub(crate) fn accept(
     head: &mut Parts,
     settings: &EntrySettings,
 ) -> Result<(), ProxyError> {
-    ctx.host = request_host(head)?;
-    // The backend gets the host the request is routed by, whatever `Host` said.
-    head.headers.insert(HOST, ctx.host.clone());
+    let (host, in_header) = request_host(head)?;
+    ctx.host = host;
+    // The backend gets the host the request is routed by, whatever `Host` said (when that one
+    // `Host` line is where it came from, it is there already).
+    if !in_header {
+        head.headers.insert(HOST, ctx.host.clone());
+    }
     match entry_path(ctx.path()) {
         Ok(None) => {}
         Ok(Some(path)) => match UrlPath::parse(&path) {
@@ -91,9 +95,10 @@ pub(crate) fn accept(
 
 /// The host the client asked for, as a header value: the URI's authority when there is one
 /// (HTTP/2's `:authority`, or an absolute-form HTTP/1.1 target, which RFC 9112 §3.2.2 says wins
-/// over `Host`), else the `Host` header. Two hosts are refused: several `Host` lines, or an
-/// HTTP/2 `host` that names another host than `:authority`.
-fn request_host(head: &Parts) -> Result<HeaderValue, ProxyError> {
+/// over `Host`), else the `Host` header (then `true`: the request's one `Host` line holds it). Two
+/// hosts are refused: several `Host` lines, or an HTTP/2 `host` that names another host than
+/// `:authority`.
+fn request_host(head: &Parts) -> Result<(HeaderValue, bool), ProxyError> {
     let mut lines = head.headers.get_all(HOST).iter();
     let header = lines.next();
     if lines.next().is_some() {
@@ -110,8 +115,8 @@ fn request_host(head: &Parts) -> Result<HeaderValue, ProxyError> {
         (Some(uri), Some(header)) if head.version == Version::HTTP_2 && !same_host(&uri, header) => {
             Err(ProxyError::BadHost("the host header differs from :authority"))
         }
-        (Some(uri), _) => Ok(uri),
-        (None, Some(header)) if !header.is_empty() => Ok(header.clone()),
+        (Some(uri), _) => Ok((uri, false)),
+        (None, Some(header)) if !header.is_empty() => Ok((header.clone(), true)),
         _ => Err(ProxyError::NoHost),
     }
 }

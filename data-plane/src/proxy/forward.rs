@@ -151,18 +151,18 @@ impl Forwarder {
         }
     }
 
-    /// Sends `req` (whose URI already points at `endpoint`) with the cluster's `timeouts` and
-    /// returns the response once its headers arrived; the body streams afterwards. A request
-    /// without a body or an upgrade to a plain-HTTP endpoint at an IP address goes by Berth's
-    /// own client (`backend_h1`), everything else by hyper-util's.
+    /// Sends the request `head` and `body` (its URI already points at `endpoint`) with the
+    /// cluster's `timeouts` and returns the response once its headers arrived; the body streams
+    /// afterwards. A request without a body or an upgrade to a plain-HTTP endpoint at an IP
+    /// address goes by Berth's own client (`backend_h1`), everything else by hyper-util's.
     pub(crate) async fn send(
         &self,
-        req: Request<RequestBody>,
+        head: Parts,
+        body: RequestBody,
         endpoint: &Endpoint,
         timeouts: &Timeouts,
     ) -> Result<Response<BackendBody>, ProxyError> {
-        let empty = req.body().is_end_stream();
-        let (head, body) = req.into_parts();
+        let empty = body.is_end_stream();
         if let Some(addr) = backend_h1::eligible(&head, empty, endpoint.socket) {
             let sent = self.send_own(&head, addr, endpoint, timeouts).await;
             crate::header_maps::give(head.headers);

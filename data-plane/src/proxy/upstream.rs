@@ -22,7 +22,7 @@
 //! transport (`forward`).
 
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use hyper::body::Body as _;
 
 use super::forward::{BackendBody, RequestBody};
@@ -56,8 +56,7 @@ pub(crate) async fn send<'r>(
     }
     if !retryable {
         forwarded::request(ctx, &mut head, empty_body, cluster, endpoint)?;
-        let req = Request::from_parts(head, body);
-        let sent = forwarder.send(req, endpoint, &cluster.timeouts);
+        let sent = forwarder.send(head, body, endpoint, &cluster.timeouts);
         let result = attempt(route, index, sent).await;
         return result.map(|response| (response, endpoint));
     }
