@@ -196,9 +196,7 @@ impl Forwarder {
         endpoint: &Endpoint,
         timeouts: &Timeouts,
     ) -> Result<Response<BackendBody>, ProxyError> {
-        let connect_timeout = timeouts.connect.unwrap_or(self.connect_timeout);
-        let idle_timeout = timeouts.idle.unwrap_or(self.idle_timeout);
-        let request_timeout = timeouts.first_byte.unwrap_or(self.request_timeout);
+        let (connect_timeout, idle_timeout, request_timeout) = self.timeouts(timeouts);
         let authority = &endpoint.authority;
         let sent = backend_h1::send(head, addr, authority, connect_timeout, idle_timeout);
         match tokio::time::timeout(request_timeout, sent).await {
@@ -217,9 +215,7 @@ impl Forwarder {
         endpoint: &Endpoint,
         timeouts: &Timeouts,
     ) -> Result<Response<BackendBody>, ProxyError> {
-        let connect_timeout = timeouts.connect.unwrap_or(self.connect_timeout);
-        let idle_timeout = timeouts.idle.unwrap_or(self.idle_timeout);
-        let request_timeout = timeouts.first_byte.unwrap_or(self.request_timeout);
+        let (connect_timeout, idle_timeout, request_timeout) = self.timeouts(timeouts);
         let authority = &endpoint.authority;
         let custom;
         let clients = if (connect_timeout, idle_timeout) == (self.connect_timeout, self.idle_timeout) {
@@ -254,6 +250,16 @@ impl Forwarder {
                 timeout: request_timeout,
             }),
         }
+    }
+
+    /// The connect, idle and first-byte timeouts for a cluster's `timeouts`: its own where it
+    /// sets them, else the proxy's.
+    fn timeouts(&self, timeouts: &Timeouts) -> (Duration, Duration, Duration) {
+        (
+            timeouts.connect.unwrap_or(self.connect_timeout),
+            timeouts.idle.unwrap_or(self.idle_timeout),
+            timeouts.first_byte.unwrap_or(self.request_timeout),
+        )
     }
 
     /// The clients for a timeout pair other than the proxy's (see [`ClientCache`]).
