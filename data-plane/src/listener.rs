@@ -318,7 +318,9 @@ async fn serve_http<I>(
                     return Ok(error.into_response().map(|body| Tracked::new(body, guard)));
                 }
                 let req = req.map(http_body_util::Either::Left);
-                let response = handler.proxy.handle(&handler.entrypoint, &client, req).await?;
+                // Boxed: hyper moves a service's future several times (HTTP/2 spawns each stream
+                // as a task), and the request path's future is large; a box moves as a pointer.
+                let response = Box::pin(handler.proxy.handle(&handler.entrypoint, &client, req)).await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, guard)))
             }
         })
