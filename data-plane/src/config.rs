@@ -192,7 +192,7 @@ pub(crate) struct Cli {
     pub backend_insecure_skip_verify: bool,
 
     /// Clients whose X-Forwarded-* headers are believed: IP addresses or CIDR ranges, comma-separated
-    /// or repeated (Traefik's entryPoints.<name>.forwardedHeaders.trustedIPs, here for every
+    /// or repeated (Traefik's `entryPoints.<name>.forwardedHeaders.trustedIPs`, here for every
     /// entrypoint). From a peer in these ranges, typically a load balancer in front of the proxy, the
     /// incoming X-Forwarded-For is kept and the peer appended to it, and the other X-Forwarded-*
     /// headers and X-Real-Ip are kept where set. From any other client they are all dropped and set

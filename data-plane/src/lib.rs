@@ -3,7 +3,7 @@
 //! For: wiring the parts together — parse flags, bind every socket (so a bad flag stops the binary
 //! before anything else happens), apply the cached snapshot if there is one, start the entrypoint
 //! listeners, the admin server and the control-plane stream client, then wait for SIGTERM/SIGINT
-//! and drain (see [`run`] for the steps).
+//! and drain (see `run` for the steps).
 //! Not for: logic of its own; each concern lives in its module:
 //!
 //! - `config`: flags, their parsing and validation.

@@ -6,13 +6,16 @@
 //! `Trailer`, the list of trailer fields to come, which Go strips and announces again (hyper
 //! sends HTTP/1.1 trailers only when they were announced), so trailers pass both ways;
 //! `Content-Length: 0` for a request known to have no body, as Go's HTTP client writes it (for
-//! every method but GET and HEAD, which then carry none); the peer appended to `X-Forwarded-For` (unless a `headers` middleware asked for none), `Host` set
-//! (the client's, or the endpoint's address for a cluster that does not pass it), the URI pointed
+//! every method but GET and HEAD, which then carry none); the peer appended to `X-Forwarded-For`
+//! (unless a `headers` middleware asked for none), `Host` set (the client's, or the endpoint's
+//! address for a cluster that does not pass it), the URI pointed
 //! at the endpoint with the path the middlewares left, over HTTP/2 for an `h2c` cluster and
 //! HTTP/1.1 otherwise (an `https` cluster may still get HTTP/2 by ALPN) — and on the way back the
 //! backend's hop-by-hop headers removed and the sticky cookie put first among `Set-Cookie`s. An
 //! upgrade request (see `upgrade`) keeps `Connection: upgrade` and its `Upgrade`, and so does the
-//! backend's `101 Switching Protocols`.
+//! backend's `101 Switching Protocols`. A head made ready once can be made ready again for
+//! another endpoint (a retry) after [`Original::restore`]: everything but `X-Forwarded-For` is
+//! set anew.
 //! Not for: the forwarded headers set on entry (see `accept`) or sending (see `forward`).
 
 use http::header::{

@@ -33,7 +33,7 @@ use index::HostIndex;
 use crate::metrics::{self, RouteStats};
 use crate::proxy::middleware::{CompileError, Middleware};
 
-/// One applied snapshot, indexed for lookup. Never mutated after [`RouteTable::build`].
+/// One applied snapshot, indexed for lookup. Never mutated after `RouteTable::build`.
 #[derive(Debug)]
 pub(crate) struct RouteTable {
     version: String,
