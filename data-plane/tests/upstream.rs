@@ -81,14 +81,21 @@ async fn a_clusters_own_timeouts_override_the_proxys() {
     backend.release();
 }
 
-#[tokio::test]
-async fn requests_that_never_reached_a_backend_go_to_another() {
+/// A proxy fed by an in-process control plane (its hello received), an address that refuses
+/// connections and a live backend named `live`: the endpoints of the retry tests.
+async fn dead_and_live() -> (FakeControlPlane, ProxyProcess, SocketAddr, Backend) {
     let mut cp = FakeControlPlane::start().await;
     let dead = dead_addr().await;
     let live = Backend::start("live").await;
     let proxy = ProxyProcess::start(&[cp.url()], &[]).await;
-    let addr = proxy.http_addr();
     cp.expect_hello().await;
+    (cp, proxy, dead, live)
+}
+
+#[tokio::test]
+async fn requests_that_never_reached_a_backend_go_to_another() {
+    let (mut cp, proxy, dead, live) = dead_and_live().await;
+    let addr = proxy.http_addr();
     let mut no_retry = cluster("off", vec![endpoint(dead), endpoint(live.addr)]);
     no_retry.retry = Some(RetryPolicy {
         disabled: true,
@@ -156,12 +163,8 @@ async fn requests_that_never_reached_a_backend_go_to_another() {
 /// same headers, `X-Forwarded-For` naming the client once.
 #[tokio::test]
 async fn a_retried_request_carries_the_head_of_one_sent_once() {
-    let mut cp = FakeControlPlane::start().await;
-    let dead = dead_addr().await;
-    let live = Backend::start("live").await;
-    let proxy = ProxyProcess::start(&[cp.url()], &[]).await;
+    let (mut cp, proxy, dead, live) = dead_and_live().await;
     let addr = proxy.http_addr();
-    cp.expect_hello().await;
     let mut both = cluster("both", vec![endpoint(dead), endpoint(live.addr)]);
     // The refusing endpoint stays in the rotation, so requests keep meeting it first.
     both.passive_health = Some(berth_proto::v1::PassiveHealth {

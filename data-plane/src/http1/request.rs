@@ -128,7 +128,8 @@ fn build(head: &Bytes, method: Method, target: Range<usize>, fields: &[Field]) -
     parts.uri = Uri::from_maybe_shared(head.slice(target)).ok()?;
     parts.version = Version::HTTP_11;
     // Room for the fields the accept phase adds (`X-Forwarded-*`, `X-Real-Ip`, `X-Request-Id`):
-    // growing the map later rehashes every field. Given back by `proxy::forward` once sent.
+    // growing the map later rehashes every field. Given back once sent (`proxy::forward`, or
+    // `proxy::upstream` for a request that may be retried).
     parts.headers = crate::header_maps::take(fields.len() + ADDED_FIELDS);
     for &[n0, n1, v0, v1] in fields {
         let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize]).ok()?;

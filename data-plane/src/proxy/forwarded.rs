@@ -88,27 +88,35 @@ pub(crate) fn request(
 /// the next endpoint; everything else `request` sets it sets anew (`Host`, the URI, the version,
 /// `Content-Length`, `TE`, an upgrade's headers) or has already removed (hop-by-hop headers).
 #[derive(Debug)]
-pub(crate) struct Original {
-    /// `None` when `request` does not append (a `headers` middleware asked for none).
-    forwarded_for: Option<Option<HeaderValue>>,
+pub(crate) enum Original {
+    /// `request` does not append (a `headers` middleware asked for none).
+    Untouched,
+    /// The client's request had no `X-Forwarded-For`.
+    Absent,
+    /// The client's `X-Forwarded-For`, as the accept phase left it.
+    Was(HeaderValue),
 }
 
 impl Original {
     /// Taken from `head` before the first [`request`].
     pub(crate) fn of(ctx: &RequestContext, head: &Parts) -> Self {
-        let forwarded_for =
-            (ctx.forwarded_for == ForwardedFor::Append).then(|| head.headers.get(&X_FORWARDED_FOR).cloned());
-        Self { forwarded_for }
+        if ctx.forwarded_for != ForwardedFor::Append {
+            return Self::Untouched;
+        }
+        match head.headers.get(&X_FORWARDED_FOR) {
+            Some(value) => Self::Was(value.clone()),
+            None => Self::Absent,
+        }
     }
 
     /// Puts `head` back as [`request`] found it, where running it again would not.
     pub(crate) fn restore(&self, head: &mut Parts) {
-        match &self.forwarded_for {
-            None => {}
-            Some(None) => {
+        match self {
+            Self::Untouched => {}
+            Self::Absent => {
                 head.headers.remove(&X_FORWARDED_FOR);
             }
-            Some(Some(value)) => {
+            Self::Was(value) => {
                 head.headers.insert(X_FORWARDED_FOR, value.clone());
             }
         }
