@@ -255,7 +255,7 @@ async fn serve_connection(
     let Some(acceptor) = &handler.tls else {
         // Berth's own HTTP/1.1 loop first; hyper's server from the first request it leaves.
         let io = Watched::new(stream, activity.clone());
-        let client = Peer::new(peer);
+        let client = Peer::new(peer).served_by_own_loop();
         let (limits, proxy, entrypoint) = (&handler.limits.settings, &handler.proxy, &handler.entrypoint);
         let ended = http1::serve(io, limits, &activity, &shutdown, |req| async {
             match proxy.handle(entrypoint, &client, req).await {

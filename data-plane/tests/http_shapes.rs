@@ -669,10 +669,15 @@ async fn expect_100_continue() {
 
 /// Reads from `stream` until `end` was seen (within the deadline); returns what was read.
 async fn read_until(stream: &mut TcpStream, end: &[u8]) -> String {
+    read_while(stream, |seen| !seen.windows(end.len()).any(|w| w == end)).await
+}
+
+/// Reads from `stream` while `more` says the bytes read so far are not all that is wanted.
+async fn read_while(stream: &mut TcpStream, more: impl Fn(&[u8]) -> bool) -> String {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     let start = Instant::now();
-    while !seen.windows(end.len()).any(|w| w == end) {
+    while more(&seen) {
         let left = DEADLINE.saturating_sub(start.elapsed());
         let n = tokio::time::timeout(left, stream.read(&mut buf))
             .await
@@ -857,4 +862,90 @@ async fn the_response_timeout_starts_after_the_upload() {
         .expect("an answer in time")
         .expect("a response");
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+}
+
+/// A backend that answers every request on a connection with `reply`, as it is.
+async fn scripted_backend(reply: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read.extend_from_slice(&buf[..n]),
+                    }
+                    while let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                        read.drain(..end + 4);
+                        if stream.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `request` on `stream` and reads one response to it, whose body is `body_len` bytes.
+async fn exchange_raw(stream: &mut TcpStream, request: &str, body_len: usize) -> String {
+    stream.write_all(request.as_bytes()).await.expect("write");
+    read_while(stream, |seen| {
+        !seen
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .is_some_and(|end| seen.len() >= end + 4 + body_len)
+    })
+    .await
+}
+
+/// The common response (one `Content-Length`, no hop-by-hop field but `Connection`) goes from
+/// Berth's own backend client to its own server loop as the backend's head, without a header
+/// map between: the client must read the same bytes as from a route whose `headers` middleware
+/// (which changes nothing here) makes the proxy build the map, names in lower case, the
+/// backend's `Connection` left out and its `Date` kept, and `Connection: close` added when the
+/// client asks for it.
+#[tokio::test]
+async fn a_common_response_reaches_the_client_as_from_a_header_map() {
+    const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nDate: Sat, 28 Nov 2026 17:00:00 GMT\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Empty: \r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+    let backend = scripted_backend(REPLY).await;
+    let mut cp = FakeControlPlane::start().await;
+    let proxy = ProxyProcess::start(&[cp.url()], &[]).await;
+    let headers = berth_proto::v1::middleware::Kind::Headers(berth_proto::v1::Headers::default());
+    cp.expect_hello().await;
+    cp.push(update(
+        "v1",
+        "n1",
+        vec![
+            route("plain", &["plain.example"], "", "scripted"),
+            chain(
+                route("mapped", &["mapped.example"], "", "scripted"),
+                vec![("noop", headers)],
+            ),
+        ],
+        vec![cluster("scripted", vec![endpoint(backend)])],
+    ));
+    cp.expect_ack().await;
+
+    let expected = "HTTP/1.1 200 OK\r\nserver: scripted\r\ndate: Sat, 28 Nov 2026 17:00:00 GMT\r\ncontent-type: text/plain\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nx-empty: \r\ncontent-length: 2\r\n\r\nok";
+    for host in ["plain.example", "mapped.example"] {
+        let mut client = TcpStream::connect(proxy.http_addr()).await.expect("connect");
+        let first = exchange_raw(&mut client, &format!("GET / HTTP/1.1\r\nhost: {host}\r\n\r\n"), 2).await;
+        assert_eq!(first, expected, "through {host}");
+        let last = exchange_raw(
+            &mut client,
+            &format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"),
+            2,
+        )
+        .await;
+        let closing = expected.replace(
+            "content-length: 2\r\n",
+            "content-length: 2\r\nconnection: close\r\n",
+        );
+        assert_eq!(last, closing, "through {host}, closing");
+    }
 }

@@ -25,6 +25,8 @@ mod request;
 mod response;
 pub(crate) mod wire;
 
+pub(crate) use response::KeptHeadSource;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -64,7 +66,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
     H: FnMut(Request<RequestBody>) -> F,
     F: Future<Output = Response<B>>,
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + Unpin + KeptHeadSource,
     B::Error: std::fmt::Display,
 {
     let max_bytes = limits.max_header_bytes.max(MIN_HEADER_BYTES);

@@ -29,7 +29,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Ver
 use hyper::body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::wire::{ends_chunked, has_token};
+use super::wire::{ends_chunked, has_token, KeptHead};
 
 /// Gathered bytes are written once there are this many.
 const FLUSH_AT: usize = 64 * 1024;
@@ -66,20 +66,25 @@ pub(super) async fn write<IO, B>(
 ) -> io::Result<bool>
 where
     IO: AsyncWrite + Unpin,
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + Unpin + KeptHeadSource,
     B::Error: std::fmt::Display,
 {
     let (mut parts, mut body) = response.into_parts();
-    let length = if body.is_end_stream() {
-        None
-    } else {
-        Some(body.size_hint().exact().map_or(Length::Unknown, Length::Known))
-    };
-    if !keep_alive {
-        close_header(&mut parts.headers);
-    }
     out.clear();
-    let encoded = head(&mut parts, length, method, !keep_alive, out);
+    let encoded = match body.take_kept() {
+        Some(kept) => Some(kept_head(&parts, &kept, !keep_alive, out)),
+        None => {
+            let length = if body.is_end_stream() {
+                None
+            } else {
+                Some(body.size_hint().exact().map_or(Length::Unknown, Length::Known))
+            };
+            if !keep_alive {
+                close_header(&mut parts.headers);
+            }
+            head(&mut parts, length, method, !keep_alive, out)
+        }
+    };
     crate::header_maps::give(std::mem::take(&mut parts.headers));
     let Some((mut framing, is_last)) = encoded else {
         // hyper refuses such a response and closes the connection without one.
@@ -256,23 +261,7 @@ fn head(
         return None;
     }
     let mut is_last = closing;
-    let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
-    if parts.version == Version::HTTP_11 && status == StatusCode::OK && reason.is_none() {
-        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-    } else {
-        out.extend_from_slice(if parts.version == Version::HTTP_10 {
-            b"HTTP/1.0 "
-        } else {
-            b"HTTP/1.1 "
-        });
-        out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
-        match reason {
-            Some(reason) => out.extend_from_slice(reason.as_bytes()),
-            None => out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
-        }
-        out.extend_from_slice(b"\r\n");
-    }
+    status_line(parts, out);
     let http10 = parts.version == Version::HTTP_10;
     let head_request = method == Method::HEAD;
     let can_chunk = !head_request;
@@ -426,6 +415,83 @@ fn head(
     Some((framing, is_last))
 }
 
+/// Appends the status line: `HTTP/1.1 200 OK`, or the version, the code and the reason (a
+/// `ReasonPhrase` the backend sent, else the canonical one).
+fn status_line(parts: &http::response::Parts, out: &mut Vec<u8>) {
+    let status = parts.status;
+    let reason = parts.extensions.get::<hyper::ext::ReasonPhrase>();
+    if parts.version == Version::HTTP_11 && status == StatusCode::OK && reason.is_none() {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
+    out.extend_from_slice(if parts.version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    match reason {
+        Some(reason) => out.extend_from_slice(reason.as_bytes()),
+        None => out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the head of a response whose fields are a backend's head as it came (`kept`, see
+/// `proxy::backend_h1::response`): what [`head`] writes for the same response with those fields
+/// in its map after the forwarded response's clean-up, which takes out the one hop-by-hop field a
+/// kept head may have (`Connection`); names in lower case, as a map holds them. Fields the
+/// response's own map holds (none on the request path) follow the backend's. The body is framed
+/// by the kept `Content-Length`.
+fn kept_head(
+    parts: &http::response::Parts,
+    kept: &KeptHead,
+    closing: bool,
+    out: &mut Vec<u8>,
+) -> (Framing, bool) {
+    status_line(parts, out);
+    for (name, value) in kept.iter() {
+        if name.eq_ignore_ascii_case(b"connection") {
+            continue;
+        }
+        let start = out.len();
+        out.extend_from_slice(name);
+        out[start..].make_ascii_lowercase();
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &parts.headers {
+        field(out, name, value);
+    }
+    if closing {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    if !kept.date {
+        out.extend_from_slice(b"date: ");
+        date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    (Framing::Length(kept.length), closing)
+}
+
+/// A response body that may carry a backend's head as it came, for [`write`] to send as it is.
+pub(crate) trait KeptHeadSource {
+    /// The head, taken (the response then has no fields of its own to send but those the proxy
+    /// added).
+    fn take_kept(&mut self) -> Option<Box<KeptHead>> {
+        None
+    }
+}
+
+impl KeptHeadSource for crate::proxy::Body {
+    fn take_kept(&mut self) -> Option<Box<KeptHead>> {
+        crate::proxy::Body::take_kept(self)
+    }
+}
+
 /// Appends `value` to the line of `name` that hyper joins: `name: value` when no line is `open`
 /// yet (its CRLF comes when the next name starts), else `, value`.
 fn joined(out: &mut Vec<u8>, open: &mut bool, name: &HeaderName, value: &HeaderValue) {
@@ -453,4 +519,92 @@ fn date(out: &mut Vec<u8>) {
         }
         out.extend_from_slice(text);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::wire;
+
+    /// A head as the backend client keeps it, from its bytes.
+    fn kept(head: &'static [u8], length: u64) -> KeptHead {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut response = httparse::Response::new(&mut headers);
+        let parsed = response.parse(head).expect("a response head");
+        assert!(parsed.is_complete());
+        let mut fields = vec![[0; 4]; response.headers.len()];
+        wire::record(head.as_ptr() as usize, response.headers, &mut fields);
+        let date = response
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("date"));
+        KeptHead {
+            bytes: Bytes::from_static(head),
+            fields,
+            length,
+            date,
+        }
+    }
+
+    /// The generated `Date` value, which may differ between two writes, as `<date>`.
+    fn masked(out: &[u8]) -> String {
+        let text = String::from_utf8_lossy(out).into_owned();
+        let mut lines: Vec<String> = text.split("\r\n").map(str::to_owned).collect();
+        for line in &mut lines {
+            if line.starts_with("date: ") && line.ends_with(" GMT") && !line.contains("2026") {
+                *line = "date: <date>".into();
+            }
+        }
+        lines.join("\r\n")
+    }
+
+    #[test]
+    fn a_kept_head_is_written_as_its_fields_would_be_from_a_map() {
+        let heads: &[(&'static [u8], u16, u64)] = &[
+            (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sat, 28 Nov 2026 17:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n", 200, 2),
+            (b"HTTP/1.1 404 Not Found\r\ncontent-length: 10\r\nconnection: close\r\nx-a: 1\r\n\r\n", 404, 10),
+            (b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Empty: \r\ncontent-length: 1\r\n\r\n", 200, 1),
+        ];
+        for &(bytes, status, length) in heads {
+            for closing in [false, true] {
+                let kept = kept(bytes, length);
+                let mut parts = http::Response::new(()).into_parts().0;
+                parts.status = StatusCode::from_u16(status).expect("status");
+                let mut ours = Vec::new();
+                let (framing, last) = kept_head(&parts, &kept, closing, &mut ours);
+                assert_eq!(framing, Framing::Length(length));
+                assert_eq!(last, closing);
+
+                // The map the forwarded response would have held: every field but `Connection`.
+                for (name, value) in kept.iter() {
+                    if !name.eq_ignore_ascii_case(b"connection") {
+                        parts.headers.append(
+                            HeaderName::from_bytes(name).expect("name"),
+                            HeaderValue::from_bytes(value).expect("value"),
+                        );
+                    }
+                }
+                if closing {
+                    close_header(&mut parts.headers);
+                }
+                let mut theirs = Vec::new();
+                let (framing, last) = head(
+                    &mut parts,
+                    Some(Length::Known(length)),
+                    &Method::GET,
+                    closing,
+                    &mut theirs,
+                )
+                .expect("a head");
+                assert_eq!(framing, Framing::Length(length));
+                assert_eq!(last, closing);
+                assert_eq!(
+                    masked(&ours),
+                    masked(&theirs),
+                    "{}",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
+        }
+    }
 }

@@ -18,6 +18,10 @@ use super::*;
 use crate::limits::ClientLimits;
 
 type TestBody = BoxBody<Bytes, Infallible>;
+
+impl KeptHeadSource for TestBody {}
+impl KeptHeadSource for Full<Bytes> {}
+
 type Fields = Vec<(&'static str, &'static str)>;
 
 /// What the service answers: a status, header fields, the body's frames (`None`: one whole

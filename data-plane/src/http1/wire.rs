@@ -7,6 +7,34 @@
 /// into the parsed head.
 pub(crate) type Field = [u32; 4];
 
+/// A backend's response head kept as it came, for Berth's own server loop to write without a
+/// header map between (the common response: see `proxy::backend_h1::response`). Its fields are
+/// all of the head's, `Connection` included; the writer leaves that one out, as the forwarded
+/// response's hop-by-hop clean-up would have.
+#[derive(Debug, Clone)]
+pub(crate) struct KeptHead {
+    /// The head's bytes, from the status line to the blank line.
+    pub bytes: bytes::Bytes,
+    /// Where each field lies in `bytes`, in the backend's order.
+    pub fields: Vec<Field>,
+    /// The body's length, from its one `Content-Length` (never 0).
+    pub length: u64,
+    /// Whether a `Date` field is among the fields.
+    pub date: bool,
+}
+
+impl KeptHead {
+    /// The name and value of each field.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields.iter().map(|&[n0, n1, v0, v1]| {
+            (
+                &self.bytes[n0 as usize..n1 as usize],
+                &self.bytes[v0 as usize..v1 as usize],
+            )
+        })
+    }
+}
+
 /// Records where each of `headers` (parsed from the buffer starting at address `base`) lies, in
 /// `fields`.
 pub(crate) fn record(base: usize, headers: &[httparse::Header<'_>], fields: &mut [Field]) {

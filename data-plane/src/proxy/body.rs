@@ -17,6 +17,7 @@ use hyper::body::{Frame, SizeHint};
 use super::forward::BackendBody;
 use super::middleware::InFlightSlot;
 use super::record::Completion;
+use crate::http1::wire::KeptHead;
 
 /// A response body; see the module documentation.
 #[derive(Debug)]
@@ -51,6 +52,15 @@ impl Body {
             inner: Inner::Text(Full::new(text.into())),
             holds: Vec::new(),
             done: None,
+        }
+    }
+
+    /// The backend's head as it came, if its fields were kept out of the response (see
+    /// `backend_h1::response`): then the writer sends them from it.
+    pub(crate) fn take_kept(&mut self) -> Option<Box<KeptHead>> {
+        match &mut self.inner {
+            Inner::Backend(body) => body.take_kept(),
+            Inner::Text(_) => None,
         }
     }
 

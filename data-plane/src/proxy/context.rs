@@ -72,6 +72,9 @@ pub(crate) struct Peer {
     /// `ip` as a header value (for `X-Real-IP` and `X-Forwarded-For`): each request takes a
     /// reference to it rather than a copy of its own.
     pub ip_value: HeaderValue,
+    /// Responses on this connection are written by Berth's own HTTP/1.1 server loop, which can
+    /// send a backend's head as it came (see `Proxy::serve`).
+    pub writes_kept_heads: bool,
 }
 
 impl Peer {
@@ -81,7 +84,15 @@ impl Peer {
             addr,
             ip,
             ip_value: ip_value(ip),
+            writes_kept_heads: false,
         }
+    }
+
+    /// The client of a connection served by Berth's own HTTP/1.1 server loop (see
+    /// [`Peer::writes_kept_heads`]).
+    pub(crate) fn served_by_own_loop(mut self) -> Self {
+        self.writes_kept_heads = true;
+        self
     }
 }
 

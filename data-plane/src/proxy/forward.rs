@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 use super::backend_h1;
 use super::outgoing::{self, Outgoing};
 use super::ProxyError;
+use crate::http1::wire::KeptHead;
 use crate::table::{Endpoint, Timeouts};
 
 /// The body of a request, from the client and on to a backend: the client's, streamed, or an
@@ -46,6 +47,17 @@ pub(crate) type RequestBody = http_body_util::Either<Incoming, http_body_util::E
 pub(crate) enum BackendBody {
     Hyper(Incoming),
     Own(super::backend_h1::ResponseBody),
+}
+
+impl BackendBody {
+    /// The backend's head as it came, if its fields were kept out of the response (see
+    /// `backend_h1::response`); the response then has no fields of its own.
+    pub(crate) fn take_kept(&mut self) -> Option<Box<KeptHead>> {
+        match self {
+            Self::Own(body) => body.take_kept(),
+            Self::Hyper(_) => None,
+        }
+    }
 }
 
 impl hyper::body::Body for BackendBody {
@@ -161,10 +173,11 @@ impl Forwarder {
         body: RequestBody,
         endpoint: &Endpoint,
         timeouts: &Timeouts,
+        keep: bool,
     ) -> Result<Response<BackendBody>, ProxyError> {
         let empty = body.is_end_stream();
         if let Some(addr) = backend_h1::eligible(&head, empty, endpoint.socket) {
-            let sent = self.send_own(&head, addr, endpoint, timeouts).await;
+            let sent = self.send_own(&head, addr, endpoint, timeouts, keep).await;
             crate::header_maps::give(head.headers);
             return sent;
         }
@@ -180,25 +193,28 @@ impl Forwarder {
         head: &Parts,
         endpoint: &Endpoint,
         timeouts: &Timeouts,
+        keep: bool,
     ) -> Result<Response<BackendBody>, ProxyError> {
         if let Some(addr) = backend_h1::eligible(head, true, endpoint.socket) {
-            return self.send_own(head, addr, endpoint, timeouts).await;
+            return self.send_own(head, addr, endpoint, timeouts, keep).await;
         }
         let req = Request::from_parts(copy_head(head), Either::Right(Empty::new()));
         self.send_pooled(req, endpoint, timeouts).await
     }
 
-    /// By Berth's own client, to `addr`.
+    /// By Berth's own client, to `addr`; `keep`: the response head may be kept as it came (see
+    /// `backend_h1::response`).
     async fn send_own(
         &self,
         head: &Parts,
         addr: SocketAddr,
         endpoint: &Endpoint,
         timeouts: &Timeouts,
+        keep: bool,
     ) -> Result<Response<BackendBody>, ProxyError> {
         let (connect_timeout, idle_timeout, request_timeout) = self.timeouts(timeouts);
         let authority = &endpoint.authority;
-        let sent = backend_h1::send(head, addr, authority, connect_timeout, idle_timeout);
+        let sent = backend_h1::send(head, addr, authority, (connect_timeout, idle_timeout), keep);
         match tokio::time::timeout(request_timeout, sent).await {
             Ok(response) => response.map(|response| response.map(BackendBody::Own)),
             Err(_) => Err(ProxyError::ResponseTimeout {

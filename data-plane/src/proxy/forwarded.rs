@@ -228,19 +228,33 @@ fn strip_seen(headers: &mut HeaderMap, seen: Seen) {
     }
 }
 
-/// Whether `name` is one of [`HOP_BY_HOP`] (by its text: a length switch, where comparing
-/// `HeaderName`s one by one costs a byte comparison for each custom one).
+/// Whether `name` is one of [`HOP_BY_HOP`].
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    is_hop_by_hop_name(name.as_str().as_bytes())
+}
+
+/// Whether a field name, as sent (case ignored), is one of [`HOP_BY_HOP`]: by its length first,
+/// where comparing `HeaderName`s one by one costs a byte comparison for each custom one.
+pub(crate) fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    // Every hop-by-hop name starts with one of these letters; most others (the `X-Forwarded-*`
+    // of the same lengths) end the check here.
+    if !matches!(
+        name.first().map(u8::to_ascii_lowercase),
+        Some(b't' | b'u' | b'k' | b'p')
+    ) {
+        return false;
+    }
+    let known: &[u8] = match name.len() {
+        2 => b"te",
+        7 => b"upgrade",
+        10 => b"keep-alive",
+        16 => b"proxy-connection",
+        17 => b"transfer-encoding",
+        18 => b"proxy-authenticate",
+        19 => b"proxy-authorization",
+        _ => return false,
+    };
+    known.eq_ignore_ascii_case(name)
 }
 
 /// The standard hop-by-hop headers besides `Connection`.

@@ -56,7 +56,7 @@ pub(crate) async fn send<'r>(
     }
     if !retryable {
         forwarded::request(ctx, &mut head, empty_body, cluster, endpoint)?;
-        let sent = forwarder.send(head, body, endpoint, &cluster.timeouts);
+        let sent = forwarder.send(head, body, endpoint, &cluster.timeouts, keeps_head(ctx, route));
         let result = attempt(route, index, sent).await;
         return result.map(|response| (response, endpoint));
     }
@@ -77,6 +77,16 @@ pub(crate) async fn send<'r>(
     sent
 }
 
+/// Whether the backend's response head may be kept as it came and written so (see
+/// `backend_h1::response`): only where nothing would change it on its way to the client, that is
+/// where Berth's own server loop writes it, no sticky cookie is added (asked again at each
+/// attempt: a retry may pick another endpoint) and no middleware has a response half.
+fn keeps_head(ctx: &RequestContext, route: &Route) -> bool {
+    ctx.peer.writes_kept_heads
+        && ctx.set_cookie.is_none()
+        && !middleware::has_response_half(&route.middlewares)
+}
+
 /// The attempts of a retryable request (see the module documentation), the first at `first`.
 async fn again<'r>(
     forwarder: &Forwarder,
@@ -94,7 +104,7 @@ async fn again<'r>(
     let mut n = 1;
     loop {
         forwarded::request(ctx, head, true, cluster, endpoint)?;
-        let sent = forwarder.send_head(head, endpoint, &cluster.timeouts);
+        let sent = forwarder.send_head(head, endpoint, &cluster.timeouts, keeps_head(ctx, route));
         let error = match attempt(route, index, sent).await {
             Ok(response) => return Ok((response, endpoint)),
             Err(error) => error,

@@ -72,8 +72,8 @@ pub(crate) async fn send(
     head: &Parts,
     addr: SocketAddr,
     endpoint: &Authority,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
+    (connect_timeout, idle_timeout): (Duration, Duration),
+    keep: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let mut conn = match pool::checkout(addr) {
         Some(conn) => conn,
@@ -89,13 +89,13 @@ pub(crate) async fn send(
         .write_all(&conn.write)
         .await
         .map_err(|e| failed(e.into()))?;
-    let head = response::read_head(&mut conn, &head.method)
+    let head = response::read_head(&mut conn, &head.method, keep)
         .await
         .map_err(failed)?;
     let reuse = head.keep_alive.then_some(idle_timeout);
     Ok(head
         .response
-        .map(|()| ResponseBody::new(conn, head.decoding, reuse)))
+        .map(|()| ResponseBody::new(conn, head.decoding, reuse, head.kept)))
 }
 
 /// A new connection to `addr`.

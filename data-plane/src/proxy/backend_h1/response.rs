@@ -10,6 +10,12 @@
 //! error); else until the connection closes. Keep-alive as hyper decides it: HTTP/1.1 unless a
 //! `Connection` field says `close`, HTTP/1.0 only if one says `keep-alive`; never after a
 //! close-delimited body or a 101.
+//!
+//! When the caller will write the response as it came (Berth's own server loop, with nothing on
+//! the way that changes the response), the common head — HTTP/1.1, one `Content-Length`, no
+//! hop-by-hop field but a plain `Connection` — is kept as its bytes and the places of its fields
+//! ([`KeptHead`]) instead of a header map: building the map, and the clean-up that takes
+//! `Connection` out of it again, were a tenth of the request path's work (bench/RESULTS.md).
 //! Not for: sending the request or pooling (see the parent module).
 
 use std::io;
@@ -26,7 +32,8 @@ use tokio::io::AsyncReadExt;
 
 use super::pool;
 use super::Conn;
-use crate::http1::wire::{self, has_token, Field};
+use crate::http1::wire::{self, has_token, Field, KeptHead};
+use crate::proxy::forwarded::is_hop_by_hop_name;
 
 /// The most header fields a response head (or its trailers) may have, as hyper's default.
 pub(super) const MAX_HEADERS: usize = 100;
@@ -36,6 +43,8 @@ pub(super) const MAX_HEAD: usize = 8192 + 4096 * 100;
 const MAX_CHUNK_LINE: usize = 4096;
 /// The largest trailer section.
 const MAX_TRAILERS: usize = 16 * 1024;
+/// The longest field name a header map takes.
+const MAX_NAME: usize = u16::MAX as usize;
 /// How much room a read asks for.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -86,16 +95,21 @@ pub(super) enum Chunk {
 /// A response head, read.
 #[derive(Debug)]
 pub(super) struct Head {
+    /// Without header fields when they are `kept`.
     pub response: Response<()>,
     pub decoding: Decoding,
     pub keep_alive: bool,
+    /// The common response's head as it came (see [`keep`]), when the caller asked for it; its
+    /// fields are then not in `response`.
+    pub kept: Option<Box<KeptHead>>,
 }
 
-/// Reads the head of the response to a `method` request from `conn`.
-pub(super) async fn read_head(conn: &mut Conn, method: &Method) -> Result<Head, Error> {
+/// Reads the head of the response to a `method` request from `conn`; `keep`: the common head
+/// may be kept as it came (see [`keep`]).
+pub(super) async fn read_head(conn: &mut Conn, method: &Method, keep: bool) -> Result<Head, Error> {
     loop {
         if !conn.read.is_empty() {
-            match parse_head(&mut conn.read, method)? {
+            match parse_head(&mut conn.read, method, keep)? {
                 Parsed::Final(head) => return Ok(head),
                 Parsed::Interim => continue,
                 Parsed::Partial => {}
@@ -119,7 +133,7 @@ enum Parsed {
     Partial,
 }
 
-fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
+fn parse_head(buf: &mut BytesMut, method: &Method, keep_common: bool) -> Result<Parsed, Error> {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut fields: [Field; MAX_HEADERS] = [[0; 4]; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
@@ -154,12 +168,46 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
+    if keep_common && version == Version::HTTP_11 && reason.is_none() && method != Method::HEAD {
+        if let Some((kept, keep_alive)) = keep(status, &head, &fields[..count]) {
+            return Ok(Parsed::Final(Head {
+                response,
+                decoding: Decoding::Length(kept.length),
+                keep_alive,
+                kept: Some(Box::new(kept)),
+            }));
+        }
+    }
     // Given back by the server loop (`http1::response`) once written.
     let headers = response.headers_mut();
     *headers = crate::header_maps::take(count);
+    let keep_alive = map_fields(&head, &fields[..count], version, headers)?;
+    if let Some(reason) = reason {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+            response.extensions_mut().insert(reason);
+        }
+    }
+    let decoding = decoding(&response, method)?;
+    let keep_alive = keep_alive && decoding != Decoding::Eof && status != StatusCode::SWITCHING_PROTOCOLS;
+    Ok(Parsed::Final(Head {
+        response,
+        decoding,
+        keep_alive,
+        kept: None,
+    }))
+}
+
+/// Appends the `fields` of `head` to `headers`; whether they let the connection be kept alive
+/// (HTTP/1.1 unless a `Connection` says `close`, HTTP/1.0 only if one says `keep-alive`).
+fn map_fields(
+    head: &Bytes,
+    fields: &[Field],
+    version: Version,
+    headers: &mut HeaderMap,
+) -> Result<bool, Error> {
     let mut keep_alive = version == Version::HTTP_11;
     let mut close = false;
-    for &[n0, n1, v0, v1] in &fields[..count] {
+    for &[n0, n1, v0, v1] in fields {
         let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize])
             .map_err(|_| Error::Invalid("bad header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
@@ -174,18 +222,61 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
         }
         headers.append(name, value);
     }
-    if let Some(reason) = reason {
-        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
-            response.extensions_mut().insert(reason);
+    Ok(keep_alive)
+}
+
+/// The head of an HTTP/1.1 response with the canonical reason phrase, to a request other than
+/// `HEAD`, kept as it came when it is the common kind, which the forwarded response would pass on
+/// unchanged but for its `Connection` field: a status other than 101, 204 and 304; one
+/// `Content-Length` of digits, not 0; no other hop-by-hop field (nor `Trailer`), and a
+/// `Connection` that lists nothing but `close` and `keep-alive`. Also whether the connection may
+/// be kept alive. `None`: the head goes into a header map, as any other.
+fn keep(status: StatusCode, head: &Bytes, fields: &[Field]) -> Option<(KeptHead, bool)> {
+    if matches!(status.as_u16(), 101 | 204 | 304) {
+        return None;
+    }
+    let (mut length, mut date, mut keep_alive) = (None, false, true);
+    for &[n0, n1, v0, v1] in fields {
+        let name = &head[n0 as usize..n1 as usize];
+        let value = &head[v0 as usize..v1 as usize];
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"date") => date = true,
+            7 if name.eq_ignore_ascii_case(b"trailer") => return None,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in wire::tokens(value) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        keep_alive = false;
+                    } else if !token.eq_ignore_ascii_case(b"keep-alive") {
+                        return None;
+                    }
+                }
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                if length.is_some()
+                    || value.is_empty()
+                    || value.len() > 19
+                    || !value.iter().all(u8::is_ascii_digit)
+                {
+                    return None;
+                }
+                length = value
+                    .iter()
+                    .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+            }
+            // Longer names than a header map takes go the map's way (and are refused there).
+            n if n > MAX_NAME => return None,
+            _ if is_hop_by_hop_name(name) => return None,
+            _ => {}
         }
     }
-    let decoding = decoding(&response, method)?;
-    let keep_alive = keep_alive && decoding != Decoding::Eof && status != StatusCode::SWITCHING_PROTOCOLS;
-    Ok(Parsed::Final(Head {
-        response,
-        decoding,
-        keep_alive,
-    }))
+    let length = length.filter(|&n| n > 0)?;
+    let kept = KeptHead {
+        bytes: head.clone(),
+        fields: fields.to_vec(),
+        length,
+        date,
+    };
+    Some((kept, keep_alive))
 }
 
 /// How the body of `response` (to a `method` request) is framed: see the module documentation.
@@ -252,19 +343,33 @@ pub(crate) struct ResponseBody {
     decoding: Decoding,
     /// How long the connection is kept idle once the body has ended; `None`: it is closed.
     reuse: Option<Duration>,
+    /// The head as it came, when its fields were kept out of the response (see [`keep`]).
+    kept: Option<Box<KeptHead>>,
 }
 
 impl ResponseBody {
-    pub(super) fn new(conn: Box<Conn>, decoding: Decoding, reuse: Option<Duration>) -> Self {
+    pub(super) fn new(
+        conn: Box<Conn>,
+        decoding: Decoding,
+        reuse: Option<Duration>,
+        kept: Option<Box<KeptHead>>,
+    ) -> Self {
         let mut body = Self {
             conn: Some(conn),
             decoding,
             reuse,
+            kept,
         };
         if decoding == Decoding::Done {
             body.finish();
         }
         body
+    }
+
+    /// The head as it came, if its fields were kept out of the response, for a writer that sends
+    /// it as it is; the response then has no fields of its own to send.
+    pub(crate) fn take_kept(&mut self) -> Option<Box<KeptHead>> {
+        self.kept.take()
     }
 
     /// The body has ended: its connection goes back to the pool, or is closed.

@@ -135,8 +135,19 @@ async fn ours(reply: &'static [u8], method: &str) -> (Read, Vec<u8>) {
         &[("host", "a.example"), ("x-a", "1"), ("x-b", "2"), ("x-a", "3")],
     );
     let endpoint = Authority::try_from(backend.addr.to_string()).expect("authority");
-    let read = match send(&req, backend.addr, &endpoint, SECOND, SECOND).await {
-        Ok(response) => collect(response).await,
+    let read = match send(&req, backend.addr, &endpoint, (SECOND, SECOND), true).await {
+        Ok(mut response) => {
+            // A head kept as it came is read as a header map would hold it.
+            if let Some(kept) = response.body_mut().take_kept() {
+                for (name, value) in kept.iter() {
+                    response.headers_mut().append(
+                        http::HeaderName::from_bytes(name).expect("a kept name"),
+                        http::HeaderValue::from_bytes(value).expect("a kept value"),
+                    );
+                }
+            }
+            collect(response).await
+        }
         Err(_) => Read::Failed,
     };
     (read, backend.heads.recv().await.expect("a request head"))
@@ -165,6 +176,9 @@ async fn hypers(reply: &'static [u8], method: &str) -> (Read, Vec<u8>) {
 async fn reads_every_response_as_hypers_client_does_and_writes_the_same_request() {
     let cases: &[(&str, &[u8])] = &[
         ("GET", b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-r: 1\r\nx-r: 2\r\n\r\nhello"),
+        ("GET", b"HTTP/1.1 200 OK\r\nServer: t\r\nDate: Sat, 28 Nov 2026 17:00:00 GMT\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"),
+        ("GET", b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\nX-A: 1\r\n\r\ndown"),
+        ("GET", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: x-hop\r\nx-hop: 1\r\n\r\nok"),
         ("GET", b"HTTP/1.1 201 Made\r\nContent-Length: 2, 2\r\n\r\nhi"),
         ("GET", b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-t\r\n\r\n5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nx-t: done\r\n\r\n"),
         ("GET", b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
@@ -259,11 +273,11 @@ async fn get(backend: &Script, n: usize, keep: Duration) -> Result<Read, ProxyEr
 async fn send_get(
     addr: SocketAddr,
     path: &str,
-    keep: Duration,
+    idle: Duration,
 ) -> Result<http::Response<ResponseBody>, ProxyError> {
     let req = head(&format!("http://{addr}{path}"), "GET", &[("host", "a")]);
     let endpoint = Authority::try_from(addr.to_string()).expect("authority");
-    send(&req, addr, &endpoint, SECOND, keep).await
+    send(&req, addr, &endpoint, (SECOND, idle), true).await
 }
 
 fn body(read: &Read) -> &[u8] {
@@ -407,5 +421,68 @@ async fn eventually(done: impl Fn() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "not done within five seconds");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether the response to a GET answered with `reply` comes with its head kept as it came.
+async fn kept(reply: &'static [u8], method: &str) -> bool {
+    let backend = script(&[(reply, true)]).await;
+    let req = head(&format!("http://{}/", backend.addr), method, &[("host", "a")]);
+    let endpoint = Authority::try_from(backend.addr.to_string()).expect("authority");
+    let mut response = send(&req, backend.addr, &endpoint, (SECOND, SECOND), true)
+        .await
+        .expect("a response");
+    let kept = response.body_mut().take_kept();
+    if kept.is_some() {
+        assert!(response.headers().is_empty(), "{:?}", response.headers());
+    }
+    kept.is_some()
+}
+
+#[tokio::test]
+async fn keeps_the_common_head_as_it_came_and_maps_every_other() {
+    let common: &[&[u8]] = &[
+        b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+        b"HTTP/1.1 404 Not Found\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nset-cookie: b=2\r\ncontent-length: 1\r\n\r\nx",
+    ];
+    for reply in common {
+        assert!(kept(reply, "GET").await, "{}", String::from_utf8_lossy(reply));
+    }
+    let others: &[(&str, &[u8])] = &[
+        ("HEAD", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"),
+        ("GET", b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok"),
+        ("GET", b"HTTP/1.1 200 Fine\r\ncontent-length: 2\r\n\r\nok"),
+        ("GET", b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok",
+        ),
+        ("GET", b"HTTP/1.1 200 OK\r\ncontent-length: 2, 2\r\n\r\nok"),
+        ("GET", b"HTTP/1.1 200 OK\r\n\r\nuntil close"),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntrailer: x-t\r\n\r\nok",
+        ),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nkeep-alive: timeout=5\r\n\r\nok",
+        ),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive, x-hop\r\n\r\nok",
+        ),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\ncontent-length: 2\r\n\r\n"),
+    ];
+    for (method, reply) in others {
+        assert!(
+            !kept(reply, method).await,
+            "{method} {}",
+            String::from_utf8_lossy(reply)
+        );
     }
 }

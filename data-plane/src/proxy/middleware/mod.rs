@@ -248,16 +248,20 @@ pub(crate) fn retry_backoff(policy: &crate::health::RetryPolicy, n: u32) -> std:
     retry::backoff(policy.interval, policy.attempts, n, 0.5 + fastrand::f64())
 }
 
+/// Whether any middleware of `chain` changes responses (see [`run_response`]).
+pub(crate) fn has_response_half(chain: &[Middleware]) -> bool {
+    chain
+        .iter()
+        .any(|m| matches!(m.kind, Kind::Headers(_) | Kind::CircuitBreaker(_)))
+}
+
 /// Runs the response halves of `chain` over `response`, last middleware first.
 pub(crate) fn run_response(
     chain: &[Middleware],
     ctx: &RequestContext,
     response: Response<Body>,
 ) -> Response<Body> {
-    if !chain
-        .iter()
-        .any(|m| matches!(m.kind, Kind::Headers(_) | Kind::CircuitBreaker(_)))
-    {
+    if !has_response_half(chain) {
         return response;
     }
     let (mut head, body) = response.into_parts();
