@@ -895,10 +895,9 @@ async fn scripted_backend(reply: &'static [u8]) -> SocketAddr {
 async fn exchange_raw(stream: &mut TcpStream, request: &str, body_len: usize) -> String {
     stream.write_all(request.as_bytes()).await.expect("write");
     read_while(stream, |seen| {
-        !seen
-            .windows(4)
+        seen.windows(4)
             .position(|w| w == b"\r\n\r\n")
-            .is_some_and(|end| seen.len() >= end + 4 + body_len)
+            .is_none_or(|end| seen.len() < end + 4 + body_len)
     })
     .await
 }

@@ -212,16 +212,14 @@ impl Forwarder {
         timeouts: &Timeouts,
         keep: bool,
     ) -> Result<Response<BackendBody>, ProxyError> {
-        let (connect_timeout, idle_timeout, request_timeout) = self.timeouts(timeouts);
-        let authority = &endpoint.authority;
-        let sent = backend_h1::send(head, addr, authority, (connect_timeout, idle_timeout), keep);
-        match tokio::time::timeout(request_timeout, sent).await {
-            Ok(response) => response.map(|response| response.map(BackendBody::Own)),
-            Err(_) => Err(ProxyError::ResponseTimeout {
-                endpoint: authority.clone(),
-                timeout: request_timeout,
-            }),
-        }
+        let (connect, idle, first_byte) = self.timeouts(timeouts);
+        let timeouts = backend_h1::Timeouts {
+            connect,
+            idle,
+            first_byte,
+        };
+        let response = backend_h1::send(head, addr, &endpoint.authority, timeouts, keep).await?;
+        Ok(response.map(BackendBody::Own))
     }
 
     /// By hyper-util's pooled clients.

@@ -235,6 +235,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// Whether a field name, as sent (case ignored), is one of [`HOP_BY_HOP`]: by its length first,
 /// where comparing `HeaderName`s one by one costs a byte comparison for each custom one.
+#[inline]
 pub(crate) fn is_hop_by_hop_name(name: &[u8]) -> bool {
     // Every hop-by-hop name starts with one of these letters; most others (the `X-Forwarded-*`
     // of the same lengths) end the check here.

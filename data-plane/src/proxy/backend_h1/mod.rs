@@ -25,6 +25,7 @@ mod response;
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -34,6 +35,7 @@ use http::uri::{Authority, Scheme};
 use http::{Method, Response, Version};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 pub(crate) use response::ResponseBody;
 
@@ -50,6 +52,8 @@ struct Conn {
     read: BytesMut,
     /// The request head being written.
     write: Vec<u8>,
+    /// The first-byte timeout of the request in progress (see [`send`]).
+    first_byte: Pin<Box<Sleep>>,
 }
 
 /// Where a request may go by this client: the endpoint's socket address when it may, `None` when
@@ -64,38 +68,77 @@ pub(crate) fn eligible(head: &Parts, empty: bool, socket: Option<SocketAddr>) ->
     socket.filter(|_| plain)
 }
 
+/// Thirty years: what an unrepresentable deadline becomes.
+const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// The timeouts of one request by this client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// How long a new connection may take to open.
+    pub connect: Duration,
+    /// How long the connection is kept for reuse once the response has ended.
+    pub idle: Duration,
+    /// How long the response head may take from the request's start (a new connection's opening
+    /// included).
+    pub first_byte: Duration,
+}
+
 /// Sends the request `head` (no body) to `addr`, the address of `endpoint`, and returns the
-/// response once its head has arrived; the body streams from the connection afterwards. A new
-/// connection waits at most `connect_timeout`; the connection is kept for reuse up to
-/// `idle_timeout` once the response has ended.
+/// response once its head has arrived; the body streams from the connection afterwards.
+/// `keep`: the common response head may be kept as it came (see `response`).
+///
+/// The first-byte timeout runs on the connection's own timer, moved to each request's deadline:
+/// tokio moves a registered timer to a later deadline without touching its timer wheel, where a
+/// timer made for each request is registered and removed again every time.
 pub(crate) async fn send(
     head: &Parts,
     addr: SocketAddr,
     endpoint: &Authority,
-    (connect_timeout, idle_timeout): (Duration, Duration),
+    timeouts: Timeouts,
     keep: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let now = tokio::time::Instant::now();
+    // A timeout too long to add (a snapshot may say anything) is as good as none.
+    let deadline = now
+        .checked_add(timeouts.first_byte)
+        .unwrap_or_else(|| now + FOREVER);
+    let timed_out = || ProxyError::ResponseTimeout {
+        endpoint: endpoint.clone(),
+        timeout: timeouts.first_byte,
+    };
     let mut conn = match pool::checkout(addr) {
         Some(conn) => conn,
-        None => connect(addr, endpoint, connect_timeout).await?,
+        None => tokio::time::timeout_at(deadline, connect(addr, endpoint, timeouts.connect))
+            .await
+            .map_err(|_| timed_out())??,
     };
-    conn.write.clear();
-    encode(head, &mut conn.write);
     let failed = |error: response::Error| ProxyError::Backend {
         endpoint: endpoint.clone(),
         reason: error.to_string(),
     };
-    conn.stream
-        .write_all(&conn.write)
-        .await
-        .map_err(|e| failed(e.into()))?;
-    let head = response::read_head(&mut conn, &head.method, keep)
-        .await
-        .map_err(failed)?;
-    let reuse = head.keep_alive.then_some(idle_timeout);
-    Ok(head
+    conn.first_byte.as_mut().reset(deadline);
+    let Conn {
+        stream,
+        read,
+        write,
+        first_byte,
+        ..
+    } = &mut *conn;
+    write.clear();
+    encode(head, write);
+    let exchange = async {
+        stream.write_all(write).await?;
+        response::read_head(stream, read, &head.method, keep).await
+    };
+    let response = tokio::select! {
+        biased;
+        response = exchange => response.map_err(failed)?,
+        () = first_byte.as_mut() => return Err(timed_out()),
+    };
+    let reuse = response.keep_alive.then_some(timeouts.idle);
+    Ok(response
         .response
-        .map(|()| ResponseBody::new(conn, head.decoding, reuse, head.kept)))
+        .map(|()| ResponseBody::new(conn, response.decoding, reuse, response.kept)))
 }
 
 /// A new connection to `addr`.
@@ -120,6 +163,8 @@ async fn connect(addr: SocketAddr, endpoint: &Authority, timeout: Duration) -> R
         addr,
         read: BytesMut::new(),
         write: Vec::new(),
+        // Set to each request's deadline before it is first polled.
+        first_byte: Box::pin(tokio::time::sleep(Duration::ZERO)),
     }))
 }
 

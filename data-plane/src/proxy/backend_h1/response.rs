@@ -29,6 +29,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use hyper::body::{Frame, SizeHint};
 use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 use super::pool;
 use super::Conn;
@@ -104,22 +105,27 @@ pub(super) struct Head {
     pub kept: Option<Box<KeptHead>>,
 }
 
-/// Reads the head of the response to a `method` request from `conn`; `keep`: the common head
+/// Reads the head of the response to a `method` request from `stream` (into `read`); `keep`: the common head
 /// may be kept as it came (see [`keep`]).
-pub(super) async fn read_head(conn: &mut Conn, method: &Method, keep: bool) -> Result<Head, Error> {
+pub(super) async fn read_head(
+    stream: &mut TcpStream,
+    read: &mut BytesMut,
+    method: &Method,
+    keep: bool,
+) -> Result<Head, Error> {
     loop {
-        if !conn.read.is_empty() {
-            match parse_head(&mut conn.read, method, keep)? {
+        if !read.is_empty() {
+            match parse_head(read, method, keep)? {
                 Parsed::Final(head) => return Ok(head),
                 Parsed::Interim => continue,
                 Parsed::Partial => {}
             }
         }
-        if conn.read.len() >= MAX_HEAD {
+        if read.len() >= MAX_HEAD {
             return Err(Error::HeadTooLong);
         }
-        conn.read.reserve(READ_SIZE);
-        if conn.stream.read_buf(&mut conn.read).await? == 0 {
+        read.reserve(READ_SIZE);
+        if stream.read_buf(read).await? == 0 {
             return Err(Error::ClosedBeforeHead);
         }
     }

@@ -81,6 +81,15 @@ fn head(uri: &str, method: &str, headers: &[(&'static str, &'static str)]) -> Pa
 
 const SECOND: Duration = Duration::from_secs(1);
 
+/// A second for each timeout, and `idle` for the connection's reuse.
+fn timeouts(idle: Duration) -> Timeouts {
+    Timeouts {
+        connect: SECOND,
+        idle,
+        first_byte: SECOND,
+    }
+}
+
 /// What a client made of a response: status, version, headers, reason, body, trailers; or that
 /// it failed.
 #[derive(Debug, PartialEq)]
@@ -135,7 +144,7 @@ async fn ours(reply: &'static [u8], method: &str) -> (Read, Vec<u8>) {
         &[("host", "a.example"), ("x-a", "1"), ("x-b", "2"), ("x-a", "3")],
     );
     let endpoint = Authority::try_from(backend.addr.to_string()).expect("authority");
-    let read = match send(&req, backend.addr, &endpoint, (SECOND, SECOND), true).await {
+    let read = match send(&req, backend.addr, &endpoint, timeouts(SECOND), true).await {
         Ok(mut response) => {
             // A head kept as it came is read as a header map would hold it.
             if let Some(kept) = response.body_mut().take_kept() {
@@ -277,7 +286,7 @@ async fn send_get(
 ) -> Result<http::Response<ResponseBody>, ProxyError> {
     let req = head(&format!("http://{addr}{path}"), "GET", &[("host", "a")]);
     let endpoint = Authority::try_from(addr.to_string()).expect("authority");
-    send(&req, addr, &endpoint, (SECOND, idle), true).await
+    send(&req, addr, &endpoint, timeouts(idle), true).await
 }
 
 fn body(read: &Read) -> &[u8] {
@@ -429,7 +438,7 @@ async fn kept(reply: &'static [u8], method: &str) -> bool {
     let backend = script(&[(reply, true)]).await;
     let req = head(&format!("http://{}/", backend.addr), method, &[("host", "a")]);
     let endpoint = Authority::try_from(backend.addr.to_string()).expect("authority");
-    let mut response = send(&req, backend.addr, &endpoint, (SECOND, SECOND), true)
+    let mut response = send(&req, backend.addr, &endpoint, timeouts(SECOND), true)
         .await
         .expect("a response");
     let kept = response.body_mut().take_kept();
@@ -483,6 +492,76 @@ async fn keeps_the_common_head_as_it_came_and_maps_every_other() {
             !kept(reply, method).await,
             "{method} {}",
             String::from_utf8_lossy(reply)
+        );
+    }
+}
+
+/// A backend that answers the first request on each connection and never the next ones (the
+/// connection stays open); how many connections it accepted.
+async fn answers_once() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut read, mut answered) = (Vec::new(), false);
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                    read.extend_from_slice(&chunk[..n]);
+                    if !answered && read.windows(4).any(|w| w == b"\r\n\r\n") {
+                        answered = true;
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// The first-byte timeout runs on the pooled connection's own timer, moved to each request's
+/// deadline: a request on a reused connection times out at its own deadline, whether that is
+/// earlier or later than the one the timer was last set to, and never before it.
+#[tokio::test]
+async fn a_reused_connection_times_out_at_each_requests_own_deadline() {
+    for (first, second) in [
+        (SECOND, Duration::from_millis(200)),
+        (Duration::from_millis(100), Duration::from_millis(600)),
+    ] {
+        let (addr, accepted) = answers_once().await;
+        let req = head(&format!("http://{addr}/"), "GET", &[("host", "a")]);
+        let endpoint = Authority::try_from(addr.to_string()).expect("authority");
+        let with = |first_byte| Timeouts {
+            first_byte,
+            ..timeouts(SECOND)
+        };
+        let response = send(&req, addr, &endpoint, with(first), true)
+            .await
+            .expect("the first request is answered");
+        assert_eq!(body(&collect(response).await), b"ok");
+        let started = Instant::now();
+        match send(&req, addr, &endpoint, with(second), true).await {
+            Err(ProxyError::ResponseTimeout { timeout, .. }) => assert_eq!(timeout, second),
+            other => panic!(
+                "expected a first-byte timeout, got {:?}",
+                other.map(|r| r.status())
+            ),
+        }
+        assert!(
+            started.elapsed() >= second,
+            "timed out after {:?}, before {second:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the second request reused the connection"
         );
     }
 }
