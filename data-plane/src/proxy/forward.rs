@@ -181,8 +181,9 @@ impl Forwarder {
             crate::header_maps::give(head.headers);
             return sent;
         }
-        self.send_pooled(Request::from_parts(head, body), endpoint, timeouts)
-            .await
+        // Boxed: hyper-util's futures are large, and every request path's future would otherwise
+        // hold room for them (and copy it at each move), own-client requests included.
+        Box::pin(self.send_pooled(Request::from_parts(head, body), endpoint, timeouts)).await
     }
 
     /// Sends a request without a body from its `head`, which stays the caller's to send again
@@ -199,7 +200,7 @@ impl Forwarder {
             return self.send_own(head, addr, endpoint, timeouts, keep).await;
         }
         let req = Request::from_parts(copy_head(head), Either::Right(Empty::new()));
-        self.send_pooled(req, endpoint, timeouts).await
+        Box::pin(self.send_pooled(req, endpoint, timeouts)).await
     }
 
     /// By Berth's own client, to `addr`; `keep`: the response head may be kept as it came (see

@@ -56,8 +56,14 @@ pub(crate) async fn send<'r>(
     }
     if !retryable {
         forwarded::request(ctx, &mut head, empty_body, cluster, endpoint)?;
-        let sent = forwarder.send(head, body, endpoint, &cluster.timeouts, keeps_head(ctx, route));
-        let result = attempt(route, index, sent).await;
+        let keep = keeps_head(ctx, route);
+        let result = {
+            let _in_flight = in_flight(route, index);
+            forwarder
+                .send(head, body, endpoint, &cluster.timeouts, keep)
+                .await
+        };
+        record(route, index, &result);
         return result.map(|response| (response, endpoint));
     }
     // The body is empty: every attempt sends the same head (made ready for its endpoint again),
@@ -104,8 +110,13 @@ async fn again<'r>(
     let mut n = 1;
     loop {
         forwarded::request(ctx, head, true, cluster, endpoint)?;
-        let sent = forwarder.send_head(head, endpoint, &cluster.timeouts, keeps_head(ctx, route));
-        let error = match attempt(route, index, sent).await {
+        let keep = keeps_head(ctx, route);
+        let result = {
+            let _in_flight = in_flight(route, index);
+            forwarder.send_head(head, endpoint, &cluster.timeouts, keep).await
+        };
+        record(route, index, &result);
+        let error = match result {
             Ok(response) => return Ok((response, endpoint)),
             Err(error) => error,
         };
@@ -138,18 +149,17 @@ async fn again<'r>(
     }
 }
 
-/// One attempt at endpoint `index` (`sent`: the request on its way), counted by passive health.
-async fn attempt(
-    route: &Route,
-    index: usize,
-    sent: impl std::future::Future<Output = Result<Response<BackendBody>, ProxyError>>,
-) -> Result<Response<BackendBody>, ProxyError> {
+/// Counts an attempt at endpoint `index` in flight (passive health) until dropped. The attempts
+/// await the forwarder themselves, between this and [`record`], rather than through a wrapping
+/// future: each layer of futures is copied whole when it moves.
+fn in_flight(route: &Route, index: usize) -> Option<health::InFlight<'_>> {
+    route.cluster.health.get(index).map(|h| h.start())
+}
+
+/// Records the outcome of an attempt at endpoint `index` for passive health.
+fn record(route: &Route, index: usize, result: &Result<Response<BackendBody>, ProxyError>) {
     let cluster = &route.cluster;
-    let result = {
-        let _in_flight = cluster.health.get(index).map(|h| h.start());
-        sent.await
-    };
-    let outcome = match &result {
+    let outcome = match result {
         Ok(response) => match response.status() {
             StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
                 Outcome::Failure
@@ -163,7 +173,6 @@ async fn attempt(
         Err(_) => Outcome::Failure,
     };
     cluster.record(index, outcome, health::now_ms());
-    result
 }
 
 /// Whether the request surely never reached the endpoint.
