@@ -11,7 +11,7 @@ pub(crate) type Field = [u32; 4];
 /// header map between (the common response: see `proxy::backend_h1::response`). Its fields are
 /// all of the head's, `Connection` included; the writer leaves that one out, as the forwarded
 /// response's hop-by-hop clean-up would have.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct KeptHead {
     /// The head's bytes, from the status line to the blank line.
     pub bytes: bytes::Bytes,

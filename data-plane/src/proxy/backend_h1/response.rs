@@ -105,8 +105,8 @@ pub(super) struct Head {
     pub kept: Option<Box<KeptHead>>,
 }
 
-/// Reads the head of the response to a `method` request from `stream` (into `read`); `keep`: the common head
-/// may be kept as it came (see [`keep`]).
+/// Reads the head of the response to a `method` request from `stream` (into `read`); `keep`: the
+/// common head may be kept as it came (see [`keep`]).
 pub(super) async fn read_head(
     stream: &mut TcpStream,
     read: &mut BytesMut,
