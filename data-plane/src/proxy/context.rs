@@ -73,7 +73,7 @@ pub(crate) struct Peer {
     /// reference to it rather than a copy of its own.
     pub ip_value: HeaderValue,
     /// Responses on this connection are written by Berth's own HTTP/1.1 server loop, which can
-    /// send a backend's head as it came (see `Proxy::serve`).
+    /// send a backend's head as it came (see `upstream::keeps_head`).
     pub writes_kept_heads: bool,
 }
 

@@ -213,12 +213,7 @@ impl Forwarder {
         timeouts: &Timeouts,
         keep: bool,
     ) -> Result<Response<BackendBody>, ProxyError> {
-        let (connect, idle, first_byte) = self.timeouts(timeouts);
-        let timeouts = backend_h1::Timeouts {
-            connect,
-            idle,
-            first_byte,
-        };
+        let timeouts = self.timeouts(timeouts);
         let response = backend_h1::send(head, addr, &endpoint.authority, timeouts, keep).await?;
         Ok(response.map(BackendBody::Own))
     }
@@ -230,7 +225,11 @@ impl Forwarder {
         endpoint: &Endpoint,
         timeouts: &Timeouts,
     ) -> Result<Response<BackendBody>, ProxyError> {
-        let (connect_timeout, idle_timeout, request_timeout) = self.timeouts(timeouts);
+        let backend_h1::Timeouts {
+            connect: connect_timeout,
+            idle: idle_timeout,
+            first_byte: request_timeout,
+        } = self.timeouts(timeouts);
         let authority = &endpoint.authority;
         let custom;
         let clients = if (connect_timeout, idle_timeout) == (self.connect_timeout, self.idle_timeout) {
@@ -269,12 +268,12 @@ impl Forwarder {
 
     /// The connect, idle and first-byte timeouts for a cluster's `timeouts`: its own where it
     /// sets them, else the proxy's.
-    fn timeouts(&self, timeouts: &Timeouts) -> (Duration, Duration, Duration) {
-        (
-            timeouts.connect.unwrap_or(self.connect_timeout),
-            timeouts.idle.unwrap_or(self.idle_timeout),
-            timeouts.first_byte.unwrap_or(self.request_timeout),
-        )
+    fn timeouts(&self, timeouts: &Timeouts) -> backend_h1::Timeouts {
+        backend_h1::Timeouts {
+            connect: timeouts.connect.unwrap_or(self.connect_timeout),
+            idle: timeouts.idle.unwrap_or(self.idle_timeout),
+            first_byte: timeouts.first_byte.unwrap_or(self.request_timeout),
+        }
     }
 
     /// The clients for a timeout pair other than the proxy's (see [`ClientCache`]).

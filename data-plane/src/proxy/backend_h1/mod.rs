@@ -71,15 +71,15 @@ pub(crate) fn eligible(head: &Parts, empty: bool, socket: Option<SocketAddr>) ->
 /// Thirty years: what an unrepresentable deadline becomes.
 const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
-/// The timeouts of one request by this client.
+/// The timeouts of one request to a backend (`forward` works them out for both clients).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
     /// How long a new connection may take to open.
     pub connect: Duration,
     /// How long the connection is kept for reuse once the response has ended.
     pub idle: Duration,
-    /// How long the response head may take from the request's start (a new connection's opening
-    /// included).
+    /// How long the response head may take: from the request's start by this client (a new
+    /// connection's opening included), from the request body's end by hyper-util's.
     pub first_byte: Duration,
 }
 
