@@ -668,6 +668,12 @@ async fn routes_by_every_matcher_and_priority() {
     let routes = vec![
         prioritized(rule("post", m(method("POST")), "post"), 50),
         prioritized(rule("beta", m(header("X-Beta", "1")), "beta"), 40),
+        // A forwarded header the entrypoint sets is there to match on, as in Traefik.
+        rule(
+            "proto",
+            all(vec![host("fp.example"), header("X-Forwarded-Proto", "http")]),
+            "beta",
+        ),
         prioritized(rule("debug", m(query("debug", "true")), "debug"), 30),
         prioritized(rule("office", m(client_ip(&["10.0.0.0/8"])), "office"), 20),
         prioritized(rule("site", host("m.example"), "site"), 10),
@@ -688,6 +694,11 @@ async fn routes_by_every_matcher_and_priority() {
     assert_eq!(
         who(addr, "GET", "m.example", "/", &[("x-beta", "1")]).await,
         "beta"
+    );
+    assert_eq!(
+        who(addr, "GET", "fp.example", "/", &[("x-forwarded-proto", "https")]).await,
+        "beta",
+        "matched on the X-Forwarded-Proto the entrypoint set, not the client's"
     );
     assert_eq!(who(addr, "GET", "m.example", "/?debug=true", &[]).await, "debug");
     assert_eq!(
@@ -859,6 +870,9 @@ async fn headers_middleware() {
                     header("X-Custom", "one"),
                     header("X-Remove", ""),
                     header("Host", "backend.example"),
+                    // Headers the entrypoint sets are there for the middleware to change.
+                    header("X-Forwarded-Proto", ""),
+                    header("X-Request-Id", "fixed"),
                 ],
                 vec![header("X-Frame-Options", "DENY"), header("Server", "")],
             )],
@@ -891,6 +905,8 @@ async fn headers_middleware() {
         seen["x-forwarded-host"], "h.example",
         "set on entry, before the middleware"
     );
+    assert!(seen.get("x-forwarded-proto").is_none(), "{seen}");
+    assert_eq!(seen["x-request-id"], "fixed", "{seen}");
     assert_eq!(response["x-frame-options"], "DENY");
     assert!(!response.contains_key("server"), "{response:?}");
 

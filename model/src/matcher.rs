@@ -145,9 +145,24 @@ impl CompiledMatcher {
     pub fn matches(&self, req: &RequestView<'_>) -> bool {
         self.root.matches(req)
     }
+
+    /// Whether evaluating this matcher may read a header that `name` picks (a proxy that adds
+    /// some headers late asks it whether they must be in place before matching).
+    pub fn reads_header(&self, name: impl Fn(&http::HeaderName) -> bool) -> bool {
+        self.root.reads_header(&name)
+    }
 }
 
 impl Node {
+    fn reads_header(&self, name: &dyn Fn(&http::HeaderName) -> bool) -> bool {
+        match self {
+            Node::All(nodes) | Node::Any(nodes) => nodes.iter().any(|n| n.reads_header(name)),
+            Node::Not(node) => node.reads_header(name),
+            Node::Header(header, _) => name(header),
+            _ => false,
+        }
+    }
+
     fn matches(&self, req: &RequestView<'_>) -> bool {
         match self {
             Node::All(nodes) => nodes.iter().all(|n| n.matches(req)),

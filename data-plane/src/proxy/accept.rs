@@ -14,6 +14,10 @@
 //! are kept, several `X-Forwarded-For` lines joined into one, and only those it left unset or
 //! empty are filled in (`X-Forwarded-Server` is always this proxy's). Headers named in
 //! `Connection` go (but not the forwarded ones).
+//!
+//! An untrusted peer's forwarded headers, and a made-up `X-Request-Id`, are set *late* (see
+//! [`LateHeaders`]): kept in the context and written by Berth's own backend client after the
+//! request's own fields, and put in the header map only where something else may read it first.
 //! Not for: choosing a route (see `route`); appending the peer to `X-Forwarded-For` and the
 //! hop-by-hop clean-up of the forwarded request (see `forwarded`).
 
@@ -21,6 +25,7 @@ use http::header::{CONNECTION, HOST, UPGRADE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
+use super::backend_h1::ExtraFields;
 use super::context::RequestContext;
 use super::forwarded::X_FORWARDED_FOR;
 use super::hostport::split_host_port;
@@ -35,6 +40,95 @@ const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port")
 const X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The headers the accept phase may set late (see [`LateHeaders`]), `X-Forwarded-For` (which the
+/// forward phase sets) included.
+const LATE: [HeaderName; 7] = [
+    X_REAL_IP,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_PORT,
+    X_FORWARDED_HOST,
+    X_FORWARDED_SERVER,
+    X_REQUEST_ID,
+    X_FORWARDED_FOR,
+];
+
+/// Whether `name` is a header the accept phase may set late: a route matcher that reads one
+/// makes them be set before matching (see `table::RouteTable::reads_late_headers`).
+pub(crate) fn is_late_header(name: &HeaderName) -> bool {
+    LATE.contains(name)
+}
+
+/// The forwarded headers of an untrusted peer's request (the default: `--trusted-ips` empty), and
+/// the `X-Request-Id` the accept phase made up, set on the request *late*. Putting half a dozen
+/// fields in a header map (hashing each name) only to write them out again was a tenth of the
+/// common request's work; instead they stay here, in the context, and:
+/// - Berth's own backend client writes them after the request's own fields ([`late_fields`]);
+/// - [`set_late_headers`] puts them in the header map first wherever anything else may read it:
+///   before matching when a route's matcher reads one of them, before a route's middlewares, and
+///   before a request goes by hyper's client (`forwarded::request`).
+///
+/// Either way the backend gets the same fields (written late, they come last, where the map's
+/// removals may have moved them up: an order HTTP gives no meaning between different names).
+/// They are set at once, in the map, when the peer's `Connection` names one of them (the forward
+/// phase then removes it from the map).
+#[derive(Debug)]
+pub(crate) struct LateHeaders {
+    /// `X-Forwarded-Proto`.
+    proto: &'static str,
+    /// `X-Forwarded-Port`.
+    port: HeaderValue,
+    /// `X-Forwarded-Server`.
+    server: HeaderValue,
+    /// `X-Forwarded-Host` is the routed host (not set when it is empty).
+    host: bool,
+    /// `X-Request-Id` is the context's (made up by the accept phase).
+    request_id: bool,
+    /// `X-Forwarded-For` is the peer's address: decided by the forward phase for each attempt,
+    /// and never put in the map by [`set_late_headers`] (that phase appends to the map's itself).
+    pub forwarded_for: bool,
+}
+
+/// Puts the late headers (see [`LateHeaders`]), if any are still pending, in the request's map,
+/// as they would have been had they been set at once. `X-Forwarded-For` excepted.
+pub(crate) fn set_late_headers(ctx: &mut RequestContext, headers: &mut HeaderMap) {
+    let Some(late) = ctx.late.take() else {
+        return;
+    };
+    headers.insert(X_REAL_IP, ctx.peer.ip_value.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(late.proto));
+    headers.insert(X_FORWARDED_PORT, late.port);
+    if late.host {
+        headers.insert(X_FORWARDED_HOST, ctx.host.clone());
+    }
+    headers.insert(X_FORWARDED_SERVER, late.server);
+    if late.request_id {
+        headers.insert(X_REQUEST_ID, ctx.request_id.clone());
+    }
+}
+
+/// The pending late headers (see [`LateHeaders`]) as Berth's own backend client writes them after
+/// the request's own fields: lower-case names, in the order they would have been put in the map.
+pub(crate) fn late_fields(ctx: &RequestContext) -> ExtraFields<'_> {
+    let mut fields = ExtraFields::default();
+    let Some(late) = &ctx.late else {
+        return fields;
+    };
+    fields.push("x-real-ip", ctx.peer.ip_value.as_bytes());
+    fields.push("x-forwarded-proto", late.proto.as_bytes());
+    fields.push("x-forwarded-port", late.port.as_bytes());
+    if late.host {
+        fields.push("x-forwarded-host", ctx.host.as_bytes());
+    }
+    fields.push("x-forwarded-server", late.server.as_bytes());
+    if late.request_id {
+        fields.push("x-request-id", ctx.request_id.as_bytes());
+    }
+    if late.forwarded_for {
+        fields.push("x-forwarded-for", ctx.peer.ip_value.as_bytes());
+    }
+    fields
+}
 
 /// The longest client-sent `X-Request-Id` kept; a longer one is replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -89,7 +183,20 @@ pub(crate) fn accept(
     let trusted = settings.trusted_ips.contains(ctx.peer.ip);
     forwarded_headers(ctx, &mut head.headers, &settings.server, trusted);
     // After `Connection`'s clean-up, which may not remove the id.
-    ctx.request_id = request_id(&mut head.headers);
+    let (id, made_up) = request_id(&head.headers);
+    ctx.request_id = id;
+    match (made_up, ctx.late.as_mut()) {
+        (Id::Sent, _) => {}
+        (Id::MadeUp { replacing }, Some(late)) => {
+            if replacing {
+                head.headers.remove(X_REQUEST_ID);
+            }
+            late.request_id = true;
+        }
+        (Id::MadeUp { .. }, None) => {
+            head.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
+        }
+    }
     Ok(())
 }
 
@@ -126,12 +233,21 @@ fn same_host(a: &HeaderValue, b: &HeaderValue) -> bool {
     a.as_bytes().eq_ignore_ascii_case(b.as_bytes())
 }
 
+/// Where a request's id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Id {
+    /// The client sent it; the header stands.
+    Sent,
+    /// Made up: the caller sets the header to it, `replacing` what the client sent.
+    MadeUp { replacing: bool },
+}
+
 /// The request's id: the client's `X-Request-Id` when it sent exactly one of at most 128
-/// visible characters (letters, digits and `-_.:/+=`), else a new random 128-bit one in hex; the
-/// header is set to it either way.
-fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+/// visible characters (letters, digits and `-_.:/+=`), else a new random 128-bit one in hex.
+fn request_id(headers: &HeaderMap) -> (HeaderValue, Id) {
     let mut sent = headers.get_all(&X_REQUEST_ID).iter();
-    if let (Some(id), None) = (sent.next(), sent.next()) {
+    let first = sent.next();
+    if let (Some(id), None) = (first, sent.next()) {
         let plausible = !id.is_empty()
             && id.len() <= MAX_REQUEST_ID_LEN
             && id
@@ -139,12 +255,11 @@ fn request_id(headers: &mut HeaderMap) -> HeaderValue {
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b));
         if plausible {
-            return id.clone();
+            return (id.clone(), Id::Sent);
         }
     }
-    let id = new_request_id();
-    headers.insert(X_REQUEST_ID, id.clone());
-    id
+    let replacing = first.is_some();
+    (new_request_id(), Id::MadeUp { replacing })
 }
 
 /// How many request ids share one allocation (see [`new_request_id`]).
@@ -191,11 +306,24 @@ fn is_managed(name: &HeaderName) -> bool {
     name.contains('_') && MANAGED.contains(&name.replace('_', "-").as_str())
 }
 
-fn forwarded_headers(ctx: &RequestContext, headers: &mut HeaderMap, server: &HeaderValue, trusted: bool) {
+fn forwarded_headers(ctx: &mut RequestContext, headers: &mut HeaderMap, server: &HeaderValue, trusted: bool) {
     if !trusted {
         let forged: Vec<HeaderName> = headers.keys().filter(|k| is_managed(k)).cloned().collect();
         for name in forged {
             headers.remove(name);
+        }
+        if !connection_names_late(headers) {
+            let proto = forwarded_proto(headers, ctx.entrypoint.tls);
+            ctx.late = Some(LateHeaders {
+                proto,
+                port: forwarded_port(ctx.host_text(), Some(proto.as_bytes()), ctx.entrypoint.tls),
+                server: server.clone(),
+                host: !ctx.host.is_empty(),
+                request_id: false,
+                forwarded_for: false,
+            });
+            remove_connection_headers(headers);
+            return;
         }
     }
 
@@ -207,12 +335,7 @@ fn forwarded_headers(ctx: &RequestContext, headers: &mut HeaderMap, server: &Hea
     // The `X-Forwarded-Proto` this phase sets, if it sets one (else the trusted peer's stands).
     let mut set_proto = None;
     if missing(headers, &X_FORWARDED_PROTO) {
-        let proto = match (is_websocket(headers), ctx.entrypoint.tls) {
-            (false, false) => "http",
-            (false, true) => "https",
-            (true, false) => "ws",
-            (true, true) => "wss",
-        };
+        let proto = forwarded_proto(headers, ctx.entrypoint.tls);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         set_proto = Some(proto.as_bytes());
     }
@@ -229,6 +352,28 @@ fn forwarded_headers(ctx: &RequestContext, headers: &mut HeaderMap, server: &Hea
     }
     headers.insert(X_FORWARDED_SERVER, server.clone());
     remove_connection_headers(headers);
+}
+
+/// The `X-Forwarded-Proto` this proxy sets: `http` or `https` by the entrypoint, `ws` or `wss`
+/// for a WebSocket upgrade.
+fn forwarded_proto(headers: &HeaderMap, tls: bool) -> &'static str {
+    match (is_websocket(headers), tls) {
+        (false, false) => "http",
+        (false, true) => "https",
+        (true, false) => "ws",
+        (true, true) => "wss",
+    }
+}
+
+/// Whether the request's `Connection` names a header the accept phase may set late (which the
+/// forward phase would remove again: see [`LateHeaders`]).
+fn connection_names_late(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|value| {
+        tokens(value.as_bytes()).any(|token| {
+            LATE.iter()
+                .any(|name| token.eq_ignore_ascii_case(name.as_str().as_bytes()))
+        })
+    })
 }
 
 /// Whether a header is absent or empty (Go's `Header.Get` gives "" for both).
@@ -301,7 +446,7 @@ fn remove_connection_headers(headers: &mut HeaderMap) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::proxy::middleware::testing::head;
 
@@ -309,8 +454,31 @@ mod tests {
         run_trusting(&[], uri, headers)
     }
 
-    /// The accept phase for a request from 192.0.2.9, trusting `trusted`.
+    /// The accept phase for a request from 192.0.2.9, trusting `trusted`, with its late headers
+    /// then set in the map (what every phase but Berth's own backend client sees).
     fn run_trusting(
+        trusted: &[&str],
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> (Result<(), ProxyError>, RequestContext, Parts) {
+        let (result, mut ctx, mut head) = accept_only(trusted, uri, headers);
+        set_late_headers(&mut ctx, &mut head.headers);
+        (result, ctx, head)
+    }
+
+    /// The accept phase alone, late headers left pending.
+    fn accept_only(
+        trusted: &[&str],
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> (Result<(), ProxyError>, RequestContext, Parts) {
+        accept_on(false, trusted, uri, headers)
+    }
+
+    /// The accept phase alone for a GET from 192.0.2.9 on a plain or a TLS (`tls`) entrypoint,
+    /// trusting `trusted`, this proxy called `edge-1`.
+    pub(in crate::proxy) fn accept_on(
+        tls: bool,
         trusted: &[&str],
         uri: &str,
         headers: &[(&str, &str)],
@@ -327,6 +495,7 @@ mod tests {
             trusted_ips: IpRanges::parse(&trusted.iter().map(|t| t.to_string()).collect::<Vec<_>>()).unwrap(),
         };
         let mut ctx = RequestContext::for_test("GET", uri, "", "192.0.2.9:4567");
+        ctx.entrypoint.tls = tls;
         let result = accept(&mut ctx, &mut head, &settings);
         (result, ctx, head)
     }
@@ -344,6 +513,54 @@ mod tests {
         ("x-drop", "1"),
         ("x-keep", "1"),
     ];
+
+    #[test]
+    fn an_untrusted_peers_forwarded_headers_are_set_late() {
+        let names = [
+            "x-real-ip",
+            "x-forwarded-proto",
+            "x-forwarded-port",
+            "x-forwarded-host",
+            "x-forwarded-server",
+            "x-request-id",
+        ];
+        let plain = [
+            ("host", "web.example"),
+            ("x-forwarded-proto", "https"),
+            ("connection", "keep-alive, x-drop"),
+        ];
+        let (result, ctx, head) = accept_only(&[], "/", &plain);
+        result.expect("accepted");
+        assert!(ctx.late.is_some());
+        for name in names {
+            assert!(
+                !head.headers.contains_key(name),
+                "{name} is set late: {:?}",
+                head.headers
+            );
+        }
+        let fields = late_fields(&ctx);
+        let written: Vec<&str> = fields.as_slice().iter().map(|(name, _)| *name).collect();
+        assert_eq!(written, names, "in the order they would have been put in the map");
+
+        // Set at once: for a trusted peer, whose own may stand, and when `Connection` names one
+        // (the forward phase removes what it names from the map).
+        let (_, ctx, head) = accept_only(&["192.0.2.0/24"], "/", &plain);
+        assert!(ctx.late.is_none());
+        assert_eq!(head.headers["x-forwarded-proto"], "https");
+        let named = [("host", "web.example"), ("connection", "X-Request-Id")];
+        let (_, ctx, head) = accept_only(&[], "/", &named);
+        assert!(ctx.late.is_none());
+        for name in names {
+            assert!(head.headers.contains_key(name), "{name}: {:?}", head.headers);
+        }
+
+        // A client's plausible id is its own, in the map; only a made-up one is late.
+        let (_, ctx, head) = accept_only(&[], "/", &[("host", "w"), ("x-request-id", "abc")]);
+        assert_eq!(head.headers["x-request-id"], "abc");
+        let fields = late_fields(&ctx);
+        assert!(fields.as_slice().iter().all(|(name, _)| *name != "x-request-id"));
+    }
 
     #[test]
     fn forwarded_headers_as_traefik_for_an_untrusted_client() {
@@ -407,21 +624,10 @@ mod tests {
 
     #[test]
     fn a_tls_entrypoint_says_https() {
-        let settings = EntrySettings {
-            server: HeaderValue::from_static("edge-1"),
-            trusted_ips: IpRanges::parse(&[]).unwrap(),
-        };
         let tls_run = |headers: &[(&str, &str)]| {
-            let mut head = head("GET", "/");
-            for (n, v) in headers {
-                head.headers.append(
-                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                    HeaderValue::from_str(v).unwrap(),
-                );
-            }
-            let mut ctx = RequestContext::for_test("GET", "/", "", "192.0.2.9:4567");
-            ctx.entrypoint.tls = true;
-            accept(&mut ctx, &mut head, &settings).expect("accepted");
+            let (result, mut ctx, mut head) = accept_on(true, &[], "/", headers);
+            result.expect("accepted");
+            set_late_headers(&mut ctx, &mut head.headers);
             head.headers
         };
         let h = tls_run(&[("host", "a.example"), ("x-forwarded-proto", "http")]);
@@ -550,12 +756,23 @@ mod tests {
             assert_eq!(ctx.request_id.len(), 32);
             assert_eq!(head.headers["x-request-id"], ctx.request_id);
         }
-        let (_, ctx, head) = run(
-            "/",
-            &[("host", "a"), ("x-request-id", "a"), ("x-request-id", "b")],
-        );
+        let two = [("host", "a"), ("x-request-id", "a"), ("x-request-id", "b")];
+        let (_, ctx, head) = run("/", &two);
         assert_eq!(ctx.request_id.len(), 32, "two ids: a new one");
         assert_eq!(head.headers.get_all("x-request-id").iter().count(), 1);
+
+        // Set late, a made-up id replaces the client's just the same.
+        for sent in [&[("host", "a"), ("x-request-id", "has space")][..], &two] {
+            let (_, ctx, head) = accept_only(&[], "/", sent);
+            assert!(!head.headers.contains_key("x-request-id"), "{sent:?}");
+            let fields = late_fields(&ctx);
+            let ids: Vec<_> = fields
+                .as_slice()
+                .iter()
+                .filter(|(n, _)| *n == "x-request-id")
+                .collect();
+            assert_eq!(ids, [&("x-request-id", ctx.request_id.as_bytes())], "{sent:?}");
+        }
     }
 
     #[test]
@@ -589,6 +806,7 @@ mod tests {
             trusted_ips: IpRanges::parse(&[]).unwrap(),
         };
         accept(&mut ctx, &mut head, &settings).expect("accepted");
+        set_late_headers(&mut ctx, &mut head.headers);
         assert_eq!(ctx.host, "GO.example:8443");
         assert_eq!(head.headers["x-forwarded-port"], "8443");
     }

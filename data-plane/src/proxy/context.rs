@@ -14,6 +14,7 @@ use std::time::Instant;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Method, Uri};
 
+use super::accept::LateHeaders;
 use super::middleware::InFlightSlot;
 use super::path::{BadEscape, UrlPath};
 use super::Entrypoint;
@@ -52,6 +53,8 @@ pub(crate) struct RequestContext {
     /// redirect middlewares read, with the query's `;` turned into `&`.
     rewritten_by_middleware: bool,
     pub forwarded_for: ForwardedFor,
+    /// The forwarded headers the accept phase set late, while they are not in the header map.
+    pub late: Option<LateHeaders>,
     /// The matched route, once known.
     pub route: Option<Arc<Route>>,
     /// The endpoint the request was sent to, once chosen.
@@ -142,6 +145,7 @@ impl RequestContext {
             rewritten: None,
             rewritten_by_middleware: false,
             forwarded_for: ForwardedFor::Append,
+            late: None,
             route: None,
             endpoint: None,
             set_cookie: None,

@@ -31,7 +31,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::backend_h1;
+use super::backend_h1::{self, ExtraFields};
 use super::outgoing::{self, Outgoing};
 use super::ProxyError;
 use crate::http1::wire::KeptHead;
@@ -167,9 +167,11 @@ impl Forwarder {
     /// cluster's `timeouts` and returns the response once its headers arrived; the body streams
     /// afterwards. A request without a body or an upgrade to a plain-HTTP endpoint at an IP
     /// address goes by Berth's own client (`backend_h1`), everything else by hyper-util's.
+    /// `extra`: fields sent after the head's own (see `backend_h1::ExtraFields`).
     pub(crate) async fn send(
         &self,
-        head: Parts,
+        mut head: Parts,
+        extra: &ExtraFields<'_>,
         body: RequestBody,
         endpoint: &Endpoint,
         timeouts: &Timeouts,
@@ -177,10 +179,11 @@ impl Forwarder {
     ) -> Result<Response<BackendBody>, ProxyError> {
         let empty = body.is_end_stream();
         if let Some(addr) = backend_h1::eligible(&head, empty, endpoint.socket) {
-            let sent = self.send_own(&head, addr, endpoint, timeouts, keep).await;
+            let sent = self.send_own(&head, extra, addr, endpoint, timeouts, keep).await;
             crate::header_maps::give(head.headers);
             return sent;
         }
+        add_extra(&mut head, extra);
         // Boxed: hyper-util's futures are large, and every request path's future would otherwise
         // hold room for them (and copy it at each move), own-client requests included.
         Box::pin(self.send_pooled(Request::from_parts(head, body), endpoint, timeouts)).await
@@ -192,14 +195,17 @@ impl Forwarder {
     pub(crate) async fn send_head(
         &self,
         head: &Parts,
+        extra: &ExtraFields<'_>,
         endpoint: &Endpoint,
         timeouts: &Timeouts,
         keep: bool,
     ) -> Result<Response<BackendBody>, ProxyError> {
         if let Some(addr) = backend_h1::eligible(head, true, endpoint.socket) {
-            return self.send_own(head, addr, endpoint, timeouts, keep).await;
+            return self.send_own(head, extra, addr, endpoint, timeouts, keep).await;
         }
-        let req = Request::from_parts(copy_head(head), Either::Right(Empty::new()));
+        let mut copy = copy_head(head);
+        add_extra(&mut copy, extra);
+        let req = Request::from_parts(copy, Either::Right(Empty::new()));
         Box::pin(self.send_pooled(req, endpoint, timeouts)).await
     }
 
@@ -208,13 +214,14 @@ impl Forwarder {
     async fn send_own(
         &self,
         head: &Parts,
+        extra: &ExtraFields<'_>,
         addr: SocketAddr,
         endpoint: &Endpoint,
         timeouts: &Timeouts,
         keep: bool,
     ) -> Result<Response<BackendBody>, ProxyError> {
         let timeouts = self.timeouts(timeouts);
-        let response = backend_h1::send(head, addr, &endpoint.authority, timeouts, keep).await?;
+        let response = backend_h1::send(head, extra, addr, &endpoint.authority, timeouts, keep).await?;
         Ok(response.map(BackendBody::Own))
     }
 
@@ -294,6 +301,19 @@ impl Forwarder {
         next.insert((connect, idle), clients.clone());
         self.custom.store(std::sync::Arc::new(next));
         clients
+    }
+}
+
+/// Puts `extra` in the head's map for hyper-util's client, which writes only the map. The request
+/// path sets the accept phase's late headers in the map before a request goes this way (see
+/// `forwarded::request`), so `extra` is empty here; should it not be, the backend still gets
+/// every field, at the cost of copying them.
+fn add_extra(head: &mut Parts, extra: &ExtraFields<'_>) {
+    for &(name, value) in extra.as_slice() {
+        let name = http::HeaderName::from_bytes(name.as_bytes());
+        if let (Ok(name), Ok(value)) = (name, http::HeaderValue::from_bytes(value)) {
+            head.headers.append(name, value);
+        }
     }
 }
 

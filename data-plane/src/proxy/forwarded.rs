@@ -37,7 +37,7 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 
 /// Makes the client's request head ready for `endpoint` of `cluster`.
 pub(crate) fn request(
-    ctx: &RequestContext,
+    ctx: &mut RequestContext,
     head: &mut Parts,
     empty_body: bool,
     cluster: &Cluster,
@@ -67,9 +67,6 @@ pub(crate) fn request(
             head.headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
     }
-    if ctx.forwarded_for == ForwardedFor::Append {
-        append_forwarded_for(&mut head.headers, &ctx.peer.ip_value);
-    }
     let host = match cluster.host_header {
         HostHeader::Pass => ctx.host.clone(),
         HostHeader::Endpoint => endpoint.host.clone(),
@@ -80,6 +77,18 @@ pub(crate) fn request(
         ClusterScheme::H2c => Version::HTTP_2,
         ClusterScheme::Http | ClusterScheme::Https => Version::HTTP_11,
     };
+    // Only Berth's own client writes the accept phase's late headers; for hyper's they go in the
+    // map (before `X-Forwarded-For`, where they would have been).
+    if ctx.late.is_some() && super::backend_h1::eligible(head, empty_body, endpoint.socket).is_none() {
+        super::accept::set_late_headers(ctx, &mut head.headers);
+    }
+    let append = ctx.forwarded_for == ForwardedFor::Append;
+    match ctx.late.as_mut() {
+        // The map has none: the accept phase removed the untrusted peer's.
+        Some(late) => late.forwarded_for = append,
+        None if append => append_forwarded_for(&mut head.headers, &ctx.peer.ip_value),
+        None => {}
+    }
     Ok(())
 }
 
@@ -303,6 +312,7 @@ fn backend_uri(ctx: &RequestContext, scheme: &str, endpoint: &Authority) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::accept;
     use crate::proxy::middleware::testing::head;
     use berth_proto::v1::{Cluster as P, Endpoint as E, HostHeader as H};
 
@@ -341,7 +351,7 @@ mod tests {
                 .insert(HeaderName::from_static(n), HeaderValue::from_static(v));
         }
         let c = cluster("", H::Pass);
-        request(&ctx, &mut head, false, &c, &c.endpoints[0]).expect("rewrites");
+        request(&mut ctx, &mut head, false, &c, &c.endpoints[0]).expect("rewrites");
         assert_eq!(head.uri, "http://10.0.0.7:8080/a/b?c=d&e");
         assert_eq!(head.version, Version::HTTP_11);
         assert_eq!(head.headers[HOST], "Go.Example:8080");
@@ -358,7 +368,7 @@ mod tests {
         ctx.forwarded_for = ForwardedFor::Omit;
         let mut head = crate::proxy::middleware::testing::head("GET", "/");
         let c = cluster("https", H::Endpoint);
-        request(&ctx, &mut head, false, &c, &c.endpoints[0]).expect("rewrites");
+        request(&mut ctx, &mut head, false, &c, &c.endpoints[0]).expect("rewrites");
         assert_eq!(head.uri, "https://10.0.0.7:8080/a/b?c=d&e");
         assert_eq!(head.headers[HOST], "10.0.0.7:8080");
         assert!(!head.headers.contains_key("x-forwarded-for"));
@@ -405,9 +415,114 @@ mod tests {
         assert_eq!(strip(&[("x-kept", "1"), ("host", "h")]), ["host", "x-kept"]);
     }
 
+    /// The accept phase for `headers` from 192.0.2.9 (untrusted), with `request_id` as the id it
+    /// makes up.
+    fn accepted(headers: &[(&str, &str)], tls: bool, request_id: &HeaderValue) -> (RequestContext, Parts) {
+        let (result, mut ctx, head) = accept::tests::accept_on(tls, &[], "/a?b", headers);
+        result.expect("accepted");
+        ctx.request_id = request_id.clone();
+        (ctx, head)
+    }
+
+    /// The backend's request head as Berth's own client writes it, late headers included.
+    fn written(ctx: &RequestContext, head: &Parts) -> String {
+        let mut out = Vec::new();
+        super::super::backend_h1::encode(head, &accept::late_fields(ctx), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A written head's request line, then its field lines sorted (the order of fields of
+    /// different names carries no meaning; a header map's changes with its removals).
+    fn fields(text: &str) -> Vec<&str> {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[1..].sort_unstable();
+        lines
+    }
+
+    #[test]
+    fn late_headers_reach_the_backend_as_if_set_at_once() {
+        let c = cluster("", H::Pass);
+        let id = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
+        for tls in [false, true] {
+            for headers in [
+                &[("host", "web.example")][..],
+                &[
+                    ("host", "web.example:8080"),
+                    ("x-request-id", "abc"),
+                    ("accept", "*/*"),
+                ][..],
+                &[
+                    ("host", "web.example"),
+                    ("x-forwarded-for", "1.1.1.1"),
+                    ("x-real-ip", "1.1.1.1"),
+                    ("connection", "keep-alive, x-hop"),
+                    ("x-hop", "1"),
+                    ("content-length", "0"),
+                ][..],
+            ] {
+                let (mut late, mut late_head) = accepted(headers, tls, &id);
+                assert!(late.late.is_some(), "{headers:?}");
+                let (mut early, mut early_head) = accepted(headers, tls, &id);
+                accept::set_late_headers(&mut early, &mut early_head.headers);
+                request(&mut late, &mut late_head, true, &c, &c.endpoints[0]).expect("rewrites");
+                request(&mut early, &mut early_head, true, &c, &c.endpoints[0]).expect("rewrites");
+                assert!(!late_head.headers.contains_key(&X_FORWARDED_FOR), "{headers:?}");
+                let sent = written(&late, &late_head);
+                assert_eq!(
+                    fields(&sent),
+                    fields(&written(&early, &early_head)),
+                    "{headers:?}"
+                );
+                assert!(sent.contains("\r\nx-forwarded-for: 192.0.2.9\r\n"), "{sent}");
+            }
+        }
+    }
+
+    #[test]
+    fn late_headers_go_in_the_map_for_hyper_once() {
+        // A retry from an endpoint Berth's own client takes to one named by host name (hyper's).
+        let c = Cluster::build(
+            &P {
+                name: "c".into(),
+                endpoints: vec![
+                    E {
+                        address: "10.0.0.7".into(),
+                        port: 8080,
+                        weight: 1,
+                        id: "ip".into(),
+                    },
+                    E {
+                        address: "backend.internal".into(),
+                        port: 8080,
+                        weight: 1,
+                        id: "name".into(),
+                    },
+                ],
+                ..Default::default()
+            },
+            None,
+        )
+        .expect("cluster");
+        let id = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
+        let (mut ctx, mut head) = accepted(&[("host", "web.example")], false, &id);
+        let original = Original::of(&ctx, &head);
+        request(&mut ctx, &mut head, true, &c, &c.endpoints[0]).expect("rewrites");
+        let first = written(&ctx, &head);
+        original.restore(&mut head);
+        request(&mut ctx, &mut head, true, &c, &c.endpoints[1]).expect("rewrites");
+        assert!(ctx.late.is_none());
+        assert!(accept::late_fields(&ctx).as_slice().is_empty());
+        let second = written(&ctx, &head);
+        assert_eq!(
+            head.headers.get_all(&X_FORWARDED_FOR).iter().collect::<Vec<_>>(),
+            ["192.0.2.9"]
+        );
+        assert_eq!(fields(&first), fields(&second));
+    }
+
     #[test]
     fn a_head_made_ready_again_after_restore_is_the_same() {
-        let ctx = RequestContext::for_test("GET", "/a?b", "h.example", "192.0.2.9:1");
+        let mut ctx = RequestContext::for_test("GET", "/a?b", "h.example", "192.0.2.9:1");
         let c = cluster("", H::Pass);
         for headers in [
             &[][..],
@@ -427,10 +542,10 @@ mod tests {
             let mut again = head("GET", "/a?b");
             again.headers = once.headers.clone();
             let original = Original::of(&ctx, &again);
-            request(&ctx, &mut once, true, &c, &c.endpoints[0]).expect("rewrites");
-            request(&ctx, &mut again, true, &c, &c.endpoints[0]).expect("rewrites");
+            request(&mut ctx, &mut once, true, &c, &c.endpoints[0]).expect("rewrites");
+            request(&mut ctx, &mut again, true, &c, &c.endpoints[0]).expect("rewrites");
             original.restore(&mut again);
-            request(&ctx, &mut again, true, &c, &c.endpoints[0]).expect("rewrites");
+            request(&mut ctx, &mut again, true, &c, &c.endpoints[0]).expect("rewrites");
             assert_eq!(
                 (&again.uri, &again.version, &again.headers),
                 (&once.uri, &once.version, &once.headers),
@@ -458,7 +573,7 @@ mod tests {
 
     #[test]
     fn upgrades_keep_their_headers_and_h2c_goes_out_as_http2() {
-        let ctx = RequestContext::for_test("GET", "/ws", "h", "10.0.0.1:1");
+        let mut ctx = RequestContext::for_test("GET", "/ws", "h", "10.0.0.1:1");
         let c = cluster("", H::Pass);
         let mut ws = head("GET", "/ws");
         for (n, v) in [
@@ -470,7 +585,7 @@ mod tests {
             ws.headers
                 .insert(HeaderName::from_static(n), HeaderValue::from_static(v));
         }
-        request(&ctx, &mut ws, true, &c, &c.endpoints[0]).expect("rewrites");
+        request(&mut ctx, &mut ws, true, &c, &c.endpoints[0]).expect("rewrites");
         assert_eq!(ws.headers[CONNECTION], "Upgrade");
         assert_eq!(ws.headers[UPGRADE], "websocket");
         assert_eq!(ws.headers["sec-websocket-key"], "k");
@@ -502,7 +617,7 @@ mod tests {
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
         grpc.headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        request(&ctx, &mut grpc, false, &c, &c.endpoints[0]).expect("rewrites");
+        request(&mut ctx, &mut grpc, false, &c, &c.endpoints[0]).expect("rewrites");
         assert_eq!(grpc.version, Version::HTTP_2);
         assert_eq!(grpc.uri, "http://10.0.0.7:8080/ws");
         assert_eq!(grpc.headers[TE], "trailers");
@@ -511,7 +626,7 @@ mod tests {
 
     #[test]
     fn te_is_kept_only_as_trailers() {
-        let ctx = RequestContext::for_test("GET", "/", "h", "10.0.0.1:1");
+        let mut ctx = RequestContext::for_test("GET", "/", "h", "10.0.0.1:1");
         let c = cluster("", H::Pass);
         for (te, kept) in [
             (Some("trailers"), true),
@@ -524,7 +639,7 @@ mod tests {
             if let Some(te) = te {
                 head.headers.insert(TE, HeaderValue::from_static(te));
             }
-            request(&ctx, &mut head, false, &c, &c.endpoints[0]).expect("rewrites");
+            request(&mut ctx, &mut head, false, &c, &c.endpoints[0]).expect("rewrites");
             assert_eq!(
                 head.headers.get(TE).map(|v| v.to_str().unwrap()),
                 kept.then_some("trailers"),
@@ -535,7 +650,7 @@ mod tests {
 
     #[test]
     fn content_length_of_an_empty_body_as_go() {
-        let ctx = RequestContext::for_test("GET", "/", "h", "10.0.0.1:1");
+        let mut ctx = RequestContext::for_test("GET", "/", "h", "10.0.0.1:1");
         let c = cluster("", H::Pass);
         for (method, sent, empty, expect) in [
             ("POST", None, true, Some("0")),
@@ -552,7 +667,7 @@ mod tests {
                 head.headers
                     .insert(CONTENT_LENGTH, HeaderValue::from_static(sent));
             }
-            request(&ctx, &mut head, empty, &c, &c.endpoints[0]).expect("rewrites");
+            request(&mut ctx, &mut head, empty, &c, &c.endpoints[0]).expect("rewrites");
             assert_eq!(
                 head.headers.get(CONTENT_LENGTH).map(|v| v.to_str().unwrap()),
                 expect,

@@ -43,6 +43,7 @@ use http::{HeaderValue, Request, Response};
 
 use crate::access_log::AccessLog;
 use crate::state::State;
+pub(crate) use accept::is_late_header;
 pub(crate) use body::Body;
 pub(crate) use context::Peer;
 use context::RequestContext;
@@ -141,12 +142,16 @@ impl Proxy {
         }
 
         // 2. match
-        let route = match route::match_route(&self.state, ctx, &head) {
+        let route = match route::match_route(&self.state, ctx, &mut head) {
             Ok(route) => route,
             Err(error) => return fail(ctx, error),
         };
         ctx.route = Some(route.clone());
         let chain = &route.middlewares;
+        if !chain.is_empty() {
+            // Middlewares see, and may change, the headers Traefik's entrypoint set.
+            accept::set_late_headers(ctx, &mut head.headers);
+        }
 
         // 3. request middlewares
         if let Some((answered_at, answer)) = middleware::run_request(chain, ctx, &mut head).await {

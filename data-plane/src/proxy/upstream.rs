@@ -29,7 +29,7 @@ use super::forward::{BackendBody, RequestBody};
 
 use super::context::RequestContext;
 use super::forward::Forwarder;
-use super::{endpoint, forwarded, middleware, ProxyError};
+use super::{accept, endpoint, forwarded, middleware, ProxyError};
 use crate::health::{self, is_idempotent, Outcome, RetryPolicy};
 use crate::table::{Endpoint, Route, Tried};
 
@@ -59,8 +59,9 @@ pub(crate) async fn send<'r>(
         let keep = keeps_head(ctx, route);
         let result = {
             let _in_flight = in_flight(route, index);
+            let extra = accept::late_fields(ctx);
             forwarder
-                .send(head, body, endpoint, &cluster.timeouts, keep)
+                .send(head, &extra, body, endpoint, &cluster.timeouts, keep)
                 .await
         };
         record(route, index, &result);
@@ -113,7 +114,10 @@ async fn again<'r>(
         let keep = keeps_head(ctx, route);
         let result = {
             let _in_flight = in_flight(route, index);
-            forwarder.send_head(head, endpoint, &cluster.timeouts, keep).await
+            let extra = accept::late_fields(ctx);
+            forwarder
+                .send_head(head, &extra, endpoint, &cluster.timeouts, keep)
+                .await
         };
         record(route, index, &result);
         let error = match result {

@@ -420,3 +420,26 @@ fn rules_are_rendered_for_operators() {
     )]));
     assert_eq!(t.routes()[0].rule, "Host(`go.example`) && PathPrefix(`/api`)");
 }
+
+#[test]
+fn knows_whether_a_matcher_reads_a_late_header() {
+    let reads = |routes| build(&one_cluster(routes)).reads_late_headers();
+    assert!(!reads(vec![route("a", host("a.example"), "c")]));
+    assert!(!reads(vec![route(
+        "k",
+        all(vec![host("a.example"), header("X-Api-Key", "k")]),
+        "c"
+    )]));
+    for name in [
+        "X-Forwarded-Proto",
+        "x-real-ip",
+        "X-Request-Id",
+        "X-Forwarded-For",
+    ] {
+        let matcher = all(vec![host("b.example"), not(header(name, "v"))]);
+        assert!(
+            reads(vec![route("a", host("a.example"), "c"), route("b", matcher, "c")]),
+            "{name}"
+        );
+    }
+}

@@ -209,6 +209,25 @@ fn header_exact_takes_any_of_the_values() {
 }
 
 #[test]
+fn says_which_headers_it_may_read() {
+    let forwarded = |name: &http::HeaderName| name.as_str().starts_with("x-forwarded-");
+    let reads = |m: Matcher| compiled(m).reads_header(forwarded);
+    assert!(reads(header("X-Forwarded-Proto", "https")));
+    assert!(reads(header_re("x-forwarded-host", "^a")));
+    assert!(!reads(header("X-Api-Key", "k")));
+    assert!(!reads(all_of(vec![
+        host("e"),
+        path_prefix("/a"),
+        query("x-forwarded-proto", "1")
+    ])));
+    // Anywhere in the tree, whatever the operators around it.
+    assert!(reads(all_of(vec![
+        host("e"),
+        any_of(vec![method("GET"), not(header("X-Forwarded-Port", "80"))]),
+    ])));
+}
+
+#[test]
 fn header_regexp() {
     let c = compiled(header_re("X-Forwarded-Proto", "^https?$"));
     assert!(c.matches(&Req::new("e/").header("X-Forwarded-Proto", "http").view()));

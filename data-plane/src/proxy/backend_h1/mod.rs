@@ -12,8 +12,9 @@
 //! allowed keep-alive.
 //!
 //! Backends see the same bytes as from hyper's client: the request line in origin form, then the
-//! header fields as the request has them (lower-case names, in the map's order), nothing added
-//! (`forwarded` has set `Host`). Responses are read by the rules hyper's client applies (RFC 9112
+//! header fields as the request has them (lower-case names, in the map's order), then the
+//! forwarded headers the accept phase set late (`ExtraFields`; see `accept::LateHeaders`),
+//! nothing else added (`forwarded` has set `Host`). Responses are read by the rules hyper's client applies (RFC 9112
 //! §6.3; see `response`). Failures map to the same [`ProxyError`]s as hyper-util's: refused,
 //! connect timeout and other connect failures, and anything after the connection was made as a
 //! backend failure (which `upstream` may retry).
@@ -56,6 +57,32 @@ struct Conn {
     first_byte: Pin<Box<Sleep>>,
 }
 
+/// Header fields a request carries beside its header map (the accept phase's late headers: see
+/// `accept::LateHeaders`), written after the map's own: lower-case names and their values.
+#[derive(Debug, Default)]
+pub(crate) struct ExtraFields<'a> {
+    fields: [(&'static str, &'a [u8]); 7],
+    len: usize,
+}
+
+impl<'a> ExtraFields<'a> {
+    /// Adds a field. There is room for seven: the accept phase's late headers.
+    pub(crate) fn push(&mut self, name: &'static str, value: &'a [u8]) {
+        debug_assert!(
+            self.len < self.fields.len(),
+            "more extra fields than there is room for"
+        );
+        if let Some(slot) = self.fields.get_mut(self.len) {
+            *slot = (name, value);
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[(&'static str, &'a [u8])] {
+        &self.fields[..self.len]
+    }
+}
+
 /// Where a request may go by this client: the endpoint's socket address when it may, `None` when
 /// it is hyper-util's (see the module documentation). `empty` says the request has no body;
 /// `socket` is the endpoint's address when it is an IP address.
@@ -92,6 +119,7 @@ pub(crate) struct Timeouts {
 /// timer made for each request is registered and removed again every time.
 pub(crate) async fn send(
     head: &Parts,
+    extra: &ExtraFields<'_>,
     addr: SocketAddr,
     endpoint: &Authority,
     timeouts: Timeouts,
@@ -125,7 +153,7 @@ pub(crate) async fn send(
         ..
     } = &mut *conn;
     write.clear();
-    encode(head, write);
+    encode(head, extra, write);
     let exchange = async {
         stream.write_all(write).await?;
         response::read_head(stream, read, &head.method, keep).await
@@ -169,24 +197,28 @@ async fn connect(addr: SocketAddr, endpoint: &Authority, timeout: Duration) -> R
 }
 
 /// Appends the request head to `out` as hyper's client writes it: the request line with the
-/// target in origin form (`/` when the URI has no path), each header field as `name: value`, and
-/// the blank line that ends the head.
-fn encode(head: &Parts, out: &mut Vec<u8>) {
+/// target in origin form (`/` when the URI has no path), each header field as `name: value` (the
+/// map's, then `extra`), and the blank line that ends the head.
+pub(super) fn encode(head: &Parts, extra: &ExtraFields<'_>, out: &mut Vec<u8>) {
     let target = head
         .uri
         .path_and_query()
         .map(|pq| pq.as_str())
         .filter(|pq| !pq.is_empty())
         .unwrap_or("/");
-    out.reserve(32 + target.len() + head.headers.len() * 32);
+    out.reserve(32 + target.len() + (head.headers.len() + extra.len) * 32);
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &head.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
+    let fields = head
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()));
+    for (name, value) in fields.chain(extra.as_slice().iter().copied()) {
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");

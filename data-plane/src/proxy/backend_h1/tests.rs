@@ -144,7 +144,7 @@ async fn ours(reply: &'static [u8], method: &str) -> (Read, Vec<u8>) {
         &[("host", "a.example"), ("x-a", "1"), ("x-b", "2"), ("x-a", "3")],
     );
     let endpoint = Authority::try_from(backend.addr.to_string()).expect("authority");
-    let read = match send(&req, backend.addr, &endpoint, timeouts(SECOND), true).await {
+    let read = match send_plain(&req, backend.addr, &endpoint, timeouts(SECOND), true).await {
         Ok(mut response) => {
             // A head kept as it came is read as a header map would hold it.
             if let Some(kept) = response.body_mut().take_kept() {
@@ -224,17 +224,50 @@ async fn reads_every_response_as_hypers_client_does_and_writes_the_same_request(
     }
 }
 
+/// [`send`] with no extra fields.
+async fn send_plain(
+    req: &Parts,
+    addr: SocketAddr,
+    endpoint: &Authority,
+    timeouts: Timeouts,
+    keep: bool,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    send(req, &ExtraFields::default(), addr, endpoint, timeouts, keep).await
+}
+
 #[test]
 fn the_request_target_is_in_origin_form() {
     let mut out = Vec::new();
-    encode(&head("http://10.0.0.1:80", "GET", &[]), &mut out);
+    encode(
+        &head("http://10.0.0.1:80", "GET", &[]),
+        &ExtraFields::default(),
+        &mut out,
+    );
     assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
     out.clear();
     encode(
         &head("http://10.0.0.1:80/a/b?c=d", "DELETE", &[("host", "x")]),
+        &ExtraFields::default(),
         &mut out,
     );
     assert_eq!(out, b"DELETE /a/b?c=d HTTP/1.1\r\nhost: x\r\n\r\n");
+}
+
+#[test]
+fn extra_fields_follow_the_maps_own() {
+    let mut extra = ExtraFields::default();
+    extra.push("x-real-ip", b"192.0.2.9");
+    extra.push("x-forwarded-proto", b"http");
+    let mut out = Vec::new();
+    encode(
+        &head("http://10.0.0.1:80/", "GET", &[("host", "x"), ("accept", "*/*")]),
+        &extra,
+        &mut out,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "GET / HTTP/1.1\r\nhost: x\r\naccept: */*\r\nx-real-ip: 192.0.2.9\r\nx-forwarded-proto: http\r\n\r\n"
+    );
 }
 
 #[test]
@@ -286,7 +319,7 @@ async fn send_get(
 ) -> Result<http::Response<ResponseBody>, ProxyError> {
     let req = head(&format!("http://{addr}{path}"), "GET", &[("host", "a")]);
     let endpoint = Authority::try_from(addr.to_string()).expect("authority");
-    send(&req, addr, &endpoint, timeouts(idle), true).await
+    send_plain(&req, addr, &endpoint, timeouts(idle), true).await
 }
 
 fn body(read: &Read) -> &[u8] {
@@ -438,7 +471,7 @@ async fn kept(reply: &'static [u8], method: &str) -> bool {
     let backend = script(&[(reply, true)]).await;
     let req = head(&format!("http://{}/", backend.addr), method, &[("host", "a")]);
     let endpoint = Authority::try_from(backend.addr.to_string()).expect("authority");
-    let mut response = send(&req, backend.addr, &endpoint, timeouts(SECOND), true)
+    let mut response = send_plain(&req, backend.addr, &endpoint, timeouts(SECOND), true)
         .await
         .expect("a response");
     let kept = response.body_mut().take_kept();
@@ -541,12 +574,12 @@ async fn a_reused_connection_times_out_at_each_requests_own_deadline() {
             first_byte,
             ..timeouts(SECOND)
         };
-        let response = send(&req, addr, &endpoint, with(first), true)
+        let response = send_plain(&req, addr, &endpoint, with(first), true)
             .await
             .expect("the first request is answered");
         assert_eq!(body(&collect(response).await), b"ok");
         let started = Instant::now();
-        match send(&req, addr, &endpoint, with(second), true).await {
+        match send_plain(&req, addr, &endpoint, with(second), true).await {
             Err(ProxyError::ResponseTimeout { timeout, .. }) => assert_eq!(timeout, second),
             other => panic!(
                 "expected a first-byte timeout, got {:?}",
