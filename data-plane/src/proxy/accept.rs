@@ -181,9 +181,14 @@ pub(crate) fn accept(
         Err(e) => return Err(ProxyError::BadPath(e.to_string())),
     }
     let trusted = settings.trusted_ips.contains(ctx.peer.ip);
-    forwarded_headers(ctx, &mut head.headers, &settings.server, trusted);
+    let names = Names::scan(&head.headers);
+    forwarded_headers(ctx, &mut head.headers, names, &settings.server, trusted);
     // After `Connection`'s clean-up, which may not remove the id.
-    let (id, made_up) = request_id(&head.headers);
+    let (id, made_up) = if names.request_id {
+        request_id(&head.headers)
+    } else {
+        (new_request_id(), Id::MadeUp { replacing: false })
+    };
     ctx.request_id = id;
     match (made_up, ctx.late.as_mut()) {
         (Id::Sent, _) => {}
@@ -306,14 +311,50 @@ fn is_managed(name: &HeaderName) -> bool {
     name.contains('_') && MANAGED.contains(&name.replace('_', "-").as_str())
 }
 
-fn forwarded_headers(ctx: &mut RequestContext, headers: &mut HeaderMap, server: &HeaderValue, trusted: bool) {
-    if !trusted {
-        let forged: Vec<HeaderName> = headers.keys().filter(|k| is_managed(k)).cloned().collect();
-        for name in forged {
-            headers.remove(name);
+/// Which of the names the accept phase looks up a request has, from one walk over its names
+/// (standard names compare as small integers): most requests have none of them, and then need no
+/// hashed look-up.
+#[derive(Debug, Clone, Copy, Default)]
+struct Names {
+    connection: bool,
+    /// A managed forwarded header (see [`is_managed`]).
+    managed: bool,
+    request_id: bool,
+}
+
+impl Names {
+    fn scan(headers: &HeaderMap) -> Self {
+        let mut names = Names::default();
+        for name in headers.keys() {
+            if *name == CONNECTION {
+                names.connection = true;
+            } else if *name == X_REQUEST_ID {
+                names.request_id = true;
+            } else if is_managed(name) {
+                names.managed = true;
+            }
         }
-        if !connection_names_late(headers) {
-            let proto = forwarded_proto(headers, ctx.entrypoint.tls);
+        names
+    }
+}
+
+fn forwarded_headers(
+    ctx: &mut RequestContext,
+    headers: &mut HeaderMap,
+    names: Names,
+    server: &HeaderValue,
+    trusted: bool,
+) {
+    let websocket = names.connection && is_websocket(headers);
+    if !trusted {
+        if names.managed {
+            let forged: Vec<HeaderName> = headers.keys().filter(|k| is_managed(k)).cloned().collect();
+            for name in forged {
+                headers.remove(name);
+            }
+        }
+        if !(names.connection && connection_names_late(headers)) {
+            let proto = forwarded_proto(websocket, ctx.entrypoint.tls);
             ctx.late = Some(LateHeaders {
                 proto,
                 port: forwarded_port(ctx.host_text(), Some(proto.as_bytes()), ctx.entrypoint.tls),
@@ -322,7 +363,9 @@ fn forwarded_headers(ctx: &mut RequestContext, headers: &mut HeaderMap, server: 
                 request_id: false,
                 forwarded_for: false,
             });
-            remove_connection_headers(headers);
+            if names.connection {
+                remove_connection_headers(headers);
+            }
             return;
         }
     }
@@ -335,7 +378,7 @@ fn forwarded_headers(ctx: &mut RequestContext, headers: &mut HeaderMap, server: 
     // The `X-Forwarded-Proto` this phase sets, if it sets one (else the trusted peer's stands).
     let mut set_proto = None;
     if missing(headers, &X_FORWARDED_PROTO) {
-        let proto = forwarded_proto(headers, ctx.entrypoint.tls);
+        let proto = forwarded_proto(websocket, ctx.entrypoint.tls);
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         set_proto = Some(proto.as_bytes());
     }
@@ -356,8 +399,8 @@ fn forwarded_headers(ctx: &mut RequestContext, headers: &mut HeaderMap, server: 
 
 /// The `X-Forwarded-Proto` this proxy sets: `http` or `https` by the entrypoint, `ws` or `wss`
 /// for a WebSocket upgrade.
-fn forwarded_proto(headers: &HeaderMap, tls: bool) -> &'static str {
-    match (is_websocket(headers), tls) {
+fn forwarded_proto(websocket: bool, tls: bool) -> &'static str {
+    match (websocket, tls) {
         (false, false) => "http",
         (false, true) => "https",
         (true, false) => "ws",
