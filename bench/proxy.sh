@@ -20,7 +20,9 @@
 # connections kept alive, so this measures TLS records rather than handshakes. For each scenario and worker count,
 # rounds are interleaved (A B C D, A B C D, ...) and the medians reported: requests/s, p50/p99
 # latency, requests/s per core the proxy used (utime+stime of the proxy's processes from /proc
-# over the run) and berth-proxy's ratios to each peer. Also berth-proxy's and berth-control's RSS per scenario.
+# over the run), the same per core of user time alone (utime: the proxy's own code, where the
+# kernel's work for its sockets, most of a proxy's CPU on loopback and the noisiest part on a shared
+# machine, is left out) and the system time per request, and berth-proxy's ratios to each peer. Also berth-proxy's and berth-control's RSS per scenario.
 #
 # Result lines (`result ...`, `ratio ...`, `memory ...`) go to stdout and, unless --out -, to
 # bench/results/<time>-proxy.txt. --smoke: tiny sizes, one round of 1 s, records nothing.
@@ -162,14 +164,15 @@ stop() { # pid
   kill "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
 }
-# utime+stime (clock ticks) of a process and its direct children (nginx's workers).
+# utime and stime (clock ticks, "user system") of a process and its direct children (nginx's workers).
 ticks() {
-  local total=0 p
+  local user=0 sys=0 p u s
   for p in $1 $(pgrep -P "$1"); do
     [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
+    read -r u s < <(awk '{sub(/^.*\) /, ""); print $12, $13}' "/proc/$p/stat")
+    user=$((user + u)) sys=$((sys + s))
   done
-  echo "$total"
+  echo "$user $sys"
 }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
@@ -482,10 +485,10 @@ for scenario in $scenarios; do
       unset url pid
       continue
     fi
-    declare -A rps=() p50=() p99=() pc=() bad=()
+    declare -A rps=() p50=() p99=() pc=() puc=() sus=() bad=()
     for round in $(seq "$rounds"); do
       for t in $run_targets; do
-        before=$(ticks "${pid[$t]}")
+        read -r before_user before_sys < <(ticks "${pid[$t]}")
         if [ "$scenario" = h2 ] || [ "$scenario" = h2tls ]; then
           # HTTP/2 (without TLS by prior knowledge, or over TLS by ALPN), one stream per
           # connection at a time like wrk; per-request latencies from h2load's log.
@@ -501,28 +504,32 @@ for scenario in $scenarios; do
         else
           o=$(timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" --latency -H "Host: bench.example" "${url[$t]}")
         fi
-        used=$(( $(ticks "${pid[$t]}") - before ))
+        read -r after_user after_sys < <(ticks "${pid[$t]}")
+        used_user=$((after_user - before_user)) used_sys=$((after_sys - before_sys))
+        used=$((used_user + used_sys))
         reqs=$(awk '/requests in/ {print $1}' <<<"$o")
         r=$(awk '/Requests\/sec/ {print $2}' <<<"$o")
         rps[$t]+="$r "
         p50[$t]+="$(awk '$1=="50%" {print $2}' <<<"$o" | to_ms) "
         p99[$t]+="$(awk '$1=="99%" {print $2}' <<<"$o" | to_ms) "
         pc[$t]+="$(awk -v q="$reqs" -v u="$used" -v hz="$hz" 'BEGIN {if (u > 0) printf "%.0f", q / (u / hz); else print "nan"}') "
+        puc[$t]+="$(awk -v q="$reqs" -v u="$used_user" -v hz="$hz" 'BEGIN {if (u > 0) printf "%.0f", q / (u / hz); else print "nan"}') "
+        sus[$t]+="$(awk -v q="$reqs" -v s="$used_sys" -v hz="$hz" 'BEGIN {if (q > 0) printf "%.2f", s / hz / q * 1e6; else print "nan"}') "
         e=$(awk '/Non-2xx/ {print "non2xx:" $5} /Socket errors/ {gsub(/ /, ""); print $0}' <<<"$o" | tr '\n' ' ')
         bad[$t]+="${e:-0} "
         echo "round $round scenario=$scenario workers=$w $t: $r req/s, cpu $(awk -v u="$used" -v hz="$hz" -v d="$duration" 'BEGIN {printf "%.2f", u/hz/d}') cores${e:+, errors $e}" >&2
       done
     done
-    declare -A m=() mpc=()
+    declare -A m=() mpc=() mpuc=()
     for t in $run_targets; do
-      m[$t]=$(median <<<"${rps[$t]}"); mpc[$t]=$(median <<<"${pc[$t]}")
-      emit "result scenario=$scenario workers=$w target=$t rps=${m[$t]} p50_ms=$(median <<<"${p50[$t]}") p99_ms=$(median <<<"${p99[$t]}") rps_per_core=${mpc[$t]} rounds_rps=\"${rps[$t]% }\" errors=\"${bad[$t]% }\""
+      m[$t]=$(median <<<"${rps[$t]}"); mpc[$t]=$(median <<<"${pc[$t]}"); mpuc[$t]=$(median <<<"${puc[$t]}")
+      emit "result scenario=$scenario workers=$w target=$t rps=${m[$t]} p50_ms=$(median <<<"${p50[$t]}") p99_ms=$(median <<<"${p99[$t]}") rps_per_core=${mpc[$t]} rps_per_user_core=${mpuc[$t]} sys_us_per_req=$(median <<<"${sus[$t]}") rounds_rps=\"${rps[$t]% }\" errors=\"${bad[$t]% }\""
     done
     if [[ " $run_targets " == *" berth-proxy "* ]]; then
       emit "memory scenario=$scenario workers=$w berth-proxy_rss_after_load_mib=$(rss_mib "${pid[berth-proxy]}")"
       for t in $run_targets; do
         [ "$t" = berth-proxy ] && continue
-        emit "ratio scenario=$scenario workers=$w berth-proxy/$t rps=$(ratio "${m[berth-proxy]}" "${m[$t]}") per_core=$(ratio "${mpc[berth-proxy]}" "${mpc[$t]}")"
+        emit "ratio scenario=$scenario workers=$w berth-proxy/$t rps=$(ratio "${m[berth-proxy]}" "${m[$t]}") per_core=$(ratio "${mpc[berth-proxy]}" "${mpc[$t]}") per_user_core=$(ratio "${mpuc[berth-proxy]}" "${mpuc[$t]}")"
       done
     fi
     if [[ " $run_targets " == *" nginx "* ]]; then
@@ -547,7 +554,7 @@ if [ "$out" != - ]; then
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
     echo "load: wrk -t1 -c$conns -d${duration}s --latency, $rounds interleaved rounds, medians; backends: 3 nginx (1 worker, static 200)"
     echo "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | sed -n 1p | awk '{print "haproxy " $3}'), traefik $("$traefik" version 2>/dev/null | awk '/^Version/ {print $2}'), wrk $(wrk -v 2>&1 | sed -n 1p | awk '{print $2}')"
-    echo "per core = requests / (utime+stime of the proxy's processes over the run); berth-proxy --workers N, nginx worker_processes N, haproxy nbthread N, traefik GOMAXPROCS=N"
+    echo "per core = requests / (utime+stime of the proxy's processes over the run); per user core = requests / utime (the proxy's own code, without the kernel's work for its sockets); sys_us_per_req = stime per request; berth-proxy --workers N, nginx worker_processes N, haproxy nbthread N, traefik GOMAXPROCS=N"
     echo
     printf '%s\n' "${lines[@]}"
   } >"$out"
