@@ -21,8 +21,9 @@
 #                and berth-bench-fanout on the same catalog (bytes on the wire per change)
 #   memory       berth-proxy RSS idle and with 10,000 routes, berth-control RSS with them
 #   instructions bench/proxy.sh --instructions: instructions per request in user space (valgrind's
-#                callgrind), repeatable on a shared machine: berth-proxy and nginx on one route and
-#                with middlewares, the ceiling probes on one route
+#                callgrind), repeatable on a shared machine: berth-proxy and nginx on one route,
+#                with middlewares, and with a browser's request header fields; the ceiling probes on
+#                one route
 #   ceiling      bench/proxy.sh on one route: berth-proxy and nginx beside berth-bench-ceiling, a bare
 #                forwarder built five ways (hyper's server and client, or code of its own on either
 #                side): how little CPU per request a forwarder on tokio can need here
@@ -104,7 +105,7 @@ for part in "${parts[@]}"; do
       record memory bench/proxy.sh --targets berth-proxy --scenarios "$(pick "1 10000" "1 10000" "1 20")" \
         --workers "$(pick "1 2" 2 1)" --rounds 1 --duration "$(pick 4 2 1)" --bin-dir "$bin_dir" --no-build --out - ;;
     instructions)
-      record instructions bench/proxy.sh --scenarios "1 mw" --workers 1 --instructions "$(pick 20000 5000 200)" \
+      record instructions bench/proxy.sh --scenarios "1 mw browser" --workers 1 --instructions "$(pick 20000 5000 200)" \
         --targets "berth-proxy nginx ceiling-raw-raw ceiling-hyper-hyper" --bin-dir "$bin_dir" --no-build --out - ;;
     ceiling)
       record ceiling bench/proxy.sh --scenarios 1 --workers "$(pick "1 2" "1 2" 1)" --rounds "$(pick 3 3 1)" \

@@ -6,14 +6,16 @@
 # round robin and the same client (wrk -t1). All traffic on 127.0.0.1, every load bounded in time.
 #
 #   bench/proxy.sh [--full|--quick|--smoke] [--duration S] [--rounds N] [--connections C]
-#                  [--scenarios "1 1000 10000 mw h2 tls h2tls"] [--workers "1 2"]
+#                  [--scenarios "1 1000 10000 mw browser h2 tls h2tls"] [--workers "1 2"]
 #                  [--targets "berth-proxy nginx haproxy traefik ceiling-raw-raw ..."] [--bin-dir DIR]
 #                  [--no-build] [--instructions N [--keep-callgrind DIR]]
 #                  [--out FILE]
 #
 # Scenarios: `1` = one route; `1000`, `10000` = that many Host routes, each request to a random one
 # (a wrk Lua script, the same for every target); `mw` = one route with strip prefix + a request
-# and a response header; `h2` = one route over HTTP/2 without TLS (prior knowledge), the client
+# and a response header; `browser` = one route, each request with the 13 header fields a browser
+# sends with a page (accept*, sec-*, user-agent, a cookie, ...) where the others send only Host;
+# `h2` = one route over HTTP/2 without TLS (prior knowledge), the client
 # h2load (-c64 -m1, per-request latencies from its log); `tls` = one route over HTTPS (HTTP/1.1,
 # wrk), `h2tls` = one route over HTTP/2 over TLS (ALPN h2, h2load): every target terminates TLS
 # with the same self-signed ECDSA P-256 certificate for bench.example (openssl, made per run),
@@ -44,14 +46,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-duration=8 rounds=3 conns=64 scenarios="1 1000 10000 mw h2 tls h2tls" workers="1 2"
+duration=8 rounds=3 conns=64 scenarios="1 1000 10000 mw browser h2 tls h2tls" workers="1 2"
 targets="berth-proxy nginx haproxy traefik" bin_dir="$root/target/release" build=1 out= mode=full instructions= keep_callgrind=
 cmdline="bench/proxy.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --full) mode=full; shift ;;
     --quick) mode=quick; duration=4; rounds=3; scenarios="1 10000"; shift ;;
-    --smoke) mode=smoke; duration=1; rounds=1; scenarios="1 20 mw h2 tls h2tls"; workers="1"; out=-; shift ;;
+    --smoke) mode=smoke; duration=1; rounds=1; scenarios="1 20 mw browser h2 tls h2tls"; workers="1"; out=-; shift ;;
     --duration) duration=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --connections) conns=$2; shift 2 ;;
@@ -205,8 +207,26 @@ is_tls() { [ "$1" = tls ] || [ "$1" = h2tls ]; }
 
 # The scenario's routes: hosts and the path requested.
 hosts_of() { # scenario -> count of Host routes (0 for the single-route scenarios)
-  case "$1" in 1|mw|h2|tls|h2tls) echo 0 ;; *) echo "$1" ;; esac
+  case "$1" in 1|mw|browser|h2|tls|h2tls) echo 0 ;; *) echo "$1" ;; esac
 }
+
+# The `browser` scenario's request header fields, besides Host (as a browser sends them with a
+# page: Chromium 131 on Linux), for wrk and h2load alike.
+browser_headers=(
+  -H 'accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8'
+  -H 'accept-encoding: gzip, deflate, br, zstd'
+  -H 'accept-language: en-US,en;q=0.9'
+  -H 'cache-control: max-age=0'
+  -H 'sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24"'
+  -H 'sec-ch-ua-mobile: ?0'
+  -H 'sec-ch-ua-platform: "Linux"'
+  -H 'sec-fetch-dest: document'
+  -H 'sec-fetch-mode: navigate'
+  -H 'sec-fetch-site: none'
+  -H 'upgrade-insecure-requests: 1'
+  -H 'user-agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+  -H 'cookie: session=4f2d8c1a9b7e6d5c3a1f0e9d8c7b6a59; theme=dark; consent=1'
+)
 
 # Writes the scenario's catalog into Consul: one service per route, three instances each.
 register() { # consul_http scenario
@@ -220,7 +240,7 @@ def txn(ops):
 def v1(host):
     return ["traefik.enable=true", "traefik.frontend.entryPoints=http", "traefik.frontend.rule=Host:" + host]
 services = []
-if scenario in ("1", "h2", "tls", "h2tls"):
+if scenario in ("1", "browser", "h2", "tls", "h2tls"):
     services.append(("web", v1("bench.example")))
 elif scenario == "mw":
     services.append(("mw", ["traefik.enable=true",
@@ -263,7 +283,7 @@ nginx_conf() { # dir port scenario workers
     echo "server { listen 127.0.0.1:$2$h2 default_server; $tls return 404; }"
     local px='proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $remote_addr;'
     case "$3" in
-      1|h2|tls|h2tls) echo "server { listen 127.0.0.1:$2$h2; server_name bench.example; $tls location / { proxy_pass http://web; $px } }" ;;
+      1|browser|h2|tls|h2tls) echo "server { listen 127.0.0.1:$2$h2; server_name bench.example; $tls location / { proxy_pass http://web; $px } }" ;;
       mw) echo "server { listen 127.0.0.1:$2; server_name bench.example; location /api/ { proxy_pass http://web/; $px proxy_set_header X-Bench 1; add_header X-Served bench; } }" ;;
       *) for ((i = 0; i < n; i++)); do
            echo "server { listen 127.0.0.1:$2; server_name svc-$i.example; location / { proxy_pass http://web; $px } }"
@@ -286,7 +306,7 @@ haproxy_conf() { # dir port scenario workers
     esac
     echo "frontend fe"; echo "  bind 127.0.0.1:$2$bind"
     case "$3" in
-      1|h2|tls|h2tls) echo "  use_backend web if { hdr(host) -i bench.example }" ;;
+      1|browser|h2|tls|h2tls) echo "  use_backend web if { hdr(host) -i bench.example }" ;;
       mw) echo "  use_backend web if { hdr(host) -i bench.example } { path_beg /api }" ;;
       *) for ((i = 0; i < n; i++)); do echo "svc-$i.example"; done >"$1/hosts.lst"
          echo "  use_backend web if { hdr(host),lower -f $1/hosts.lst }" ;;
@@ -312,7 +332,7 @@ traefik_conf() { # dir scenario
     echo "    hdr: { headers: { customRequestHeaders: { X-Bench: \"1\" }, customResponseHeaders: { X-Served: bench } } }"
     echo "  routers:"
     case "$2" in
-      1|h2) echo "    r: { rule: \"Host(\`bench.example\`)\", service: web, entryPoints: [web] }" ;;
+      1|browser|h2) echo "    r: { rule: \"Host(\`bench.example\`)\", service: web, entryPoints: [web] }" ;;
       tls|h2tls) echo "    r: { rule: \"Host(\`bench.example\`)\", service: web, entryPoints: [web], tls: {} }" ;;
       mw) echo "    r: { rule: \"Host(\`bench.example\`) && PathPrefix(\`/api\`)\", service: web, entryPoints: [web], middlewares: [strip, hdr] }" ;;
       *) for ((i = 0; i < n; i++)); do echo "    r$i: { rule: \"Host(\`svc-$i.example\`)\", service: web, entryPoints: [web] }"; done ;;
@@ -379,9 +399,9 @@ count_instructions() {
   for t in $run_targets; do
     h2=--h1
     [ "$scenario" = h2 ] && h2=
-    timeout 300 h2load $h2 -t1 -c8 -n"$warm" -H ":authority: $probe_host" "${url[$t]}" >/dev/null
+    timeout 300 h2load $h2 -t1 -c8 -n"$warm" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}" >/dev/null
     callgrind_control -z "${pid[$t]}" >/dev/null 2>&1
-    o=$(timeout 600 h2load $h2 -t1 -c8 -n"$instructions" -H ":authority: $probe_host" "${url[$t]}")
+    o=$(timeout 600 h2load $h2 -t1 -c8 -n"$instructions" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}")
     callgrind_control -d "${pid[$t]}" >/dev/null 2>&1
     ok=$(awk '/^status codes:/ {print $3}' <<<"$o")
     [ "$ok" = "$instructions" ] || { echo "bench: $t answered $ok of $instructions requests with 2xx:" >&2; echo "$o" >&2; exit 1; }
@@ -413,6 +433,8 @@ for scenario in $scenarios; do
   wait_http "http://127.0.0.1:$cp_admin/healthz" any 200 "control-$scenario"
   if [ "$n" -gt 0 ]; then path=/; probe_host="svc-$((n - 1)).example"; else probe_host=bench.example; fi
   [ "$scenario" = mw ] && path=/api/x || path=/
+  extra_headers=()
+  [ "$scenario" != browser ] || extra_headers=("${browser_headers[@]}")
   case "$scenario" in
     h2) curl_h2=--http2-prior-knowledge; scheme=http ;;
     tls) curl_h2="-k --http1.1"; scheme=https ;;
@@ -502,7 +524,7 @@ for scenario in $scenarios; do
         elif [ "$n" -gt 0 ]; then
           o=$(BENCH_HOSTS=$n timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" --latency -s "$work/hosts.lua" "${url[$t]}")
         else
-          o=$(timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" --latency -H "Host: bench.example" "${url[$t]}")
+          o=$(timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" --latency -H "Host: bench.example" "${extra_headers[@]}" "${url[$t]}")
         fi
         read -r after_user after_sys < <(ticks "${pid[$t]}")
         used_user=$((after_user - before_user)) used_sys=$((after_sys - before_sys))

@@ -257,8 +257,8 @@ async fn serve_connection(
         let io = Watched::new(stream, activity.clone());
         let client = Peer::new(peer).served_by_own_loop();
         let (limits, proxy, entrypoint) = (&handler.limits.settings, &handler.proxy, &handler.entrypoint);
-        let ended = http1::serve(io, limits, &activity, &shutdown, |req| async {
-            match proxy.handle(entrypoint, &client, req).await {
+        let ended = http1::serve(io, limits, &activity, &shutdown, |req, raw| async {
+            match proxy.handle(entrypoint, &client, req, raw).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             }
@@ -320,7 +320,8 @@ async fn serve_http<I>(
                 let req = req.map(http_body_util::Either::Left);
                 // Boxed: hyper moves a service's future several times (HTTP/2 spawns each stream
                 // as a task), and the request path's future is large; a box moves as a pointer.
-                let response = Box::pin(handler.proxy.handle(&handler.entrypoint, &client, req)).await?;
+                let response =
+                    Box::pin(handler.proxy.handle(&handler.entrypoint, &client, req, None)).await?;
                 Ok::<_, std::convert::Infallible>(response.map(|body| Tracked::new(body, guard)))
             }
         })

@@ -25,7 +25,10 @@ mod request;
 mod response;
 pub(crate) mod wire;
 
+#[cfg(test)]
+pub(crate) use request::parse_for_test;
 pub(crate) use response::KeptHeadSource;
+pub(crate) use wire::RawFields;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,7 +56,8 @@ pub(crate) enum Ended<IO> {
 }
 
 /// Serves requests from `io` with `handle` until the connection ends or a request is not the
-/// loop's (see the module documentation). `activity` is the connection's (its reads must be
+/// loop's (see the module documentation). `handle` gets each request with its fields kept as they
+/// came, when they were (see `request`: the request's map then holds `Host` alone). `activity` is the connection's (its reads must be
 /// watched: see `limits::Watched`); `shutdown` turns true when the proxy stops.
 pub(crate) async fn serve<IO, H, F, B>(
     mut io: IO,
@@ -64,7 +68,7 @@ pub(crate) async fn serve<IO, H, F, B>(
 ) -> Ended<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
-    H: FnMut(Request<RequestBody>) -> F,
+    H: FnMut(Request<RequestBody>, Option<RawFields>) -> F,
     F: Future<Output = Response<B>>,
     B: Body<Data = Bytes> + Unpin + KeptHeadSource,
     B::Error: std::fmt::Display,
@@ -108,7 +112,11 @@ where
         };
         let method = head.parts.method.clone();
         let guard = activity.begin();
-        let response = handle(Request::from_parts(head.parts, Either::Right(Empty::new()))).await;
+        let response = handle(
+            Request::from_parts(head.parts, Either::Right(Empty::new())),
+            head.raw,
+        )
+        .await;
         let keep_alive = !head.close && !*shutdown.borrow();
         let written = response::write(&mut io, &mut out, response, &method, keep_alive, head.trailers).await;
         drop(guard);

@@ -4,18 +4,21 @@
 //! For: parsing with httparse in the connection's read buffer and building the `http` request
 //! head as hyper's server builds it (the same method, URI and header map, names lower-case, values
 //! sharing the read buffer), and what the loop needs besides: whether the client asked to close,
-//! and whether it accepts trailers.
+//! and whether it accepts trailers. A request whose fields are all ones the request path passes
+//! on untouched keeps them as they came ([`RawFields`]) beside a map holding only its `Host`:
+//! filling a header map with every field, only for Berth's own backend client to write them out
+//! again, cost more than any other step of such a request with a browser's dozen fields.
 //! Not for: answering malformed or oversized heads: those are hyper's, which answers them.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, Request, Uri, Version};
 
-use super::wire::{self, has_token, Field};
+use super::wire::{self, has_token, Field, RawFields};
 
 /// The most header fields this parser takes; a request with more goes to hyper, which applies
 /// `--max-headers`.
@@ -33,6 +36,9 @@ pub(super) struct Head {
     pub close: bool,
     /// The client accepts trailers (`TE: trailers`).
     pub trailers: bool,
+    /// The fields but `Host`, kept as they came when no step of the request path reads or changes
+    /// them (`parts.headers` then holds `Host` alone).
+    pub raw: Option<RawFields>,
 }
 
 #[derive(Debug)]
@@ -84,15 +90,23 @@ pub(super) fn parse(buf: &mut BytesMut, max_bytes: usize, max_fields: usize) -> 
     let mut close = false;
     let mut trailers = false;
     let mut content_length = false;
-    for &[n0, n1, v0, v1] in &fields[..count] {
+    // The fields can be kept as they came (see `RawFields`) while none is one the request path
+    // reads or changes, and there is one `Host`, at `host`.
+    let mut raw = true;
+    let mut host = None;
+    for (i, &[n0, n1, v0, v1]) in fields[..count].iter().enumerate() {
         let name = &head[n0 as usize..n1 as usize];
         let value = &head[v0 as usize..v1 as usize];
-        if name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str().as_bytes()) {
+        if name.eq_ignore_ascii_case(HOST.as_str().as_bytes()) {
+            raw &= host.is_none();
+            host = Some(i);
+        } else if name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str().as_bytes()) {
             // A body, or several lengths: hyper's.
             if content_length || value != b"0" {
                 return Parsed::Other;
             }
             content_length = true;
+            raw = false;
         } else if [TRANSFER_ENCODING, EXPECT, UPGRADE]
             .iter()
             .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
@@ -100,16 +114,27 @@ pub(super) fn parse(buf: &mut BytesMut, max_bytes: usize, max_fields: usize) -> 
             return Parsed::Other;
         } else if name.eq_ignore_ascii_case(CONNECTION.as_str().as_bytes()) {
             close = close || has_token(value, b"close");
+            raw &= wire::tokens(value)
+                .all(|t| t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive"));
         } else if name.eq_ignore_ascii_case(TE.as_str().as_bytes()) {
             trailers = trailers || has_token(value, b"trailers");
+            raw = false;
+        } else if wire::is_hop_by_hop_name(name) || is_entry_managed(name) {
+            raw = false;
         }
     }
+    let host = host.filter(|_| raw);
     let head = buf.split_to(len).freeze();
-    match build(&head, method, target, &fields[..count]) {
-        Some(parts) => Parsed::Taken(Head {
+    let built = match host {
+        Some(host) => build_raw(&head, method, target, &fields[..count], host),
+        None => build(&head, method, target, &fields[..count]).map(|parts| (parts, None)),
+    };
+    match built {
+        Some((parts, raw)) => Parsed::Taken(Head {
             parts,
             close,
             trailers,
+            raw,
         }),
         None => {
             // A target `http` refuses (hyper answers 400): the bytes go back for hyper.
@@ -121,8 +146,26 @@ pub(super) fn parse(buf: &mut BytesMut, max_bytes: usize, max_fields: usize) -> 
     }
 }
 
-/// The request head from its bytes; `None` if the target or a field is refused.
-fn build(head: &Bytes, method: Method, target: Range<usize>, fields: &[Field]) -> Option<Parts> {
+/// Whether a field name (case ignored, `_` as `-`) is one the accept phase manages or reads: a
+/// forwarded header (`X-Forwarded-*`, `X-Real-Ip`, `X-Scheme`) or `X-Request-Id`. A superset of
+/// `proxy::accept`'s list is fine: such a request is only built the usual way.
+fn is_entry_managed(name: &[u8]) -> bool {
+    const PREFIXES: [&[u8]; 4] = [b"x-forwarded", b"x-real-ip", b"x-scheme", b"x-request-id"];
+    if !matches!(name.first(), Some(b'x' | b'X')) {
+        return false;
+    }
+    PREFIXES.iter().any(|prefix| {
+        name.len() >= prefix.len()
+            && name
+                .iter()
+                .zip(prefix.iter())
+                .all(|(&a, &b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+    })
+}
+
+/// The request line's parts: the method, URI and version, and an empty header map with `room`
+/// for fields; `None` if the target is refused.
+fn request_line(head: &Bytes, method: Method, target: Range<usize>, room: usize) -> Option<Parts> {
     let mut parts = Request::new(()).into_parts().0;
     parts.method = method;
     parts.uri = Uri::from_maybe_shared(head.slice(target)).ok()?;
@@ -130,11 +173,60 @@ fn build(head: &Bytes, method: Method, target: Range<usize>, fields: &[Field]) -
     // Room for the fields the accept phase adds (`X-Forwarded-*`, `X-Real-Ip`, `X-Request-Id`):
     // growing the map later rehashes every field. Given back once sent (`proxy::forward`, or
     // `proxy::upstream` for a request that may be retried).
-    parts.headers = crate::header_maps::take(fields.len() + ADDED_FIELDS);
-    for &[n0, n1, v0, v1] in fields {
-        let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize]).ok()?;
-        let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize)).ok()?;
+    parts.headers = crate::header_maps::take(room + ADDED_FIELDS);
+    Some(parts)
+}
+
+/// A field as the header map holds it; `None` if refused.
+fn field(head: &Bytes, [n0, n1, v0, v1]: Field) -> Option<(HeaderName, HeaderValue)> {
+    let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize]).ok()?;
+    let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize)).ok()?;
+    Some((name, value))
+}
+
+/// The request head from its bytes; `None` if the target or a field is refused.
+fn build(head: &Bytes, method: Method, target: Range<usize>, fields: &[Field]) -> Option<Parts> {
+    let mut parts = request_line(head, method, target, fields.len())?;
+    for &f in fields {
+        let (name, value) = field(head, f)?;
         parts.headers.append(name, value);
     }
     Some(parts)
+}
+
+/// The request head with `Host` (the field at `host`) alone in its map, the other fields kept as
+/// they came; `None` if the target or `Host` is refused. The kept fields are not checked again:
+/// httparse takes exactly the names and values `http` does (a test holds the two to it).
+fn build_raw(
+    head: &Bytes,
+    method: Method,
+    target: Range<usize>,
+    fields: &[Field],
+    host: usize,
+) -> Option<(Parts, Option<RawFields>)> {
+    let mut parts = request_line(head, method, target, 1)?;
+    let mut kept = Vec::with_capacity(fields.len() - 1);
+    for (i, &f) in fields.iter().enumerate() {
+        if i == host {
+            let (name, value) = field(head, f)?;
+            parts.headers.append(name, value);
+        } else {
+            kept.push(f);
+        }
+    }
+    let raw = RawFields {
+        bytes: head.clone(),
+        fields: kept,
+    };
+    Some((parts, Some(raw)))
+}
+
+/// [`parse`] of a whole head, for tests elsewhere: the head's parts and its raw fields.
+#[cfg(test)]
+pub(crate) fn parse_for_test(bytes: &[u8]) -> (Parts, Option<RawFields>) {
+    let mut buf = BytesMut::from(bytes);
+    match parse(&mut buf, 64 * 1024, MAX_FIELDS) {
+        Parsed::Taken(head) => (head.parts, head.raw),
+        other => panic!("not taken: {other:?}"),
+    }
 }

@@ -132,11 +132,30 @@ where
         .await;
 }
 
+/// Every field of the head a request's kept fields came from, in the client's order, as hyper's
+/// server would have put them in the request's map.
+fn every_field(raw: &RawFields) -> http::HeaderMap {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    assert!(request.parse(&raw.bytes).expect("a head").is_complete());
+    let mut map = http::HeaderMap::new();
+    for h in request.headers.iter() {
+        map.append(
+            http::HeaderName::from_bytes(h.name.as_bytes()).expect("name"),
+            HeaderValue::from_bytes(h.value).expect("value"),
+        );
+    }
+    map
+}
+
 async fn berth_side(stream: TcpStream, reply: Reply) {
     let limits = limits();
     let activity = Activity::new(&limits);
     let (_stop, shutdown) = watch::channel(false);
-    let handle = |req: Request<RequestBody>| {
+    let handle = |mut req: Request<RequestBody>, raw: Option<RawFields>| {
+        if let Some(raw) = raw {
+            *req.headers_mut() = every_field(&raw);
+        }
         let response = reply.build(&req);
         async move { response }
     };
@@ -249,6 +268,94 @@ async fn clients_read_what_hypers_server_writes() {
     }
 }
 
+#[test]
+fn only_fields_nothing_reads_on_the_way_are_kept_as_they_came() {
+    let raw = |fields: &str| {
+        let mut buf = BytesMut::from(format!("GET / HTTP/1.1\r\n{fields}\r\n").as_bytes());
+        match request::parse(&mut buf, 8192, 16) {
+            request::Parsed::Taken(head) => {
+                if head.raw.is_some() {
+                    let names: Vec<&str> = head.parts.headers.keys().map(|n| n.as_str()).collect();
+                    assert_eq!(names, ["host"], "{fields:?}: Host alone in the map");
+                } else {
+                    assert!(
+                        head.parts.headers.len() > 1 || fields.matches("\r\n").count() <= 1,
+                        "{fields:?}"
+                    );
+                }
+                head.raw.map(|raw| {
+                    raw.iter()
+                        .map(|(n, v)| {
+                            format!("{}={}", String::from_utf8_lossy(n), String::from_utf8_lossy(v))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            }
+            other => panic!("{fields:?}: {other:?}"),
+        }
+    };
+    assert_eq!(raw("Host: a\r\n"), Some(vec![]));
+    assert_eq!(
+        raw("Accept: */*\r\nHost: a\r\nConnection: Keep-Alive\r\nX-A: 1\r\nx-a: 2\r\nCookie: c=1\r\n"),
+        Some(vec![
+            "Accept=*/*".into(),
+            "Connection=Keep-Alive".into(),
+            "X-A=1".into(),
+            "x-a=2".into(),
+            "Cookie=c=1".into()
+        ])
+    );
+    assert!(raw("Host: a\r\nConnection: close\r\n").is_some());
+    for other in [
+        "Accept: */*\r\n",
+        "Host: a\r\nHost: b\r\n",
+        "Host: a\r\nContent-Length: 0\r\n",
+        "Host: a\r\nConnection: keep-alive, x-a\r\n",
+        "Host: a\r\nTE: trailers\r\n",
+        "Host: a\r\nKeep-Alive: timeout=5\r\n",
+        "Host: a\r\nProxy-Authorization: Basic eA==\r\n",
+        "Host: a\r\nX-Forwarded-For: 1.1.1.1\r\n",
+        "Host: a\r\nx_forwarded_proto: https\r\n",
+        "Host: a\r\nX-Forwarded-Anything: 1\r\n",
+        "Host: a\r\nX-Real-IP: 1.1.1.1\r\n",
+        "Host: a\r\nX-Scheme: https\r\n",
+        "Host: a\r\nX-Request-Id: abc\r\n",
+    ] {
+        assert_eq!(raw(other), None, "{other:?}");
+    }
+}
+
+/// The fields kept as they came are not checked again (see `request::build_raw`): every name and
+/// value httparse takes must be one `http` takes too.
+#[test]
+fn httparse_takes_no_field_http_refuses() {
+    // The second field of `GET / HTTP/1.1`, Host, then `field`, if httparse takes the head.
+    let second = |field: &[u8]| {
+        let head = [&b"GET / HTTP/1.1\r\nHost: a\r\n"[..], field, b"\r\n\r\n"].concat();
+        let mut headers = [httparse::EMPTY_HEADER; 4];
+        match httparse::Request::new(&mut headers).parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {
+                Some((headers[1].name.to_owned(), headers[1].value.to_vec()))
+            }
+            _ => None,
+        }
+    };
+    for b in 0..=255u8 {
+        if let Some((name, _)) = second(&[b'x', b, b':', b' ', b'v']) {
+            assert!(
+                http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
+                "name byte {b:#x}: {name:?}"
+            );
+        }
+        if let Some((_, value)) = second(&[b'x', b':', b' ', b'v', b, b'v']) {
+            assert!(
+                HeaderValue::from_bytes(&value).is_ok(),
+                "value byte {b:#x}: {value:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_loop_takes_the_common_requests_and_leaves_the_rest() {
     let taken = |input: &str| {
@@ -288,7 +395,7 @@ async fn shutdown_closes_an_idle_connection_and_ends_the_request_in_progress_wit
         let activity = Activity::new(&limits);
         let mut entered_tx = Some(entered_tx);
         let mut released = Some(released);
-        let handle = |_req: Request<RequestBody>| {
+        let handle = |_req: Request<RequestBody>, _raw: Option<RawFields>| {
             let (entered, released) = (entered_tx.take(), released.take());
             async move {
                 if let (Some(entered), Some(released)) = (entered, released) {

@@ -26,13 +26,77 @@ pub(crate) struct KeptHead {
 impl KeptHead {
     /// The name and value of each field.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.fields.iter().map(|&[n0, n1, v0, v1]| {
-            (
-                &self.bytes[n0 as usize..n1 as usize],
-                &self.bytes[v0 as usize..v1 as usize],
-            )
-        })
+        slices(&self.bytes, &self.fields)
     }
+}
+
+/// A client request's header fields kept as they came, beside a header map that holds only the
+/// request's `Host` (the common request: see the parent module's `request`), for the request path
+/// to put in the map only where something reads it and for Berth's own backend client to write
+/// as they are otherwise. None of them is a field the request path reads or changes on the way
+/// (`Host`, `Content-Length`, hop-by-hop fields, the forwarded headers the entrypoint manages,
+/// `X-Request-Id`) but a `Connection` listing only `close` or `keep-alive`, which the writer leaves
+/// out as the hop-by-hop clean-up would have.
+#[derive(Debug, Clone)]
+pub(crate) struct RawFields {
+    /// The request's head, from the request line to the blank line.
+    pub bytes: bytes::Bytes,
+    /// Where each field lies in `bytes`, in the client's order.
+    pub fields: Vec<Field>,
+}
+
+impl RawFields {
+    /// The name (as sent) and value of each field.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        slices(&self.bytes, &self.fields)
+    }
+
+    /// Appends every field to `headers`, values sharing the head's bytes (httparse took them, so
+    /// `http` takes them too).
+    pub(crate) fn append_to(&self, headers: &mut http::HeaderMap) {
+        for &[n0, n1, v0, v1] in &self.fields {
+            let name = http::HeaderName::from_bytes(&self.bytes[n0 as usize..n1 as usize]);
+            let value = http::HeaderValue::from_maybe_shared(self.bytes.slice(v0 as usize..v1 as usize));
+            if let (Ok(name), Ok(value)) = (name, value) {
+                headers.append(name, value);
+            }
+        }
+    }
+}
+
+/// The name and value of each of `fields` in `bytes`.
+fn slices<'a>(bytes: &'a [u8], fields: &'a [Field]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    fields
+        .iter()
+        .map(|&[n0, n1, v0, v1]| (&bytes[n0 as usize..n1 as usize], &bytes[v0 as usize..v1 as usize]))
+}
+
+/// Whether a field name, as sent (case ignored), is one of the hop-by-hop fields the forwarded
+/// request loses (`proxy::forwarded`) besides `Connection`: `TE`, `Upgrade`, `Keep-Alive`,
+/// `Proxy-Connection`, `Transfer-Encoding`, `Proxy-Authenticate`, `Proxy-Authorization`. By its
+/// length first, where comparing `HeaderName`s one by one costs a byte comparison for each custom
+/// one.
+#[inline]
+pub(crate) fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    // Every hop-by-hop name starts with one of these letters; most others (the `X-Forwarded-*`
+    // of the same lengths) end the check here.
+    if !matches!(
+        name.first().map(u8::to_ascii_lowercase),
+        Some(b't' | b'u' | b'k' | b'p')
+    ) {
+        return false;
+    }
+    let known: &[u8] = match name.len() {
+        2 => b"te",
+        7 => b"upgrade",
+        10 => b"keep-alive",
+        16 => b"proxy-connection",
+        17 => b"transfer-encoding",
+        18 => b"proxy-authenticate",
+        19 => b"proxy-authorization",
+        _ => return false,
+    };
+    known.eq_ignore_ascii_case(name)
 }
 
 /// Records where each of `headers` (parsed from the buffer starting at address `base`) lies, in

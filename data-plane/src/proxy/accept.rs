@@ -42,7 +42,7 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The headers the accept phase may set late (see [`LateHeaders`]), `X-Forwarded-For` (which the
-/// forward phase sets) included.
+/// forward phase sets) included: a `Connection` naming one of them has them set at once.
 const LATE: [HeaderName; 7] = [
     X_REAL_IP,
     X_FORWARDED_PROTO,
@@ -53,20 +53,18 @@ const LATE: [HeaderName; 7] = [
     X_FORWARDED_FOR,
 ];
 
-/// Whether `name` is a header the accept phase may set late: a route matcher that reads one
-/// makes them be set before matching (see `table::RouteTable::reads_late_headers`).
-pub(crate) fn is_late_header(name: &HeaderName) -> bool {
-    LATE.contains(name)
-}
-
 /// The forwarded headers of an untrusted peer's request (the default: `--trusted-ips` empty), and
 /// the `X-Request-Id` the accept phase made up, set on the request *late*. Putting half a dozen
 /// fields in a header map (hashing each name) only to write them out again was a tenth of the
 /// common request's work; instead they stay here, in the context, and:
-/// - Berth's own backend client writes them after the request's own fields ([`late_fields`]);
-/// - [`set_late_headers`] puts them in the header map first wherever anything else may read it:
-///   before matching when a route's matcher reads one of them, before a route's middlewares, and
-///   before a request goes by hyper's client (`forwarded::request`).
+/// - Berth's own backend client writes them after the request's own fields ([`extra_fields`]);
+/// - [`fill_headers`] puts them in the header map first wherever anything else may read it:
+///   before matching when a route's matcher reads a header, before a route's middlewares, before
+///   a sticky cookie is looked for (`upstream`), and before a request goes by hyper's client
+///   (`forwarded::request`).
+///
+/// The client's own fields may wait in the context the same way (`http1::RawFields`), and go in
+/// the map at the same places.
 ///
 /// Either way the backend gets the same fields (written late, they come last, where the map's
 /// removals may have moved them up: an order HTTP gives no meaning between different names).
@@ -85,13 +83,18 @@ pub(crate) struct LateHeaders {
     /// `X-Request-Id` is the context's (made up by the accept phase).
     request_id: bool,
     /// `X-Forwarded-For` is the peer's address: decided by the forward phase for each attempt,
-    /// and never put in the map by [`set_late_headers`] (that phase appends to the map's itself).
+    /// and never put in the map by [`fill_headers`] (that phase appends to the map's itself).
     pub forwarded_for: bool,
 }
 
-/// Puts the late headers (see [`LateHeaders`]), if any are still pending, in the request's map,
-/// as they would have been had they been set at once. `X-Forwarded-For` excepted.
-pub(crate) fn set_late_headers(ctx: &mut RequestContext, headers: &mut HeaderMap) {
+/// Puts in the request's map what the context holds for it, as it would have been had it been
+/// there from the start: the client's fields kept as they came (`http1::RawFields`), then the late
+/// headers (see [`LateHeaders`]), `X-Forwarded-For` excepted. Once filled, the map is the request's
+/// only header fields.
+pub(crate) fn fill_headers(ctx: &mut RequestContext, headers: &mut HeaderMap) {
+    if let Some(raw) = ctx.raw.take() {
+        raw.append_to(headers);
+    }
     let Some(late) = ctx.late.take() else {
         return;
     };
@@ -107,10 +110,11 @@ pub(crate) fn set_late_headers(ctx: &mut RequestContext, headers: &mut HeaderMap
     }
 }
 
-/// The pending late headers (see [`LateHeaders`]) as Berth's own backend client writes them after
-/// the request's own fields: lower-case names, in the order they would have been put in the map.
-pub(crate) fn late_fields(ctx: &RequestContext) -> ExtraFields<'_> {
-    let mut fields = ExtraFields::default();
+/// What the context holds for the request's map (see [`fill_headers`]) as Berth's own backend
+/// client writes it after the map's fields: the client's fields kept as they came, then the late
+/// headers with lower-case names, in the order they would have been put in the map.
+pub(crate) fn extra_fields(ctx: &RequestContext) -> ExtraFields<'_> {
+    let mut fields = ExtraFields::new(ctx.raw.as_ref());
     let Some(late) = &ctx.late else {
         return fields;
     };
@@ -505,7 +509,7 @@ pub(super) mod tests {
         headers: &[(&str, &str)],
     ) -> (Result<(), ProxyError>, RequestContext, Parts) {
         let (result, mut ctx, mut head) = accept_only(trusted, uri, headers);
-        set_late_headers(&mut ctx, &mut head.headers);
+        fill_headers(&mut ctx, &mut head.headers);
         (result, ctx, head)
     }
 
@@ -582,7 +586,7 @@ pub(super) mod tests {
                 head.headers
             );
         }
-        let fields = late_fields(&ctx);
+        let fields = extra_fields(&ctx);
         let written: Vec<&str> = fields.as_slice().iter().map(|(name, _)| *name).collect();
         assert_eq!(written, names, "in the order they would have been put in the map");
 
@@ -601,7 +605,7 @@ pub(super) mod tests {
         // A client's plausible id is its own, in the map; only a made-up one is late.
         let (_, ctx, head) = accept_only(&[], "/", &[("host", "w"), ("x-request-id", "abc")]);
         assert_eq!(head.headers["x-request-id"], "abc");
-        let fields = late_fields(&ctx);
+        let fields = extra_fields(&ctx);
         assert!(fields.as_slice().iter().all(|(name, _)| *name != "x-request-id"));
     }
 
@@ -670,7 +674,7 @@ pub(super) mod tests {
         let tls_run = |headers: &[(&str, &str)]| {
             let (result, mut ctx, mut head) = accept_on(true, &[], "/", headers);
             result.expect("accepted");
-            set_late_headers(&mut ctx, &mut head.headers);
+            fill_headers(&mut ctx, &mut head.headers);
             head.headers
         };
         let h = tls_run(&[("host", "a.example"), ("x-forwarded-proto", "http")]);
@@ -808,7 +812,7 @@ pub(super) mod tests {
         for sent in [&[("host", "a"), ("x-request-id", "has space")][..], &two] {
             let (_, ctx, head) = accept_only(&[], "/", sent);
             assert!(!head.headers.contains_key("x-request-id"), "{sent:?}");
-            let fields = late_fields(&ctx);
+            let fields = extra_fields(&ctx);
             let ids: Vec<_> = fields
                 .as_slice()
                 .iter()
@@ -849,7 +853,7 @@ pub(super) mod tests {
             trusted_ips: IpRanges::parse(&[]).unwrap(),
         };
         accept(&mut ctx, &mut head, &settings).expect("accepted");
-        set_late_headers(&mut ctx, &mut head.headers);
+        fill_headers(&mut ctx, &mut head.headers);
         assert_eq!(ctx.host, "GO.example:8443");
         assert_eq!(head.headers["x-forwarded-port"], "8443");
     }

@@ -18,6 +18,7 @@ use super::accept::LateHeaders;
 use super::middleware::InFlightSlot;
 use super::path::{BadEscape, UrlPath};
 use super::Entrypoint;
+use crate::http1::RawFields;
 use crate::table::Route;
 
 /// Whether the forward phase appends the client to `X-Forwarded-For` (a `headers` middleware
@@ -55,6 +56,9 @@ pub(crate) struct RequestContext {
     pub forwarded_for: ForwardedFor,
     /// The forwarded headers the accept phase set late, while they are not in the header map.
     pub late: Option<LateHeaders>,
+    /// The client's fields kept as they came, while they are not in the header map (see
+    /// `http1::RawFields`).
+    pub raw: Option<RawFields>,
     /// The matched route, once known.
     pub route: Option<Arc<Route>>,
     /// The endpoint the request was sent to, once chosen.
@@ -146,6 +150,7 @@ impl RequestContext {
             rewritten_by_middleware: false,
             forwarded_for: ForwardedFor::Append,
             late: None,
+            raw: None,
             route: None,
             endpoint: None,
             set_cookie: None,

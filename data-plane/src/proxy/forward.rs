@@ -309,6 +309,9 @@ impl Forwarder {
 /// `forwarded::request`), so `extra` is empty here; should it not be, the backend still gets
 /// every field, at the cost of copying them.
 fn add_extra(head: &mut Parts, extra: &ExtraFields<'_>) {
+    if let Some(raw) = extra.raw() {
+        raw.append_to(&mut head.headers);
+    }
     for &(name, value) in extra.as_slice() {
         let name = http::HeaderName::from_bytes(name.as_bytes());
         if let (Ok(name), Ok(value)) = (name, http::HeaderValue::from_bytes(value)) {

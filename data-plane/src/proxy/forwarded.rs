@@ -28,7 +28,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri
 
 use super::context::{ForwardedFor, RequestContext};
 use super::ProxyError;
-use crate::http1::wire::{has_token, tokens};
+use crate::http1::wire::{has_token, is_hop_by_hop_name, tokens};
 use crate::table::{Cluster, Endpoint, HostHeader, Scheme as ClusterScheme};
 
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -77,10 +77,12 @@ pub(crate) fn request(
         ClusterScheme::H2c => Version::HTTP_2,
         ClusterScheme::Http | ClusterScheme::Https => Version::HTTP_11,
     };
-    // Only Berth's own client writes the accept phase's late headers; for hyper's they go in the
-    // map (before `X-Forwarded-For`, where they would have been).
-    if ctx.late.is_some() && super::backend_h1::eligible(head, empty_body, endpoint.socket).is_none() {
-        super::accept::set_late_headers(ctx, &mut head.headers);
+    // Only Berth's own client writes the fields the context holds for the map (the client's kept
+    // as they came, the accept phase's late headers); for hyper's they go in the map (before
+    // `X-Forwarded-For`, where they would have been).
+    let pending = ctx.late.is_some() || ctx.raw.is_some();
+    if pending && super::backend_h1::eligible(head, empty_body, endpoint.socket).is_none() {
+        super::accept::fill_headers(ctx, &mut head.headers);
     }
     let append = ctx.forwarded_for == ForwardedFor::Append;
     match ctx.late.as_mut() {
@@ -240,31 +242,6 @@ fn strip_seen(headers: &mut HeaderMap, seen: Seen) {
 /// Whether `name` is one of [`HOP_BY_HOP`].
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     is_hop_by_hop_name(name.as_str().as_bytes())
-}
-
-/// Whether a field name, as sent (case ignored), is one of [`HOP_BY_HOP`]: by its length first,
-/// where comparing `HeaderName`s one by one costs a byte comparison for each custom one.
-#[inline]
-pub(crate) fn is_hop_by_hop_name(name: &[u8]) -> bool {
-    // Every hop-by-hop name starts with one of these letters; most others (the `X-Forwarded-*`
-    // of the same lengths) end the check here.
-    if !matches!(
-        name.first().map(u8::to_ascii_lowercase),
-        Some(b't' | b'u' | b'k' | b'p')
-    ) {
-        return false;
-    }
-    let known: &[u8] = match name.len() {
-        2 => b"te",
-        7 => b"upgrade",
-        10 => b"keep-alive",
-        16 => b"proxy-connection",
-        17 => b"transfer-encoding",
-        18 => b"proxy-authenticate",
-        19 => b"proxy-authorization",
-        _ => return false,
-    };
-    known.eq_ignore_ascii_case(name)
 }
 
 /// The standard hop-by-hop headers besides `Connection`.
@@ -427,7 +404,7 @@ mod tests {
     /// The backend's request head as Berth's own client writes it, late headers included.
     fn written(ctx: &RequestContext, head: &Parts) -> String {
         let mut out = Vec::new();
-        super::super::backend_h1::encode(head, &accept::late_fields(ctx), &mut out);
+        super::super::backend_h1::encode(head, &accept::extra_fields(ctx), &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -463,7 +440,7 @@ mod tests {
                 let (mut late, mut late_head) = accepted(headers, tls, &id);
                 assert!(late.late.is_some(), "{headers:?}");
                 let (mut early, mut early_head) = accepted(headers, tls, &id);
-                accept::set_late_headers(&mut early, &mut early_head.headers);
+                accept::fill_headers(&mut early, &mut early_head.headers);
                 request(&mut late, &mut late_head, true, &c, &c.endpoints[0]).expect("rewrites");
                 request(&mut early, &mut early_head, true, &c, &c.endpoints[0]).expect("rewrites");
                 assert!(!late_head.headers.contains_key(&X_FORWARDED_FOR), "{headers:?}");
@@ -476,6 +453,39 @@ mod tests {
                 assert!(sent.contains("\r\nx-forwarded-for: 192.0.2.9\r\n"), "{sent}");
             }
         }
+    }
+
+    #[test]
+    fn fields_kept_as_they_came_reach_the_backend_as_from_the_map() {
+        let c = cluster("", H::Pass);
+        let settings = accept::EntrySettings {
+            server: HeaderValue::from_static("edge-1"),
+            trusted_ips: crate::proxy::middleware::IpRanges::parse(&[]).unwrap(),
+        };
+        let head = b"GET /a?b HTTP/1.1\r\nAccept: */*\r\nX-Multi: 1\r\nHost: Web.Example\r\nConnection: keep-alive\r\nuser-AGENT: t/1\r\nx-multi: 2\r\nCookie: a=1\r\n\r\n";
+        let run = |fill_first: bool| {
+            let (mut parts, raw) = crate::http1::parse_for_test(head);
+            assert!(raw.is_some(), "kept as it came");
+            let mut ctx = RequestContext::for_test("GET", "/a?b", "", "192.0.2.9:1");
+            ctx.raw = raw;
+            if fill_first {
+                accept::fill_headers(&mut ctx, &mut parts.headers);
+                assert!(ctx.raw.is_none());
+            }
+            accept::accept(&mut ctx, &mut parts, &settings).expect("accepted");
+            ctx.request_id = HeaderValue::from_static("0123456789abcdef0123456789abcdef");
+            request(&mut ctx, &mut parts, true, &c, &c.endpoints[0]).expect("rewrites");
+            written(&ctx, &parts)
+        };
+        let kept = run(false);
+        assert_eq!(fields(&kept), fields(&run(true)));
+        assert!(
+            kept.contains("\r\nuser-agent: t/1\r\n"),
+            "names in lower case: {kept}"
+        );
+        assert!(!kept.contains("onnection"), "{kept}");
+        let multi: Vec<&str> = kept.lines().filter(|l| l.starts_with("x-multi")).collect();
+        assert_eq!(multi, ["x-multi: 1", "x-multi: 2"], "in the client's order");
     }
 
     #[test]
@@ -511,7 +521,7 @@ mod tests {
         original.restore(&mut head);
         request(&mut ctx, &mut head, true, &c, &c.endpoints[1]).expect("rewrites");
         assert!(ctx.late.is_none());
-        assert!(accept::late_fields(&ctx).as_slice().is_empty());
+        assert!(accept::extra_fields(&ctx).as_slice().is_empty());
         let second = written(&ctx, &head);
         assert_eq!(
             head.headers.get_all(&X_FORWARDED_FOR).iter().collect::<Vec<_>>(),

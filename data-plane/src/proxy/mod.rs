@@ -42,8 +42,8 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response};
 
 use crate::access_log::AccessLog;
+use crate::http1::RawFields;
 use crate::state::State;
-pub(crate) use accept::is_late_header;
 pub(crate) use body::Body;
 pub(crate) use context::Peer;
 use context::RequestContext;
@@ -107,14 +107,17 @@ impl Proxy {
         }
     }
 
-    /// Serves one request. Never fails: every error becomes a response.
+    /// Serves one request. Never fails: every error becomes a response. `raw`: the request's
+    /// fields kept as they came (see `http1::RawFields`; its map then holds `Host` alone).
     pub(crate) async fn handle(
         &self,
         entrypoint: &Entrypoint,
         peer: &Peer,
         req: Request<RequestBody>,
+        raw: Option<RawFields>,
     ) -> Result<Response<Body>, Infallible> {
         let mut ctx = RequestContext::new(entrypoint, peer, req.method(), req.uri());
+        ctx.raw = raw;
         let version = req.version();
         let request_bytes = declared_length(req.headers());
         let mut response = self.serve(&mut ctx, req).await;
@@ -149,8 +152,8 @@ impl Proxy {
         ctx.route = Some(route.clone());
         let chain = &route.middlewares;
         if !chain.is_empty() {
-            // Middlewares see, and may change, the headers Traefik's entrypoint set.
-            accept::set_late_headers(ctx, &mut head.headers);
+            // Middlewares see, and may change, every field and the headers Traefik's entrypoint set.
+            accept::fill_headers(ctx, &mut head.headers);
         }
 
         // 3. request middlewares

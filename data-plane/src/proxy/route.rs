@@ -4,7 +4,7 @@
 //! `berth_model::request_host` normalizes it (borrowed when already lower case), the routing path
 //! (`berth_model::routing_path` of the path the accept phase left), the query with `;` read as
 //! `&` (Go's `AllowQuerySemicolons`, which Traefik's entrypoint applies), the peer's address — and
-//! looking it up (with the accept phase's late headers set first when a matcher reads one). Holds the table only for the lookup; the route is kept by `Arc`, so a table swap
+//! looking it up (with the request's map filled first when a matcher reads a header). Holds the table only for the lookup; the route is kept by `Arc`, so a table swap
 //! while the request is in flight changes nothing for it.
 //! Not for: choosing an endpoint (see `endpoint`).
 
@@ -28,9 +28,10 @@ pub(crate) fn match_route(
     let Some(table) = table.as_ref() else {
         return Err(ProxyError::NoSnapshot);
     };
-    // A matcher that reads a forwarded header sees it as Traefik's would: set.
-    if table.reads_late_headers() {
-        super::accept::set_late_headers(ctx, &mut head.headers);
+    // A matcher that reads a header sees the request's every field, and the forwarded headers set
+    // as Traefik's entrypoint would have.
+    if table.reads_headers() {
+        super::accept::fill_headers(ctx, &mut head.headers);
     }
     let host = berth_model::request_host(ctx.host_text());
     let path = berth_model::routing_path(ctx.path()).map_err(|e| ProxyError::BadPath(e.to_string()))?;

@@ -44,6 +44,10 @@ pub(crate) async fn send<'r>(
 ) -> Result<(Response<BackendBody>, &'r Endpoint), ProxyError> {
     let cluster = &route.cluster;
     let now = health::now_ms();
+    if cluster.sticky.is_some() {
+        // The sticky cookie is looked for among the request's every field.
+        accept::fill_headers(ctx, &mut head.headers);
+    }
     let (index, endpoint) = endpoint::pick(route, ctx, &head, now)?;
     ctx.endpoint = Some(endpoint.authority.clone());
     let empty_body = body.is_end_stream();
@@ -59,7 +63,7 @@ pub(crate) async fn send<'r>(
         let keep = keeps_head(ctx, route);
         let result = {
             let _in_flight = in_flight(route, index);
-            let extra = accept::late_fields(ctx);
+            let extra = accept::extra_fields(ctx);
             forwarder
                 .send(head, &extra, body, endpoint, &cluster.timeouts, keep)
                 .await
@@ -114,7 +118,7 @@ async fn again<'r>(
         let keep = keeps_head(ctx, route);
         let result = {
             let _in_flight = in_flight(route, index);
-            let extra = accept::late_fields(ctx);
+            let extra = accept::extra_fields(ctx);
             forwarder
                 .send_head(head, &extra, endpoint, &cluster.timeouts, keep)
                 .await

@@ -45,9 +45,9 @@ pub(crate) struct RouteTable {
     by_entrypoint: Box<[HostIndex]>,
     /// When this table was built (applied), for `berth_proxy_snapshot_age_seconds`.
     built_at: Instant,
-    /// Some route's matcher reads a header the accept phase may set late (see
-    /// `proxy::is_late_header`): those are then set before matching.
-    reads_late_headers: bool,
+    /// Some route's matcher reads a header: the request's map is then filled before matching (see
+    /// `proxy::accept::fill_headers`).
+    reads_headers: bool,
 }
 
 /// A validated, compiled route.
@@ -261,11 +261,11 @@ impl RouteTable {
             .collect();
 
         metrics::global().keep_clusters(|name| clusters.contains_key(name));
-        let reads_late_headers = routes
+        let reads_headers = routes
             .iter()
-            .any(|(route, _)| route.matcher.reads_header(crate::proxy::is_late_header));
+            .any(|(route, _)| route.matcher.reads_header(|_| true));
         Ok(Self {
-            reads_late_headers,
+            reads_headers,
             version: version.to_owned(),
             routes: routes.into_iter().map(|(r, _)| r).collect(),
             clusters,
@@ -283,10 +283,10 @@ impl RouteTable {
         self.built_at
     }
 
-    /// Whether some route's matcher reads a header the accept phase may set late (see
-    /// `proxy::is_late_header`).
-    pub(crate) fn reads_late_headers(&self) -> bool {
-        self.reads_late_headers
+    /// Whether some route's matcher reads a header (the request's map must then be filled before
+    /// matching: see `proxy::accept::fill_headers`).
+    pub(crate) fn reads_headers(&self) -> bool {
+        self.reads_headers
     }
 
     /// Every route of the snapshot, in the order they are tried.

@@ -40,6 +40,8 @@ use tokio::time::Sleep;
 
 pub(crate) use response::ResponseBody;
 
+use crate::http1::RawFields;
+
 use super::ProxyError;
 
 /// A backend connection and its buffers, which it keeps from one request to the next (boxed
@@ -57,15 +59,30 @@ struct Conn {
     first_byte: Pin<Box<Sleep>>,
 }
 
-/// Header fields a request carries beside its header map (the accept phase's late headers: see
-/// `accept::LateHeaders`), written after the map's own: lower-case names and their values.
+/// Header fields a request carries beside its header map, written after the map's own: the
+/// client's fields kept as they came (`http1::RawFields`, `Connection` left out and names in lower
+/// case, as from the map), then the accept phase's late headers (see `accept::LateHeaders`).
 #[derive(Debug, Default)]
 pub(crate) struct ExtraFields<'a> {
+    raw: Option<&'a RawFields>,
     fields: [(&'static str, &'a [u8]); 7],
     len: usize,
 }
 
 impl<'a> ExtraFields<'a> {
+    /// The client's fields kept as they came, if they were, and no other yet.
+    pub(crate) fn new(raw: Option<&'a RawFields>) -> Self {
+        Self {
+            raw,
+            ..Self::default()
+        }
+    }
+
+    /// The client's fields kept as they came, if they were.
+    pub(crate) fn raw(&self) -> Option<&'a RawFields> {
+        self.raw
+    }
+
     /// Adds a field. There is room for seven: the accept phase's late headers.
     pub(crate) fn push(&mut self, name: &'static str, value: &'a [u8]) {
         debug_assert!(
@@ -206,20 +223,35 @@ pub(super) fn encode(head: &Parts, extra: &ExtraFields<'_>, out: &mut Vec<u8>) {
         .map(|pq| pq.as_str())
         .filter(|pq| !pq.is_empty())
         .unwrap_or("/");
-    out.reserve(32 + target.len() + (head.headers.len() + extra.len) * 32);
+    let raw = extra.raw.map_or(0, |raw| raw.bytes.len());
+    out.reserve(32 + target.len() + raw + (head.headers.len() + extra.len) * 32);
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let fields = head
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_bytes()));
-    for (name, value) in fields.chain(extra.as_slice().iter().copied()) {
-        out.extend_from_slice(name.as_bytes());
+    let field = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
+    };
+    for (name, value) in &head.headers {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if let Some(raw) = extra.raw {
+        for (name, value) in raw.iter() {
+            // `Connection` lists no more than `close` or `keep-alive` here (see `RawFields`), and
+            // goes as the hop-by-hop clean-up removes it.
+            if name.eq_ignore_ascii_case(b"connection") {
+                continue;
+            }
+            let start = out.len();
+            field(out, name, value);
+            out[start..start + name.len()].make_ascii_lowercase();
+        }
+    }
+    for &(name, value) in extra.as_slice() {
+        field(out, name.as_bytes(), value);
     }
     out.extend_from_slice(b"\r\n");
 }

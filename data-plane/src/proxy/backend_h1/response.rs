@@ -33,8 +33,8 @@ use tokio::net::TcpStream;
 
 use super::pool;
 use super::Conn;
+use crate::http1::wire::is_hop_by_hop_name;
 use crate::http1::wire::{self, has_token, Field, KeptHead};
-use crate::proxy::forwarded::is_hop_by_hop_name;
 
 /// The most header fields a response head (or its trailers) may have, as hyper's default.
 pub(super) const MAX_HEADERS: usize = 100;
