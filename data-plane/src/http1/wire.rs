@@ -47,6 +47,7 @@ pub(crate) struct RawFields {
 
 impl RawFields {
     /// The name (as sent) and value of each field.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         slices(&self.bytes, &self.fields)
     }

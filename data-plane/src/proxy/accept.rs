@@ -271,6 +271,18 @@ fn request_id(headers: &HeaderMap) -> (HeaderValue, Id) {
     (new_request_id(), Id::MadeUp { replacing })
 }
 
+/// Each byte's two lower-case hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    pairs
+};
+
 /// How many request ids share one allocation (see [`new_request_id`]).
 const IDS_PER_BLOCK: usize = 64;
 
@@ -281,16 +293,13 @@ const IDS_PER_BLOCK: usize = 64;
 /// to the log), where a slice of a shared block costs neither. A block is freed once the last
 /// request holding one of its ids is done.
 fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     const LEN: usize = 32;
     thread_local! {
         static BLOCK: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::new(bytes::BytesMut::new());
     }
-    let mut n = fastrand::u128(..);
     let mut text = [0u8; LEN];
-    for digit in text.iter_mut().rev() {
-        *digit = HEX[(n & 0xf) as usize];
-        n >>= 4;
+    for (pair, byte) in text.chunks_exact_mut(2).zip(fastrand::u128(..).to_be_bytes()) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
     let id = BLOCK.with_borrow_mut(|block| {
         if block.capacity() < LEN {

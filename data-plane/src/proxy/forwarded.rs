@@ -462,7 +462,7 @@ mod tests {
             server: HeaderValue::from_static("edge-1"),
             trusted_ips: crate::proxy::middleware::IpRanges::parse(&[]).unwrap(),
         };
-        let head = b"GET /a?b HTTP/1.1\r\nAccept: */*\r\nX-Multi: 1\r\nHost: Web.Example\r\nConnection: keep-alive\r\nuser-AGENT: t/1\r\nx-multi: 2\r\nCookie: a=1\r\n\r\n";
+        let head = b"GET /a?b HTTP/1.1\r\nAccept: */*\r\nX-Multi: 1\r\nHost: Web.Example\r\nConnection: keep-alive\r\nuser-AGENT: t/1\r\nx-multi: 2\r\nCookie: a=1\r\nX-Tight:1\r\nX-Loose: \t 2 \r\n\r\n";
         let run = |fill_first: bool| {
             let (mut parts, raw) = crate::http1::parse_for_test(head);
             assert!(raw.is_some(), "kept as it came");
@@ -482,6 +482,10 @@ mod tests {
         assert!(
             kept.contains("\r\nuser-agent: t/1\r\n"),
             "names in lower case: {kept}"
+        );
+        assert!(
+            kept.contains("\r\nx-tight: 1\r\nx-loose: 2\r\n"),
+            "as `name: value`: {kept}"
         );
         assert!(!kept.contains("onnection"), "{kept}");
         let multi: Vec<&str> = kept.lines().filter(|l| l.starts_with("x-multi")).collect();

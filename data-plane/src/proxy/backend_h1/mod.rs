@@ -239,14 +239,22 @@ pub(super) fn encode(head: &Parts, extra: &ExtraFields<'_>, out: &mut Vec<u8>) {
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if let Some(raw) = extra.raw {
-        for (name, value) in raw.iter() {
+        for &[n0, n1, v0, v1] in &raw.fields {
+            let (n0, n1, v0, v1) = (n0 as usize, n1 as usize, v0 as usize, v1 as usize);
+            let name = &raw.bytes[n0..n1];
             // `Connection` lists no more than `close` or `keep-alive` here (see `RawFields`), and
             // goes as the hop-by-hop clean-up removes it.
             if name.eq_ignore_ascii_case(b"connection") {
                 continue;
             }
             let start = out.len();
-            field(out, name, value);
+            if &raw.bytes[n1..v0] == b": " {
+                // As the client wrote it, which is how the map's writer would: one copy.
+                out.extend_from_slice(&raw.bytes[n0..v1]);
+                out.extend_from_slice(b"\r\n");
+            } else {
+                field(out, name, &raw.bytes[v0..v1]);
+            }
             out[start..start + name.len()].make_ascii_lowercase();
         }
     }
