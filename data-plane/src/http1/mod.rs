@@ -15,7 +15,8 @@
 //! returns the connection with the bytes it has read ([`Ended::Handover`]), and hyper serves the
 //! rest of the connection from those bytes on, answering exactly as it always did (its 400 and
 //! 431 answers included). Requests the loop takes get what hyper would have given them: the
-//! same request head, the same response bytes (see `response`), keep-alive and pipelining,
+//! same request head (with its fields kept as they came beside the map when nothing on the way
+//! reads them: see `request`), the same response bytes (see `response`), keep-alive and pipelining,
 //! `Connection: close` from either side, the connection's header-read and idle timeouts (its
 //! `Activity`) and graceful shutdown (the request in progress finishes, with
 //! `Connection: close`).

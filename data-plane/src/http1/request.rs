@@ -119,7 +119,11 @@ pub(super) fn parse(buf: &mut BytesMut, max_bytes: usize, max_fields: usize) -> 
         } else if name.eq_ignore_ascii_case(TE.as_str().as_bytes()) {
             trailers = trailers || has_token(value, b"trailers");
             raw = false;
-        } else if wire::is_hop_by_hop_name(name) || is_entry_managed(name) {
+        } else if wire::is_hop_by_hop_name(name)
+            || is_entry_managed(name)
+            // A field a `Connection: close` names, which the accept phase removes.
+            || name.eq_ignore_ascii_case(b"close")
+        {
             raw = false;
         }
     }

@@ -320,6 +320,7 @@ fn only_fields_nothing_reads_on_the_way_are_kept_as_they_came() {
         "Host: a\r\nX-Real-IP: 1.1.1.1\r\n",
         "Host: a\r\nX-Scheme: https\r\n",
         "Host: a\r\nX-Request-Id: abc\r\n",
+        "Host: a\r\nConnection: close\r\nClose: 1\r\n",
     ] {
         assert_eq!(raw(other), None, "{other:?}");
     }

@@ -31,12 +31,13 @@ impl KeptHead {
 }
 
 /// A client request's header fields kept as they came, beside a header map that holds only the
-/// request's `Host` (the common request: see the parent module's `request`), for the request path
-/// to put in the map only where something reads it and for Berth's own backend client to write
-/// as they are otherwise. None of them is a field the request path reads or changes on the way
-/// (`Host`, `Content-Length`, hop-by-hop fields, the forwarded headers the entrypoint manages,
-/// `X-Request-Id`) but a `Connection` listing only `close` or `keep-alive`, which the writer leaves
-/// out as the hop-by-hop clean-up would have.
+/// request's `Host` (the common request: see the parent module's `request`): Berth's own backend
+/// client writes them as they are, and a step that may read any field (a header matcher, a
+/// middleware, a sticky cookie, hyper's client) has them put in the map first
+/// (`proxy::accept::fill_headers`). None of them is a field the request path itself reads or
+/// changes (`Host`, `Content-Length`, hop-by-hop fields, the forwarded headers the entrypoint
+/// manages, `X-Request-Id`, a field named `Close`) but a `Connection` listing only `close` or
+/// `keep-alive`, which the writer leaves out as the hop-by-hop clean-up would have.
 #[derive(Debug, Clone)]
 pub(crate) struct RawFields {
     /// The request's head, from the request line to the blank line.
@@ -52,11 +53,16 @@ impl RawFields {
         slices(&self.bytes, &self.fields)
     }
 
-    /// Appends every field to `headers`, values sharing the head's bytes (httparse took them, so
-    /// `http` takes them too).
-    pub(crate) fn append_to(&self, headers: &mut http::HeaderMap) {
+    /// Appends every field to `headers` (`Connection` only if `connection`), values sharing the
+    /// head's bytes (httparse took them, so `http` takes them too).
+    pub(crate) fn append_to(&self, headers: &mut http::HeaderMap, connection: bool) {
+        headers.reserve(self.fields.len());
         for &[n0, n1, v0, v1] in &self.fields {
-            let name = http::HeaderName::from_bytes(&self.bytes[n0 as usize..n1 as usize]);
+            let name = &self.bytes[n0 as usize..n1 as usize];
+            if !connection && name.eq_ignore_ascii_case(b"connection") {
+                continue;
+            }
+            let name = http::HeaderName::from_bytes(name);
             let value = http::HeaderValue::from_maybe_shared(self.bytes.slice(v0 as usize..v1 as usize));
             if let (Ok(name), Ok(value)) = (name, value) {
                 headers.append(name, value);

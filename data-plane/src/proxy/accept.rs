@@ -93,7 +93,7 @@ pub(crate) struct LateHeaders {
 /// only header fields.
 pub(crate) fn fill_headers(ctx: &mut RequestContext, headers: &mut HeaderMap) {
     if let Some(raw) = ctx.raw.take() {
-        raw.append_to(headers);
+        raw.append_to(headers, true);
     }
     let Some(late) = ctx.late.take() else {
         return;

@@ -310,7 +310,8 @@ impl Forwarder {
 /// every field, at the cost of copying them.
 fn add_extra(head: &mut Parts, extra: &ExtraFields<'_>) {
     if let Some(raw) = extra.raw() {
-        raw.append_to(&mut head.headers);
+        // Less `Connection`, as Berth's own client writes them.
+        raw.append_to(&mut head.headers, false);
     }
     for &(name, value) in extra.as_slice() {
         let name = http::HeaderName::from_bytes(name.as_bytes());

@@ -82,7 +82,13 @@ pub(crate) fn request(
     // `X-Forwarded-For`, where they would have been).
     let pending = ctx.late.is_some() || ctx.raw.is_some();
     if pending && super::backend_h1::eligible(head, empty_body, endpoint.socket).is_none() {
+        let raw = ctx.raw.is_some();
         super::accept::fill_headers(ctx, &mut head.headers);
+        if raw {
+            // The kept fields missed the clean-up above: their `Connection` (naming nothing but
+            // `close` or `keep-alive`) goes as it would have.
+            head.headers.remove(CONNECTION);
+        }
     }
     let append = ctx.forwarded_for == ForwardedFor::Append;
     match ctx.late.as_mut() {
@@ -479,6 +485,32 @@ mod tests {
         };
         let kept = run(false);
         assert_eq!(fields(&kept), fields(&run(true)));
+
+        // For hyper's client (an endpoint named by host name), the kept fields go in the map,
+        // less their `Connection`.
+        let (mut parts, raw) = crate::http1::parse_for_test(head);
+        let mut ctx = RequestContext::for_test("GET", "/a?b", "", "192.0.2.9:1");
+        ctx.raw = raw;
+        accept::accept(&mut ctx, &mut parts, &settings).expect("accepted");
+        let named = Cluster::build(
+            &P {
+                name: "n".into(),
+                endpoints: vec![E {
+                    address: "backend.internal".into(),
+                    port: 8080,
+                    weight: 1,
+                    id: "n".into(),
+                }],
+                ..Default::default()
+            },
+            None,
+        )
+        .expect("cluster");
+        request(&mut ctx, &mut parts, true, &named, &named.endpoints[0]).expect("rewrites");
+        assert!(ctx.raw.is_none() && ctx.late.is_none());
+        assert_eq!(parts.headers["user-agent"], "t/1");
+        assert_eq!(parts.headers.get_all("x-multi").iter().count(), 2);
+        assert!(!parts.headers.contains_key(CONNECTION), "{:?}", parts.headers);
         assert!(
             kept.contains("\r\nuser-agent: t/1\r\n"),
             "names in lower case: {kept}"
