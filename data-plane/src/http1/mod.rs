@@ -58,8 +58,9 @@ pub(crate) enum Ended<IO> {
 
 /// Serves requests from `io` with `handle` until the connection ends or a request is not the
 /// loop's (see the module documentation). `handle` gets each request with its fields kept as they
-/// came, when they were (see `request`: the request's map then holds `Host` alone). `activity` is the connection's (its reads must be
-/// watched: see `limits::Watched`); `shutdown` turns true when the proxy stops.
+/// came, when they were (see `request`: the request's map then holds `Host` alone). `activity` is
+/// the connection's (its reads must be watched: see `limits::Watched`); `shutdown` turns true when
+/// the proxy stops.
 pub(crate) async fn serve<IO, H, F, B>(
     mut io: IO,
     limits: &ClientLimits,

@@ -4,8 +4,9 @@
 //! `berth_model::request_host` normalizes it (borrowed when already lower case), the routing path
 //! (`berth_model::routing_path` of the path the accept phase left), the query with `;` read as
 //! `&` (Go's `AllowQuerySemicolons`, which Traefik's entrypoint applies), the peer's address — and
-//! looking it up (with the request's map filled first when a matcher reads a header). Holds the table only for the lookup; the route is kept by `Arc`, so a table swap
-//! while the request is in flight changes nothing for it.
+//! looking it up (with the request's map filled first when a matcher reads a header). Holds the
+//! table only for the lookup; the route is kept by `Arc`, so a table swap while the request is in
+//! flight changes nothing for it.
 //! Not for: choosing an endpoint (see `endpoint`).
 
 use std::borrow::Cow;

@@ -12,12 +12,13 @@
 //! allowed keep-alive.
 //!
 //! Backends see the same bytes as from hyper's client: the request line in origin form, then the
-//! header fields as the request has them (lower-case names, in the map's order), then the
-//! forwarded headers the accept phase set late (`ExtraFields`; see `accept::LateHeaders`),
-//! nothing else added (`forwarded` has set `Host`). Responses are read by the rules hyper's client applies (RFC 9112
-//! §6.3; see `response`). Failures map to the same [`ProxyError`]s as hyper-util's: refused,
-//! connect timeout and other connect failures, and anything after the connection was made as a
-//! backend failure (which `upstream` may retry).
+//! header fields as the request has them (lower-case names, in the map's order), then those the
+//! request carries beside its map (`ExtraFields`: the client's fields kept as they came and the
+//! forwarded headers the accept phase set late), nothing else added (`forwarded` has set `Host`).
+//! Responses are read by the rules hyper's client applies (RFC 9112 §6.3; see `response`).
+//! Failures map to the same [`ProxyError`]s as hyper-util's: refused, connect timeout and other
+//! connect failures, and anything after the connection was made as a backend failure (which
+//! `upstream` may retry).
 //! Not for: requests with a body, upgrades, `https` and `h2c` clusters, endpoints named by host
 //! name (all hyper-util's: see `forward`); the response-header timeout (the caller's).
 
