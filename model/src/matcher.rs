@@ -146,19 +146,19 @@ impl CompiledMatcher {
         self.root.matches(req)
     }
 
-    /// Whether evaluating this matcher may read a header that `name` picks (a proxy that adds
-    /// some headers late asks it whether they must be in place before matching).
-    pub fn reads_header(&self, name: impl Fn(&http::HeaderName) -> bool) -> bool {
-        self.root.reads_header(&name)
+    /// Whether evaluating this matcher may read the request's header fields (a proxy that keeps
+    /// some out of its header map asks it whether to put them in before matching).
+    pub fn reads_headers(&self) -> bool {
+        self.root.reads_headers()
     }
 }
 
 impl Node {
-    fn reads_header(&self, name: &dyn Fn(&http::HeaderName) -> bool) -> bool {
+    fn reads_headers(&self) -> bool {
         match self {
-            Node::All(nodes) | Node::Any(nodes) => nodes.iter().any(|n| n.reads_header(name)),
-            Node::Not(node) => node.reads_header(name),
-            Node::Header(header, _) => name(header),
+            Node::All(nodes) | Node::Any(nodes) => nodes.iter().any(Node::reads_headers),
+            Node::Not(node) => node.reads_headers(),
+            Node::Header(..) => true,
             _ => false,
         }
     }

@@ -305,9 +305,9 @@ impl Forwarder {
 }
 
 /// Puts `extra` in the head's map for hyper-util's client, which writes only the map. The request
-/// path sets the accept phase's late headers in the map before a request goes this way (see
-/// `forwarded::request`), so `extra` is empty here; should it not be, the backend still gets
-/// every field, at the cost of copying them.
+/// path puts what the context holds for the map (the client's fields kept as they came, the
+/// accept phase's late headers) in it before a request goes this way (see `forwarded::request`),
+/// so `extra` is empty here; should it not be, the backend still gets every field.
 fn add_extra(head: &mut Parts, extra: &ExtraFields<'_>) {
     if let Some(raw) = extra.raw() {
         // Less `Connection`, as Berth's own client writes them.

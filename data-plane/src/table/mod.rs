@@ -261,9 +261,7 @@ impl RouteTable {
             .collect();
 
         metrics::global().keep_clusters(|name| clusters.contains_key(name));
-        let reads_headers = routes
-            .iter()
-            .any(|(route, _)| route.matcher.reads_header(|_| true));
+        let reads_headers = routes.iter().any(|(route, _)| route.matcher.reads_headers());
         Ok(Self {
             reads_headers,
             version: version.to_owned(),
