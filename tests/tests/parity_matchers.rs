@@ -83,6 +83,21 @@ async fn parity_matchers() -> Result<()> {
             .request(get("header.m.test", "/").header("X-Env", "dev").unrouted())
             .request(get("header.m.test", "/").header("X-Env", "PROD").unrouted())
             .request(get("header.m.test", "/").unrouted())
+            .service(
+                "m-fwdproto",
+                &[
+                    ON,
+                    "traefik.http.routers.m-fwdproto.rule=Host(`fwdproto.m.test`) && Header(`X-Forwarded-Proto`, `http`)",
+                ],
+            )
+            // The entrypoint sets the forwarded headers before routing: an untrusted client's
+            // `https` is replaced, and the rule sees `http`.
+            .request(
+                get("fwdproto.m.test", "/")
+                    .header("X-Forwarded-Proto", "https")
+                    .backend("m-fwdproto"),
+            )
+            .request(get("fwdproto.m.test", "/").backend("m-fwdproto"))
             .request(get("headerre.m.test", "/").header("X-Env", "preview").backend("m-headerre"))
             .request(get("headerre.m.test", "/").header("X-Env", "pr").unrouted())
             .request(get("headerre.m.test", "/").unrouted()),

@@ -187,6 +187,26 @@ async fn parity_header_and_redirect_middlewares() -> Result<()> {
                     .seen("x-real-ip", Some("127.0.0.1")),
             )
             .request(
+                // A browser's fields, which pass on as sent (Berth keeps them out of its header
+                // map on the way), `Connection` excepted.
+                get("fwd.mw.test", "/")
+                    .header("Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8")
+                    .header("Accept-Language", "en-US,en;q=0.9")
+                    .header("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")
+                    .header("X-Multi", "1")
+                    .header("Sec-Fetch-Mode", "navigate")
+                    .header("x-multi", "2")
+                    .header("Connection", "keep-alive")
+                    .header("Cookie", "theme=dark; session=abc")
+                    .backend("mw-fwd")
+                    .seen("user-agent", Some("Mozilla/5.0 (X11; Linux x86_64)"))
+                    .seen("x-multi", Some("1, 2"))
+                    .seen("sec-fetch-mode", Some("navigate"))
+                    .seen("connection", None)
+                    .seen("x-forwarded-for", Some("127.0.0.1"))
+                    .seen("x-real-ip", Some("127.0.0.1")),
+            )
+            .request(
                 get("fwd.mw.test", "/")
                     .header("Connection", "keep-alive, X-Hop")
                     .header("X-Hop", "1")
