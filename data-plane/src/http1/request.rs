@@ -16,7 +16,7 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http::{Method, Request, Uri, Version};
 
 use super::wire::{self, has_token, Field, RawFields};
 
@@ -181,18 +181,11 @@ fn request_line(head: &Bytes, method: Method, target: Range<usize>, room: usize)
     Some(parts)
 }
 
-/// A field as the header map holds it; `None` if refused.
-fn field(head: &Bytes, [n0, n1, v0, v1]: Field) -> Option<(HeaderName, HeaderValue)> {
-    let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize]).ok()?;
-    let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize)).ok()?;
-    Some((name, value))
-}
-
 /// The request head from its bytes; `None` if the target or a field is refused.
 fn build(head: &Bytes, method: Method, target: Range<usize>, fields: &[Field]) -> Option<Parts> {
     let mut parts = request_line(head, method, target, fields.len())?;
     for &f in fields {
-        let (name, value) = field(head, f)?;
+        let (name, value) = wire::to_header(head, f)?;
         parts.headers.append(name, value);
     }
     Some(parts)
@@ -212,7 +205,7 @@ fn build_raw(
     let mut kept = Vec::with_capacity(fields.len() - 1);
     for (i, &f) in fields.iter().enumerate() {
         if i == host {
-            let (name, value) = field(head, f)?;
+            let (name, value) = wire::to_header(head, f)?;
             parts.headers.append(name, value);
         } else {
             kept.push(f);

@@ -57,18 +57,26 @@ impl RawFields {
     /// head's bytes (httparse took them, so `http` takes them too).
     pub(crate) fn append_to(&self, headers: &mut http::HeaderMap, connection: bool) {
         headers.reserve(self.fields.len());
-        for &[n0, n1, v0, v1] in &self.fields {
-            let name = &self.bytes[n0 as usize..n1 as usize];
-            if !connection && name.eq_ignore_ascii_case(b"connection") {
+        for &f @ [n0, n1, ..] in &self.fields {
+            if !connection && self.bytes[n0 as usize..n1 as usize].eq_ignore_ascii_case(b"connection") {
                 continue;
             }
-            let name = http::HeaderName::from_bytes(name);
-            let value = http::HeaderValue::from_maybe_shared(self.bytes.slice(v0 as usize..v1 as usize));
-            if let (Ok(name), Ok(value)) = (name, value) {
+            if let Some((name, value)) = to_header(&self.bytes, f) {
                 headers.append(name, value);
             }
         }
     }
+}
+
+/// A field of `head` as a header map holds it (the value sharing `head`'s bytes); `None` if
+/// `http` refuses it.
+pub(crate) fn to_header(
+    head: &bytes::Bytes,
+    [n0, n1, v0, v1]: Field,
+) -> Option<(http::HeaderName, http::HeaderValue)> {
+    let name = http::HeaderName::from_bytes(&head[n0 as usize..n1 as usize]).ok()?;
+    let value = http::HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize)).ok()?;
+    Some((name, value))
 }
 
 /// The name and value of each of `fields` in `bytes`.
