@@ -891,6 +891,28 @@ async fn scripted_backend(reply: &'static [u8]) -> SocketAddr {
     addr
 }
 
+/// A common response, as `scripted_backend` sends it.
+const COMMON_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nDate: Sat, 28 Nov 2026 17:00:00 GMT\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Empty: \r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+
+/// A header for a `headers` middleware (an empty value removes).
+fn field(name: &str, value: &str) -> berth_proto::v1::HeaderValue {
+    berth_proto::v1::HeaderValue {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+/// A response head's status line and fields, the fields in a stable order by name (the order of
+/// different names means nothing in HTTP; a name's values keep theirs), and the body.
+fn by_name(response: &str) -> (String, Vec<String>, String) {
+    let (head, body) = response.split_once("\r\n\r\n").expect("a whole response");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default().to_owned();
+    let mut fields: Vec<String> = lines.map(str::to_owned).collect();
+    fields.sort_by_key(|f| f.split(':').next().unwrap_or_default().to_owned());
+    (status, fields, body.to_owned())
+}
+
 /// Sends `request` on `stream` and reads one response to it, whose body is `body_len` bytes.
 async fn exchange_raw(stream: &mut TcpStream, request: &str, body_len: usize) -> String {
     stream.write_all(request.as_bytes()).await.expect("write");
@@ -905,16 +927,18 @@ async fn exchange_raw(stream: &mut TcpStream, request: &str, body_len: usize) ->
 /// The common response (one `Content-Length`, no hop-by-hop field but `Connection`) goes from
 /// Berth's own backend client to its own server loop as the backend's head, without a header
 /// map between: the client must read the same bytes as from a route whose `headers` middleware
-/// (which changes nothing here) makes the proxy build the map, names in lower case, the
-/// backend's `Connection` left out and its `Date` kept, and `Connection: close` added when the
-/// client asks for it.
+/// (which changes nothing here, but names a field only a header map may change) makes the proxy
+/// build the map, names in lower case, the backend's `Connection` left out and its `Date` kept,
+/// and `Connection: close` added when the client asks for it.
 #[tokio::test]
 async fn a_common_response_reaches_the_client_as_from_a_header_map() {
-    const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nDate: Sat, 28 Nov 2026 17:00:00 GMT\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Empty: \r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
-    let backend = scripted_backend(REPLY).await;
+    let backend = scripted_backend(COMMON_REPLY).await;
     let mut cp = FakeControlPlane::start().await;
     let proxy = ProxyProcess::start(&[cp.url()], &[]).await;
-    let headers = berth_proto::v1::middleware::Kind::Headers(berth_proto::v1::Headers::default());
+    let headers = berth_proto::v1::middleware::Kind::Headers(berth_proto::v1::Headers {
+        request: vec![],
+        response: vec![field("Connection", "")],
+    });
     cp.expect_hello().await;
     cp.push(update(
         "v1",
@@ -947,4 +971,68 @@ async fn a_common_response_reaches_the_client_as_from_a_header_map() {
         );
         assert_eq!(last, closing, "through {host}, closing");
     }
+}
+
+/// A `headers` middleware's response changes (a header set, one removed, one added) are made to
+/// a common response kept as the backend's head as they are to one in a header map: the client
+/// gets the same fields through a route where another change (to `Connection`, which only a map
+/// may take) makes the proxy build the map. A set header replaces every one of the backend's
+/// values, a removed one is gone.
+#[tokio::test]
+async fn response_changes_to_a_kept_head_are_those_to_a_header_map() {
+    let backend = scripted_backend(COMMON_REPLY).await;
+    let mut cp = FakeControlPlane::start().await;
+    let proxy = ProxyProcess::start(&[cp.url()], &[]).await;
+    let changes = vec![
+        field("Server", "berth"),
+        field("Set-Cookie", ""),
+        field("X-Frame-Options", "DENY"),
+    ];
+    let mut mapped = changes.clone();
+    mapped.push(field("Connection", ""));
+    let headers = |response| {
+        berth_proto::v1::middleware::Kind::Headers(berth_proto::v1::Headers {
+            request: vec![],
+            response,
+        })
+    };
+    cp.expect_hello().await;
+    cp.push(update(
+        "v1",
+        "n1",
+        vec![
+            chain(
+                route("kept", &["kept.example"], "", "scripted"),
+                vec![("edit", headers(changes))],
+            ),
+            chain(
+                route("mapped", &["mapped.example"], "", "scripted"),
+                vec![("edit", headers(mapped))],
+            ),
+        ],
+        vec![cluster("scripted", vec![endpoint(backend)])],
+    ));
+    cp.expect_ack().await;
+
+    let mut seen = Vec::new();
+    for host in ["kept.example", "mapped.example"] {
+        let mut client = TcpStream::connect(proxy.http_addr()).await.expect("connect");
+        let response = exchange_raw(&mut client, &format!("GET / HTTP/1.1\r\nhost: {host}\r\n\r\n"), 2).await;
+        seen.push(by_name(&response));
+    }
+    let (status, fields, body) = &seen[0];
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "ok"));
+    assert_eq!(
+        fields,
+        &[
+            "content-length: 2",
+            "content-type: text/plain",
+            "date: Sat, 28 Nov 2026 17:00:00 GMT",
+            "server: berth",
+            "x-empty: ",
+            "x-frame-options: DENY",
+        ],
+        "through the kept head"
+    );
+    assert_eq!(seen[0], seen[1], "kept head against header map");
 }

@@ -943,6 +943,87 @@ async fn headers_middleware() {
     assert_eq!(response["x-frame-options"], "DENY");
 }
 
+/// A chain whose request halves touch only named fields (here `strip_prefix` and a `headers`
+/// that leaves `Host` alone) gets only those of the client's fields in the header map; the rest
+/// wait as they came. The backend must see the same request as through the same chain behind a
+/// middleware that reads every field (an allow list that lets everyone in): a header set
+/// replaces each of the client's values in any case, a removed one is gone, the others pass.
+#[tokio::test]
+async fn a_chain_that_names_its_fields_changes_them_as_in_the_map() {
+    let backend = Backend::start("b").await;
+    let header = |name: &str, value: &str| Header {
+        name: name.into(),
+        value: value.into(),
+    };
+    let named = vec![
+        (
+            "strip",
+            M::StripPrefix(StripPrefix {
+                prefixes: vec!["/n".into()],
+                force_slash: false,
+            }),
+        ),
+        (
+            "hdr",
+            M::Headers(Headers {
+                request: vec![
+                    header("X-Custom", "one"),
+                    header("X-Remove", ""),
+                    header("X-New", "1"),
+                ],
+                response: vec![],
+            }),
+        ),
+    ];
+    let allow_all = (
+        "allow",
+        M::IpAllowList(IpAllowList {
+            ranges: vec!["0.0.0.0/0".into()],
+            reject_status: 0,
+            source: None,
+        }),
+    );
+    let mut reads_all = named.clone();
+    reads_all.insert(0, allow_all);
+    let routes = vec![
+        chain(rule("named", host("named.example"), "b"), named),
+        chain(rule("all", host("all.example"), "b"), reads_all),
+    ];
+    let (_cp, proxy) = proxy_with(routes, vec![cluster("b", vec![endpoint(backend.addr)])], &[]).await;
+    let fields = [
+        ("accept", "*/*"),
+        ("x-custom", "zero"),
+        ("X-Custom", "again"),
+        ("x-remove", "1"),
+        ("x-other", "keep"),
+        ("x-other", "both"),
+    ];
+    let mut seen = Vec::new();
+    for host in ["named.example", "all.example"] {
+        let (status, _, body) = get(proxy.http_addr(), host, "/n/x", &fields)
+            .await
+            .expect("request");
+        assert_eq!(status, StatusCode::OK, "{host}: {body}");
+        let mut e = echo(&body);
+        let headers = e["headers"].as_object_mut().expect("headers");
+        // Made up for each request.
+        assert!(headers.remove("x-request-id").is_some(), "{host}: {body}");
+        for routed in ["host", "x-forwarded-host"] {
+            assert_eq!(headers.remove(routed), Some(host.into()), "{host}: {body}");
+        }
+        assert_eq!(e["path"], "/x", "{host}");
+        seen.push(e["headers"].clone());
+    }
+    let named = &seen[0];
+    assert_eq!(named["x-custom"], "one", "{named}");
+    assert!(named.get("x-remove").is_none(), "{named}");
+    assert_eq!(named["x-new"], "1");
+    assert_eq!(named["x-other"], "keep\nboth");
+    assert_eq!(named["x-forwarded-prefix"], "/n");
+    assert_eq!(named["x-forwarded-proto"], "http");
+    assert_eq!(seen[0], seen[1], "named fields against every field in the map");
+}
+
 /// redirect_scheme and redirect_regex: status by method and permanence, Location, body.
 #[tokio::test]
 async fn redirects() {

@@ -28,13 +28,32 @@ impl KeptHead {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         slices(&self.bytes, &self.fields)
     }
+
+    /// Takes every field named `name` out of the head (a response middleware sets or removes
+    /// that header). Never one the writer manages itself: `Content-Length`, `Date`, `Connection`
+    /// (see [`KeptHead::manages`]).
+    pub(crate) fn remove(&mut self, name: &http::HeaderName) {
+        debug_assert!(!Self::manages(name), "{name} is the kept head writer's");
+        let bytes = &self.bytes;
+        self.fields
+            .retain(|&[n0, n1, ..]| !bytes[n0 as usize..n1 as usize].eq_ignore_ascii_case(name.as_ref()));
+    }
+
+    /// Whether the writer of a kept head decides field `name` itself (from the kept length and
+    /// date, and the connection's state), so that a response middleware changing it needs the
+    /// head in a map: `Content-Length`, `Transfer-Encoding`, `Date` and `Connection`.
+    pub(crate) fn manages(name: &http::HeaderName) -> bool {
+        use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+        [CONTENT_LENGTH, TRANSFER_ENCODING, DATE, CONNECTION].contains(name)
+    }
 }
 
 /// A client request's header fields kept as they came, beside a header map that holds only the
 /// request's `Host` (the common request: see the parent module's `request`): Berth's own backend
 /// client writes them as they are, and a step that may read any field (a header matcher, a
-/// middleware, a sticky cookie, hyper's client) has them put in the map first
-/// (`proxy::accept::fill_headers`). None of them is a field the request path itself reads or
+/// middleware reading more than the fields it names, a sticky cookie, hyper's client) has them
+/// put in the map first (`proxy::accept::fill_headers`); a route's middlewares that name the
+/// fields they set or remove get those alone in the map (`proxy::accept::fill_named`). None of them is a field the request path itself reads or
 /// changes (`Host`, `Content-Length`, hop-by-hop fields, the forwarded headers the entrypoint
 /// manages, `X-Request-Id`, a field named `Close`) but a `Connection` listing only `close` or
 /// `keep-alive`, which the writer leaves out as the hop-by-hop clean-up would have.
@@ -51,6 +70,22 @@ impl RawFields {
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         slices(&self.bytes, &self.fields)
+    }
+
+    /// Moves every field named one of `names` (the same name in any case) to the end of
+    /// `headers`, in the client's order: for a step that reads or changes only those.
+    pub(crate) fn move_named(&mut self, headers: &mut http::HeaderMap, names: &[http::HeaderName]) {
+        let bytes = &self.bytes;
+        self.fields.retain(|&f @ [n0, n1, ..]| {
+            let name = &bytes[n0 as usize..n1 as usize];
+            if !names.iter().any(|n| name.eq_ignore_ascii_case(n.as_ref())) {
+                return true;
+            }
+            if let Some((name, value)) = to_header(bytes, f) {
+                headers.append(name, value);
+            }
+            false
+        });
     }
 
     /// Appends every field to `headers` (`Connection` only if `connection`), values sharing the
@@ -160,6 +195,60 @@ pub(crate) fn ends_chunked(value: &http::HeaderValue) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `head` parsed, every field kept as it came.
+    fn raw(head: &'static [u8]) -> RawFields {
+        let mut parsed = [httparse::EMPTY_HEADER; 16];
+        let mut request = httparse::Request::new(&mut parsed);
+        assert!(request.parse(head).expect("a request head").is_complete());
+        let mut fields = vec![[0; 4]; request.headers.len()];
+        record(head.as_ptr() as usize, request.headers, &mut fields);
+        RawFields {
+            bytes: bytes::Bytes::from_static(head),
+            fields,
+        }
+    }
+
+    #[test]
+    fn named_fields_move_to_the_map_in_order_whatever_their_case() {
+        let mut fields = raw(
+            b"GET / HTTP/1.1\r\nX-Custom: a\r\nAccept: */*\r\nx-custom: b\r\nX-NEW: c\r\nX-Other: d\r\n\r\n",
+        );
+        let mut map = http::HeaderMap::new();
+        map.insert("x-custom", http::HeaderValue::from_static("map"));
+        let names = [
+            http::HeaderName::from_static("x-custom"),
+            http::HeaderName::from_static("x-new"),
+        ];
+        fields.move_named(&mut map, &names);
+        let custom: Vec<_> = map.get_all("x-custom").iter().collect();
+        assert_eq!(custom, ["map", "a", "b"]);
+        assert_eq!(map["x-new"], "c");
+        assert_eq!(map.len(), 4);
+        let left: Vec<_> = fields.iter().collect();
+        assert_eq!(left, [(&b"Accept"[..], &b"*/*"[..]), (b"X-Other", b"d")]);
+    }
+
+    #[test]
+    fn a_kept_head_loses_a_name_in_any_case() {
+        let head = b"HTTP/1.1 200 OK\r\nServer: a\r\nX-Keep: 1\r\nSERVER: b\r\nContent-Length: 1\r\n\r\n";
+        let mut parsed = [httparse::EMPTY_HEADER; 8];
+        let mut response = httparse::Response::new(&mut parsed);
+        assert!(response.parse(head).expect("a response head").is_complete());
+        let mut fields = vec![[0; 4]; response.headers.len()];
+        record(head.as_ptr() as usize, response.headers, &mut fields);
+        let mut kept = KeptHead {
+            bytes: bytes::Bytes::from_static(head),
+            fields,
+            length: 1,
+            date: false,
+        };
+        kept.remove(&http::header::SERVER);
+        let left: Vec<_> = kept.iter().map(|(name, _)| name).collect();
+        assert_eq!(left, [&b"X-Keep"[..], b"Content-Length"]);
+        assert!(KeptHead::manages(&http::header::DATE));
+        assert!(!KeptHead::manages(&http::header::SERVER));
+    }
 
     #[test]
     fn token_lists() {

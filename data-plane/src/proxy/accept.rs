@@ -59,9 +59,10 @@ const LATE: [HeaderName; 7] = [
 /// common request's work; instead they stay here, in the context, and:
 /// - Berth's own backend client writes them after the request's own fields ([`extra_fields`]);
 /// - [`fill_headers`] puts them in the header map first wherever anything else may read it:
-///   before matching when a route's matcher reads a header, before a route's middlewares, before
-///   a sticky cookie is looked for (`upstream`), and before a request goes by hyper's client
-///   (`forwarded::request`).
+///   before matching when a route's matcher reads a header, before a route's middlewares unless
+///   they name the fields they touch (`middleware::Chain::request_fields`; none of these
+///   headers among them), before a sticky cookie is looked for (`upstream`), and before a
+///   request goes by hyper's client (`forwarded::request`).
 ///
 /// The client's own fields may wait in the context the same way (`http1::RawFields`), and go in
 /// the map at the same places.
@@ -108,6 +109,31 @@ pub(crate) fn fill_headers(ctx: &mut RequestContext, headers: &mut HeaderMap) {
     if late.request_id {
         headers.insert(X_REQUEST_ID, ctx.request_id.clone());
     }
+}
+
+/// Puts in the request's map the client's fields kept as they came (`http1::RawFields`) with one
+/// of `names`, for a step that reads or changes only those; the rest stay where they are. None of
+/// `names` is a late header (see [`is_set_late`]).
+pub(crate) fn fill_named(ctx: &mut RequestContext, headers: &mut HeaderMap, names: &[HeaderName]) {
+    debug_assert!(!names.iter().any(is_set_late), "{names:?}");
+    if let (Some(raw), false) = (&mut ctx.raw, names.is_empty()) {
+        raw.move_named(headers, names);
+    }
+}
+
+/// Whether the accept phase may keep header `name` out of the map until it is written (one of
+/// [`LateHeaders`]).
+pub(crate) fn is_set_late(name: &HeaderName) -> bool {
+    [
+        X_REAL_IP,
+        X_FORWARDED_PROTO,
+        X_FORWARDED_PORT,
+        X_FORWARDED_HOST,
+        X_FORWARDED_SERVER,
+        X_REQUEST_ID,
+        X_FORWARDED_FOR,
+    ]
+    .contains(name)
 }
 
 /// What the context holds for the request's map (see [`fill_headers`]) as Berth's own backend

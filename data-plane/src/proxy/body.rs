@@ -64,6 +64,15 @@ impl Body {
         }
     }
 
+    /// The backend's head as it came, to change before it is written (see
+    /// `middleware::run_response`).
+    pub(crate) fn kept_mut(&mut self) -> Option<&mut KeptHead> {
+        match &mut self.inner {
+            Inner::Backend(body) => body.kept_mut(),
+            Inner::Text(_) => None,
+        }
+    }
+
     /// Records the request with `done` once this body has been sent or dropped.
     pub(crate) fn on_done(&mut self, done: Completion) {
         self.done = Some(Box::new(done));

@@ -58,6 +58,15 @@ impl BackendBody {
             Self::Hyper(_) => None,
         }
     }
+
+    /// The backend's head as it came, to change before it is written (see
+    /// `middleware::run_response`).
+    pub(crate) fn kept_mut(&mut self) -> Option<&mut KeptHead> {
+        match self {
+            Self::Own(body) => body.kept_mut(),
+            Self::Hyper(_) => None,
+        }
+    }
 }
 
 impl hyper::body::Body for BackendBody {

@@ -152,8 +152,12 @@ impl Proxy {
         ctx.route = Some(route.clone());
         let chain = &route.middlewares;
         if !chain.is_empty() {
-            // Middlewares see, and may change, every field and the headers Traefik's entrypoint set.
-            accept::fill_headers(ctx, &mut head.headers);
+            // Middlewares see, and may change, the fields they name, or every field and the
+            // headers Traefik's entrypoint set.
+            match chain.request_fields() {
+                middleware::Fields::Named(names) => accept::fill_named(ctx, &mut head.headers, names),
+                middleware::Fields::Any => accept::fill_headers(ctx, &mut head.headers),
+            }
         }
 
         // 3. request middlewares

@@ -107,8 +107,12 @@ fn valid_encoded(raw: &str) -> bool {
 
 /// Percent-encodes a decoded path as Go does (`escape` in path mode, upper-case hex).
 pub(crate) fn escape(path: &[u8]) -> String {
+    let Some(first) = path.iter().position(|&b| must_escape(b)) else {
+        return plain(path).to_owned();
+    };
     let mut out = String::with_capacity(path.len() + 8);
-    for &b in path {
+    out.push_str(plain(&path[..first]));
+    for &b in &path[first..] {
         if must_escape(b) {
             out.push('%');
             out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
@@ -118,6 +122,38 @@ pub(crate) fn escape(path: &[u8]) -> String {
         }
     }
     out
+}
+
+/// `path` as text, when no byte of it is one [`escape`] changes (all are then ASCII); else empty.
+fn plain(path: &[u8]) -> &str {
+    match std::str::from_utf8(path) {
+        Ok(text) if !path.iter().any(|&b| must_escape(b)) => text,
+        _ => "",
+    }
+}
+
+/// Whether `escape(path) == wire`, without writing it out.
+fn escapes_to(path: &[u8], wire: &str) -> bool {
+    let mut wire = wire.as_bytes();
+    for &b in path {
+        let rest = if must_escape(b) {
+            match wire {
+                [b'%', hi, lo, rest @ ..]
+                    if *hi == HEX_UPPER[usize::from(b >> 4)] && *lo == HEX_UPPER[usize::from(b & 15)] =>
+                {
+                    rest
+                }
+                _ => return false,
+            }
+        } else {
+            match wire {
+                [first, rest @ ..] if *first == b => rest,
+                _ => return false,
+            }
+        };
+        wire = rest;
+    }
+    wire.is_empty()
 }
 
 /// A URL path as Go's `net/url` holds it: `path` decoded, and `raw` the form it was written in when
@@ -133,7 +169,7 @@ impl UrlPath {
     /// The path written as `wire` (Go's `URL.setPath`).
     pub(crate) fn parse(wire: &str) -> Result<Self, BadEscape> {
         let path = decode(wire)?.into_owned();
-        let raw = if escape(&path) == wire {
+        let raw = if escapes_to(&path, wire) {
             String::new()
         } else {
             wire.to_owned()
@@ -154,7 +190,10 @@ impl UrlPath {
         if self.path == b"*" {
             return Cow::Borrowed("*");
         }
-        Cow::Owned(escape(&self.path))
+        match plain(&self.path) {
+            "" if !self.path.is_empty() => Cow::Owned(escape(&self.path)),
+            text => Cow::Borrowed(text),
+        }
     }
 
     /// `raw` if set, else [`UrlPath::escaped`]: what Traefik's `replacePath` middlewares read as
@@ -177,7 +216,9 @@ impl UrlPath {
     /// empty, or `None` when sanitizing would change the decoded path (Traefik answers such a
     /// rewrite with 400 rather than forward a path with `.`, `..` or `//` segments in it).
     pub(crate) fn sanitized(self) -> Option<Self> {
-        if self.path.is_empty() {
+        // Without a raw form, the path goes out escaped, and escaping leaves `/` and `.` as they
+        // are: a clean path is its own sanitized form (`*` aside, which joining gives a raw form).
+        if self.path.is_empty() || (self.raw.is_empty() && self.path != b"*" && is_clean(&self.path)) {
             return Some(self);
         }
         match self.joined() {
@@ -230,7 +271,7 @@ pub(crate) fn encoded_prefix_len(raw: &str, decoded_len: usize) -> usize {
 /// trailing slash: Go's `URL.JoinPath()` with no elements, which Traefik uses both to sanitize
 /// every path and to refuse a rewritten path that sanitizing would change. Borrows when clean.
 pub(crate) fn cleaned(path: &str) -> Cow<'_, str> {
-    if is_clean(path) {
+    if is_clean(path.as_bytes()) {
         return Cow::Borrowed(path);
     }
     // Go resolves a relative path as if rooted, then drops the root again; so a ".." never
@@ -258,13 +299,15 @@ pub(crate) fn cleaned(path: &str) -> Cow<'_, str> {
 
 /// Whether [`cleaned`] would return the path unchanged: no empty, `.` or `..` segment between
 /// the optional leading and trailing slash.
-fn is_clean(path: &str) -> bool {
-    if path.is_empty() || path == "/" {
+fn is_clean(path: &[u8]) -> bool {
+    if path.is_empty() || path == b"/" {
         return true;
     }
-    let inner = path.strip_prefix('/').unwrap_or(path);
-    let inner = inner.strip_suffix('/').unwrap_or(inner);
-    inner.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+    let inner = path.strip_prefix(b"/").unwrap_or(path);
+    let inner = inner.strip_suffix(b"/").unwrap_or(inner);
+    inner
+        .split(|&b| b == b'/')
+        .all(|s| !s.is_empty() && s != b"." && s != b"..")
 }
 
 /// Traefik's `normalizePath`: `%XX` escapes of unreserved characters (letters, digits, `-._~`)
@@ -347,6 +390,47 @@ mod tests {
         assert_eq!(escape(b"/$&+,/:;=@-_.~"), "/$&+,/:;=@-_.~");
         assert_eq!(escape("/é\"{}|".as_bytes()), "/%C3%A9%22%7B%7D%7C");
         assert_eq!(escape(b"/!'()*[]"), "/%21%27%28%29%2A%5B%5D");
+    }
+
+    /// The shortcuts (comparing with an escaped form without writing it, a clean path without a
+    /// raw form kept as it is) agree with the long way on paths of every kind.
+    #[test]
+    fn shortcuts_agree_with_the_long_way() {
+        let paths: [&[u8]; 14] = [
+            b"",
+            b"/",
+            b"*",
+            b"/a/b",
+            b"/a b/c?d",
+            b"/a/./b",
+            b"/a/../b/",
+            b"//a",
+            b"/a/",
+            b"a/b",
+            b"/..",
+            b"/\xff/x",
+            b"/%2F",
+            "/é/…".as_bytes(),
+        ];
+        for path in paths {
+            let escaped = escape(path);
+            assert!(escapes_to(path, &escaped), "{path:?}");
+            for wire in ["", "/", "/a/b", "/a%20b/c%3fd", "/a%20b/c%3Fd", "/%FF/x", "/%25"] {
+                assert_eq!(escapes_to(path, wire), escaped == wire, "{path:?} {wire}");
+            }
+            let url = UrlPath {
+                path: path.to_vec(),
+                raw: String::new(),
+            };
+            let long_way = match url.joined() {
+                Ok(joined) if path.is_empty() || joined.path == url.path => Some(joined),
+                _ => None,
+            };
+            assert_eq!(url.clone().sanitized(), long_way, "{path:?}");
+            if path != b"*" {
+                assert_eq!(url.escaped(), escaped, "{path:?}");
+            }
+        }
     }
 
     #[test]

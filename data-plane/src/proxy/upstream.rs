@@ -91,11 +91,10 @@ pub(crate) async fn send<'r>(
 /// Whether the backend's response head may be kept as it came and written so (see
 /// `backend_h1::response`): only where nothing would change it on its way to the client, that is
 /// where Berth's own server loop writes it, no sticky cookie is added (asked again at each
-/// attempt: a retry may pick another endpoint) and no middleware has a response half.
+/// attempt: a retry may pick another endpoint) and the route's middlewares change no field the
+/// kept head's writer decides (`middleware::Chain::keeps_heads`).
 fn keeps_head(ctx: &RequestContext, route: &Route) -> bool {
-    ctx.peer.writes_kept_heads
-        && ctx.set_cookie.is_none()
-        && !middleware::has_response_half(&route.middlewares)
+    ctx.peer.writes_kept_heads && ctx.set_cookie.is_none() && route.middlewares.keeps_heads()
 }
 
 /// The attempts of a retryable request (see the module documentation), the first at `first`.

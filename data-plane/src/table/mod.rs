@@ -31,7 +31,7 @@ pub(crate) use index::Found;
 use index::HostIndex;
 
 use crate::metrics::{self, RouteStats};
-use crate::proxy::middleware::{CompileError, Middleware};
+use crate::proxy::middleware::{Chain, CompileError, Middleware};
 
 /// One applied snapshot, indexed for lookup. Never mutated after `RouteTable::build`.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ pub(crate) struct Route {
     /// when it is tried for every host.
     pub hosts: Vec<String>,
     pub matcher: CompiledMatcher,
-    pub middlewares: Box<[Middleware]>,
+    pub middlewares: Chain,
     pub cluster: Arc<Cluster>,
     /// The route's request counters, kept across tables while name and service stay.
     pub stats: Arc<RouteStats>,
@@ -218,7 +218,7 @@ impl RouteTable {
                     rule: render::render(proto_matcher),
                     hosts: indexed_hosts(&keys),
                     matcher,
-                    middlewares: middlewares.into_boxed_slice(),
+                    middlewares: Chain::from(middlewares),
                     cluster: cluster.clone(),
                     stats: metrics::global().route(&r.name, &r.service),
                 }),

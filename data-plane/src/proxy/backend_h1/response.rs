@@ -12,7 +12,9 @@
 //! close-delimited body or a 101.
 //!
 //! When the caller will write the response as it came (Berth's own server loop, with nothing on
-//! the way that changes the response), the common head — HTTP/1.1, one `Content-Length`, no
+//! the way that changes the response but a route's `headers` middleware setting or removing
+//! fields the writer does not decide itself: see `middleware::Chain::keeps_heads`), the common
+//! head — HTTP/1.1, one `Content-Length`, no
 //! hop-by-hop field but a plain `Connection` — is kept as its bytes and the places of its fields
 //! ([`KeptHead`]) instead of a header map: building the map, and the clean-up that takes
 //! `Connection` out of it again, were a tenth of the request path's work (bench/RESULTS.md).
@@ -376,6 +378,11 @@ impl ResponseBody {
     /// it as it is; the response then has no fields of its own to send.
     pub(crate) fn take_kept(&mut self) -> Option<Box<KeptHead>> {
         self.kept.take()
+    }
+
+    /// The head kept as it came, to change before it is written.
+    pub(crate) fn kept_mut(&mut self) -> Option<&mut KeptHead> {
+        self.kept.as_deref_mut()
     }
 
     /// The body has ended: its connection goes back to the pool, or is closed.

@@ -11,7 +11,8 @@
 use http::request::Parts;
 use http::{response, HeaderName, HeaderValue};
 
-use super::Flow;
+use super::{Fields, Flow};
+use crate::http1::wire::KeptHead;
 use crate::proxy::context::{ForwardedFor, RequestContext};
 
 /// One header to set (`Some`) or remove (`None`).
@@ -34,6 +35,11 @@ enum RequestChange {
 pub(crate) struct Headers {
     request: Box<[RequestChange]>,
     response: Box<[Change]>,
+    /// The names the request changes touch; `None` when one changes more than a field (`Host`,
+    /// the entrypoint's `X-Forwarded-For`).
+    request_names: Option<Box<[HeaderName]>>,
+    /// No response change is to a field a kept head's writer decides (`KeptHead::manages`).
+    keeps_heads: bool,
 }
 
 fn change(name: &str, value: &str) -> Result<Change, String> {
@@ -69,10 +75,32 @@ impl Headers {
             .iter()
             .map(|h| change(&h.name, &h.value))
             .collect::<Result<Vec<_>, _>>()?;
+        let request_names = request
+            .iter()
+            .map(|c| match c {
+                RequestChange::Header(Change { name, .. }) => Some(name.clone()),
+                RequestChange::Host(_) | RequestChange::NoForwardedFor => None,
+            })
+            .collect::<Option<Box<[_]>>>();
         Ok(Self {
             request: request.into_boxed_slice(),
+            keeps_heads: !response.iter().any(|c| KeptHead::manages(&c.name)),
             response: response.into_boxed_slice(),
+            request_names,
         })
+    }
+
+    /// Which request fields the request changes touch (see `Fields`).
+    pub(crate) fn request_fields(&self) -> Fields<'_> {
+        match &self.request_names {
+            Some(names) => Fields::Named(names),
+            None => Fields::Any,
+        }
+    }
+
+    /// Whether the response changes may be made to a backend's head kept as it came.
+    pub(crate) fn keeps_heads(&self) -> bool {
+        self.keeps_heads
     }
 
     pub(crate) fn request(&self, ctx: &mut RequestContext, head: &mut Parts) -> Flow {
@@ -94,8 +122,13 @@ impl Headers {
         Flow::Next
     }
 
-    pub(crate) fn response(&self, head: &mut response::Parts) {
+    /// `kept`: the backend's head as it came (its fields not in `head`); a header set or removed
+    /// loses its values there too.
+    pub(crate) fn response(&self, head: &mut response::Parts, mut kept: Option<&mut KeptHead>) {
         for Change { name, value } in self.response.iter() {
+            if let Some(kept) = kept.as_deref_mut() {
+                kept.remove(name);
+            }
             match value {
                 Some(v) => {
                     head.headers.insert(name.clone(), v.clone());
@@ -181,7 +214,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        mw.response(&mut parts);
+        mw.response(&mut parts, None);
         assert_eq!(parts.headers["x-frame-options"], "DENY");
         assert!(!parts.headers.contains_key("server"));
     }

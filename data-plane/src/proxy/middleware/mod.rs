@@ -27,12 +27,15 @@ mod source;
 mod strip_prefix;
 mod strip_prefix_regex;
 
+use std::ops::Deref;
+
 use berth_proto::v1::middleware::Kind as ProtoKind;
-use http::{request, response, Response};
+use http::{request, response, HeaderName, Response};
 use thiserror::Error;
 
 use super::context::RequestContext;
 use super::Body;
+use crate::http1::wire::KeptHead;
 pub(crate) use in_flight_req::InFlightSlot;
 pub(crate) use source::IpRanges;
 
@@ -192,12 +195,127 @@ impl Middleware {
     }
 
     /// The response half (`headers` changes the head; `circuit_breaker` records the outcome).
-    fn response(&self, ctx: &RequestContext, head: &mut response::Parts) {
+    /// `kept`: the backend's head as it came, whose fields are not in `head` (see
+    /// [`Chain::keeps_heads`]).
+    fn response(&self, ctx: &RequestContext, head: &mut response::Parts, kept: Option<&mut KeptHead>) {
         match &self.kind {
-            Kind::Headers(m) => m.response(head),
+            Kind::Headers(m) => m.response(head, kept),
             Kind::CircuitBreaker(m) => m.response(head.status, ctx.started),
             _ => {}
         }
+    }
+
+    /// Which of the request's header fields the request half reads or changes.
+    fn request_fields(&self) -> Fields<'_> {
+        const NONE: Fields<'static> = Fields::Named(&[]);
+        static FORWARDED_PREFIX: [HeaderName; 1] = [strip_prefix::X_FORWARDED_PREFIX];
+        static REPLACED_PATH: [HeaderName; 1] = [replace_path::X_REPLACED_PATH];
+        match &self.kind {
+            Kind::StripPrefix(_) | Kind::StripPrefixRegex(_) => Fields::Named(&FORWARDED_PREFIX),
+            Kind::ReplacePath(_) | Kind::ReplacePathRegex(_) => Fields::Named(&REPLACED_PATH),
+            Kind::Headers(m) => m.request_fields(),
+            // The path, host and entrypoint only (from the context).
+            Kind::AddPrefix(_) | Kind::RedirectRegex(_) => NONE,
+            Kind::Retry(_) | Kind::CircuitBreaker(_) => NONE,
+            // `X-Forwarded-Proto`; `Authorization` and the user field; a source criterion's
+            // header or `X-Forwarded-For`.
+            Kind::RedirectScheme(_)
+            | Kind::BasicAuth(_)
+            | Kind::RateLimit(_)
+            | Kind::InFlightReq(_)
+            | Kind::IpAllowList(_) => Fields::Any,
+        }
+    }
+
+    /// Whether the response half changes nothing a kept head's writer decides itself (see
+    /// [`Chain::keeps_heads`]).
+    fn keeps_heads(&self) -> bool {
+        match &self.kind {
+            Kind::Headers(m) => m.keeps_heads(),
+            _ => true,
+        }
+    }
+
+    fn has_response_half(&self) -> bool {
+        matches!(self.kind, Kind::Headers(_) | Kind::CircuitBreaker(_))
+    }
+}
+
+/// Which of a request's header fields a request half reads or changes: the request path keeps
+/// the client's other fields out of the header map, as they came (`http1::RawFields`,
+/// `proxy::accept`), where that costs less.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fields<'a> {
+    /// Only fields with these names (lower case, as `HeaderName`s are).
+    Named(&'a [HeaderName]),
+    /// Any field, or the forwarded headers the entrypoint sets: all must be in the map.
+    Any,
+}
+
+/// A route's middlewares, in order, with what the request path asks of them as a whole (worked
+/// out once, when the route table is built).
+#[derive(Debug)]
+pub(crate) struct Chain {
+    middlewares: Box<[Middleware]>,
+    /// What the request halves read or change, together; `None`: any field.
+    fields: Option<Box<[HeaderName]>>,
+    keeps_heads: bool,
+}
+
+impl From<Vec<Middleware>> for Chain {
+    fn from(middlewares: Vec<Middleware>) -> Self {
+        let mut names: Option<Vec<HeaderName>> = Some(Vec::new());
+        for m in &middlewares {
+            match (m.request_fields(), &mut names) {
+                (Fields::Named(these), Some(names)) => {
+                    for name in these {
+                        if !names.contains(name) {
+                            names.push(name.clone());
+                        }
+                    }
+                }
+                (Fields::Any, _) => names = None,
+                (Fields::Named(_), None) => {}
+            }
+        }
+        // A forwarded header the entrypoint sets waits outside the map too, as a whole.
+        if names
+            .as_ref()
+            .is_some_and(|n| n.iter().any(super::accept::is_set_late))
+        {
+            names = None;
+        }
+        Self {
+            fields: names.map(Vec::into_boxed_slice),
+            keeps_heads: middlewares.iter().all(Middleware::keeps_heads),
+            middlewares: middlewares.into_boxed_slice(),
+        }
+    }
+}
+
+impl Deref for Chain {
+    type Target = [Middleware];
+
+    fn deref(&self) -> &[Middleware] {
+        &self.middlewares
+    }
+}
+
+impl Chain {
+    /// Which of a request's header fields the request halves read or change.
+    pub(crate) fn request_fields(&self) -> Fields<'_> {
+        match &self.fields {
+            Some(names) => Fields::Named(names),
+            None => Fields::Any,
+        }
+    }
+
+    /// Whether a backend's response head kept as it came (`http1::wire::KeptHead`, written
+    /// without a header map between) may pass through the response halves: they change only
+    /// fields the kept head's writer does not decide itself (see `KeptHead::manages`), taking
+    /// the backend's fields of a name they set or remove out of the kept head.
+    pub(crate) fn keeps_heads(&self) -> bool {
+        self.keeps_heads
     }
 }
 
@@ -248,25 +366,20 @@ pub(crate) fn retry_backoff(policy: &crate::health::RetryPolicy, n: u32) -> std:
     retry::backoff(policy.interval, policy.attempts, n, 0.5 + fastrand::f64())
 }
 
-/// Whether any middleware of `chain` changes responses (see [`run_response`]).
-pub(crate) fn has_response_half(chain: &[Middleware]) -> bool {
-    chain
-        .iter()
-        .any(|m| matches!(m.kind, Kind::Headers(_) | Kind::CircuitBreaker(_)))
-}
-
-/// Runs the response halves of `chain` over `response`, last middleware first.
+/// Runs the response halves of `chain` over `response`, last middleware first; over the
+/// backend's head as it came too, when it was kept so (see [`Chain::keeps_heads`]).
 pub(crate) fn run_response(
     chain: &[Middleware],
     ctx: &RequestContext,
     response: Response<Body>,
 ) -> Response<Body> {
-    if !has_response_half(chain) {
+    if !chain.iter().any(Middleware::has_response_half) {
         return response;
     }
-    let (mut head, body) = response.into_parts();
+    let (mut head, mut body) = response.into_parts();
+    let mut kept = body.kept_mut();
     for middleware in chain.iter().rev() {
-        middleware.response(ctx, &mut head);
+        middleware.response(ctx, &mut head, kept.as_deref_mut());
     }
     Response::from_parts(head, body)
 }
@@ -410,6 +523,91 @@ mod tests {
             err.to_string().starts_with(r#"middleware "h" (headers): "#),
             "{err}"
         );
+    }
+
+    fn request_headers(name: &str, request: &[(&str, &str)], response: &[(&str, &str)]) -> P {
+        let mut p = headers(name, response);
+        if let Some(ProtoKind::Headers(h)) = &mut p.kind {
+            h.request = request
+                .iter()
+                .map(|(n, v)| H {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect();
+        }
+        p
+    }
+
+    fn compiled(protos: &[P]) -> Chain {
+        Chain::from(
+            protos
+                .iter()
+                .map(|p| Middleware::compile(p, None).expect("compiles"))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// What a chain's request halves read or change, together: the names of the fields they
+    /// set, or every field when one reads more (an allow list's `X-Forwarded-For`), changes the
+    /// host, or sets a forwarded header the entrypoint keeps aside until it is written.
+    #[test]
+    fn a_chain_names_the_request_fields_it_touches() {
+        let strip = P {
+            name: "strip".into(),
+            kind: Some(ProtoKind::StripPrefix(StripPrefix {
+                prefixes: vec!["/api".into()],
+                force_slash: false,
+            })),
+        };
+        let allow = P {
+            name: "allow".into(),
+            kind: Some(ProtoKind::IpAllowList(berth_proto::v1::IpAllowList {
+                ranges: vec!["0.0.0.0/0".into()],
+                reject_status: 0,
+                source: None,
+            })),
+        };
+        let names = |chain: &Chain| match chain.request_fields() {
+            Fields::Named(names) => Some(names.iter().map(|n| n.as_str().to_owned()).collect::<Vec<_>>()),
+            Fields::Any => None,
+        };
+        let set = request_headers("h", &[("X-Bench", "1"), ("x-bench", ""), ("Cookie", "")], &[]);
+        assert_eq!(
+            names(&compiled(&[strip.clone(), set.clone()])),
+            Some(vec![
+                "x-forwarded-prefix".into(),
+                "x-bench".into(),
+                "cookie".into()
+            ])
+        );
+        assert_eq!(names(&compiled(&[])), Some(vec![]));
+        assert_eq!(names(&compiled(&[set.clone(), allow])), None);
+        for any in [
+            ("Host", "b.example"),
+            ("X-Forwarded-For", ""),
+            ("X-Forwarded-Proto", "https"),
+        ] {
+            let chain = compiled(&[strip.clone(), request_headers("h", &[any], &[])]);
+            assert_eq!(names(&chain), None, "{any:?}");
+        }
+        // A header named Host but removed is a field like any other.
+        assert_eq!(
+            names(&compiled(&[request_headers("h", &[("Host", "")], &[])])),
+            Some(vec!["host".into()])
+        );
+    }
+
+    /// A backend's head kept as it came passes through response halves that change fields its
+    /// writer does not decide (not `Content-Length`, `Transfer-Encoding`, `Date`, `Connection`).
+    #[test]
+    fn a_chain_keeps_heads_unless_it_changes_what_their_writer_decides() {
+        assert!(compiled(&[]).keeps_heads());
+        assert!(compiled(&[headers("h", &[("Server", ""), ("X-Frame-Options", "DENY")])]).keeps_heads());
+        for managed in ["Content-Length", "transfer-encoding", "Date", "Connection"] {
+            let chain = compiled(&[headers("ok", &[("X-A", "1")]), headers("h", &[(managed, "")])]);
+            assert!(!chain.keeps_heads(), "{managed}");
+        }
     }
 
     #[tokio::test]
