@@ -8,7 +8,7 @@
 #   bench/proxy.sh [--full|--quick|--smoke] [--duration S] [--rounds N] [--connections C]
 #                  [--scenarios "1 1000 10000 mw browser h2 tls h2tls"] [--workers "1 2"]
 #                  [--targets "berth-proxy nginx haproxy traefik ceiling-raw-raw ..."] [--bin-dir DIR]
-#                  [--no-build] [--instructions N [--keep-callgrind DIR]]
+#                  [--no-build] [--instructions N [--keep-callgrind DIR]] [--syscalls N]
 #                  [--out FILE]
 #
 # Scenarios: `1` = one route; `1000`, `10000` = that many Host routes, each request to a random one
@@ -37,6 +37,13 @@
 # the ceiling probes; not over TLS. --keep-callgrind DIR keeps each dump there
 # (<target>-<scenario>-<workers>.callgrind) for callgrind_annotate.
 #
+# --syscalls N: the same warm-up and N requests, without valgrind, counting the system calls each
+# target makes per request (perf's syscall tracepoints on the target's processes, every thread):
+# on loopback most of a proxy's CPU is the kernel's, and how many calls a request takes is the
+# part of it a proxy decides (`syscalls ...` lines: all calls, then the ones that move bytes or
+# wait). Needs perf with tracepoint access (as root). For berth-proxy, nginx, HAProxy and the
+# ceiling probes; Traefik too.
+#
 # Ceiling targets (one-route HTTP/1.1 scenario `1` only, left out of the others):
 # `ceiling-<server>-<client>` (server `raw` or `hyper`; client `raw`, `hyper` or `conn`) runs
 # berth-bench-ceiling, a bare forwarder with no routing or middlewares (bench/src/bin/ceiling.rs):
@@ -47,7 +54,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 duration=8 rounds=3 conns=64 scenarios="1 1000 10000 mw browser h2 tls h2tls" workers="1 2"
-targets="berth-proxy nginx haproxy traefik" bin_dir="$root/target/release" build=1 out= mode=full instructions= keep_callgrind=
+targets="berth-proxy nginx haproxy traefik" bin_dir="$root/target/release" build=1 out= mode=full instructions= keep_callgrind= syscalls=
 cmdline="bench/proxy.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -64,6 +71,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=; shift ;;
     --instructions) instructions=$2; shift 2 ;;
     --keep-callgrind) keep_callgrind=$2; shift 2 ;;
+    --syscalls) syscalls=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     *) echo "bench/proxy.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -89,6 +97,16 @@ if [ -n "$instructions" ]; then
   done
   for s in $scenarios; do
     case "$s" in tls|h2tls) echo "bench/proxy.sh: --instructions does not take the TLS scenarios" >&2; exit 2 ;; esac
+  done
+fi
+if [ -n "$syscalls" ]; then
+  [[ "$syscalls" =~ ^[1-9][0-9]*$ ]] || { echo "bench/proxy.sh: --syscalls takes a request count, not $syscalls" >&2; exit 2; }
+  [ -z "$instructions" ] || { echo "bench/proxy.sh: --syscalls and --instructions are separate runs" >&2; exit 2; }
+  command -v perf >/dev/null || { echo "bench/proxy.sh: --syscalls needs perf (Debian's linux-perf)" >&2; exit 1; }
+  perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1 \
+    || { echo "bench/proxy.sh: --syscalls: perf cannot read the syscall tracepoints here (run as root)" >&2; exit 1; }
+  for s in $scenarios; do
+    case "$s" in tls|h2tls) echo "bench/proxy.sh: --syscalls does not take the TLS scenarios" >&2; exit 2 ;; esac
   done
 fi
 consul=$(command -v consul || echo "$root/.tools/consul/usr/bin/consul")
@@ -420,6 +438,34 @@ count_instructions() {
   fi
 }
 
+# --syscalls: for each target in $run_targets, a warm-up, then $syscalls requests with perf
+# counting the system calls of the target's processes (all threads); prints calls per request.
+syscall_events="raw_syscalls:sys_enter syscalls:sys_enter_read syscalls:sys_enter_recvfrom syscalls:sys_enter_readv
+  syscalls:sys_enter_write syscalls:sys_enter_writev syscalls:sys_enter_sendto syscalls:sys_enter_sendmsg
+  syscalls:sys_enter_epoll_wait syscalls:sys_enter_epoll_pwait syscalls:sys_enter_epoll_ctl syscalls:sys_enter_futex"
+count_syscalls() {
+  local t h2 o ok p procs line events warm=$((syscalls / 10))
+  events=$(echo $syscall_events | tr ' ' ,)
+  [ "$warm" -ge 100 ] || warm=100
+  [ "$warm" -le 2000 ] || warm=2000
+  for t in $run_targets; do
+    h2=--h1
+    [ "$scenario" = h2 ] && h2=
+    timeout 300 h2load $h2 -t1 -c8 -n"$warm" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}" >/dev/null
+    procs=${pid[$t]}
+    for p in $(pgrep -P "${pid[$t]}"); do procs+=",$p"; done # nginx's and HAProxy's workers
+    o=$(timeout 600 perf stat -x, -o "$work/perf-$t.csv" -e "$events" -p "$procs" -- \
+      h2load $h2 -t1 -c8 -n"$syscalls" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}")
+    ok=$(awk '/^status codes:/ {print $3}' <<<"$o")
+    [ "$ok" = "$syscalls" ] || { echo "bench: $t answered $ok of $syscalls requests with 2xx:" >&2; echo "$o" >&2; exit 1; }
+    line="syscalls scenario=$scenario workers=$w target=$t requests=$syscalls"
+    line+=$(awk -F, -v n="$syscalls" '$3 ~ /sys_enter/ && $1 ~ /^[0-9]+$/ && $1 > 0 {
+        name = $3; sub(/^.*sys_enter_?/, "", name); if (name == "") name = "all"
+        printf " %s=%.2f", name, $1 / n }' "$work/perf-$t.csv")
+    emit "$line"
+  done
+}
+
 for scenario in $scenarios; do
   n=$(hosts_of "$scenario")
   curl_h2= # the last scenario's client options are not for Consul and berth-control
@@ -501,8 +547,8 @@ for scenario in $scenarios; do
       # Idle: routes loaded, before any load.
       emit "memory scenario=$scenario workers=$w berth-proxy_rss_idle_mib=$(rss_mib "${pid[berth-proxy]}") berth-control_rss_mib=$(rss_mib "$cp_pid")"
     fi
-    if [ -n "$instructions" ]; then
-      count_instructions
+    if [ -n "$instructions" ] || [ -n "$syscalls" ]; then
+      if [ -n "$instructions" ]; then count_instructions; else count_syscalls; fi
       for t in $run_targets; do stop "${pid[$t]}"; done
       unset url pid
       continue
