@@ -24,6 +24,11 @@
 #                callgrind), repeatable on a shared machine: berth-proxy and nginx on one route,
 #                with middlewares, and with a browser's request header fields; the ceiling probes on
 #                one route
+#   syscalls     bench/proxy.sh --syscalls: system calls per request (perf's syscall tracepoints),
+#                berth-proxy, nginx and HAProxy on one route, with middlewares, over HTTP/2: the
+#                kernel's share of a proxy's CPU is most of it on loopback, and the number of calls
+#                per request is the part of it a proxy decides (skipped, saying so, where perf
+#                cannot read the tracepoints: it needs root)
 #   ceiling      bench/proxy.sh on one route: berth-proxy and nginx beside berth-bench-ceiling, a bare
 #                forwarder built five ways (hyper's server and client, or code of its own on either
 #                side): how little CPU per request a forwarder on tokio can need here
@@ -42,13 +47,13 @@ while [ $# -gt 0 ]; do
     --part) parts+=("$2"); shift 2 ;;
     --bin-dir) bin_dir=$(cd "$2" && pwd); shift 2 ;;
     --no-build) build=; shift ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "bench/bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-[ ${#parts[@]} -gt 0 ] || parts=(proxy propagation fanout scale memory instructions ceiling)
+[ ${#parts[@]} -gt 0 ] || parts=(proxy propagation fanout scale memory instructions syscalls ceiling)
 for part in "${parts[@]}"; do
-  case "$part" in proxy|propagation|fanout|scale|memory|instructions|ceiling) ;; *) echo "bench/bench.sh: unknown part $part" >&2; exit 2 ;; esac
+  case "$part" in proxy|propagation|fanout|scale|memory|instructions|syscalls|ceiling) ;; *) echo "bench/bench.sh: unknown part $part" >&2; exit 2 ;; esac
 done
 
 if [ -n "$build" ]; then
@@ -107,6 +112,14 @@ for part in "${parts[@]}"; do
     instructions)
       record instructions bench/proxy.sh --scenarios "1 mw browser" --workers 1 --instructions "$(pick 20000 5000 200)" \
         --targets "berth-proxy nginx ceiling-raw-raw ceiling-hyper-hyper" --bin-dir "$bin_dir" --no-build --out - ;;
+    syscalls)
+      if perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+        record syscalls bench/proxy.sh --scenarios "$(pick "1 mw h2" "1 h2" 1)" --workers "$(pick "1 2" 1 1)" \
+          --syscalls "$(pick 20000 5000 200)" --targets "$(pick "berth-proxy nginx haproxy" "berth-proxy nginx haproxy" "berth-proxy nginx")" \
+          --bin-dir "$bin_dir" --no-build --out -
+      else
+        echo "syscalls: skipped: perf cannot read the syscall tracepoints here (install linux-perf; run as root)"
+      fi ;;
     ceiling)
       record ceiling bench/proxy.sh --scenarios 1 --workers "$(pick "1 2" "1 2" 1)" --rounds "$(pick 3 3 1)" \
         --duration "$(pick 8 4 1)" --targets "berth-proxy nginx ceiling-raw-raw ceiling-hyper-hyper ceiling-hyper-conn ceiling-hyper-raw ceiling-raw-hyper" \

@@ -125,7 +125,7 @@ install_docker() {
 }
 
 install_load_tools() {
-  apt_install wrk nghttp2-client nginx-light haproxy openssl valgrind
+  apt_install wrk nghttp2-client nginx-light haproxy openssl valgrind linux-perf
 }
 
 case "$what" in
