@@ -5,7 +5,10 @@
 //! middleware of the same name and saying where in its docs), and running a chain: the request
 //! half in chain order, where any middleware may answer the request itself (a redirect, a 401, a
 //! 429); the response half in reverse order, over whatever response comes back — the backend's,
-//! a proxy error, or the answer of a later middleware — as Traefik's response modifiers see it.
+//! a proxy error, or the answer of a later middleware — as Traefik's response modifiers see it;
+//! and what a chain touches as a whole ([`Chain`]): which request fields it reads or changes, so
+//! the request path puts only those in the header map, and whether its response halves can work
+//! on a backend's head kept as it came.
 //! Not for: matching (see `table`) or anything after the chain (see `proxy`).
 
 mod add_prefix;
