@@ -122,18 +122,9 @@ pub(crate) fn fill_named(ctx: &mut RequestContext, headers: &mut HeaderMap, name
 }
 
 /// Whether the accept phase may keep header `name` out of the map until it is written (one of
-/// [`LateHeaders`]).
+/// [`LATE`]).
 pub(crate) fn is_set_late(name: &HeaderName) -> bool {
-    [
-        X_REAL_IP,
-        X_FORWARDED_PROTO,
-        X_FORWARDED_PORT,
-        X_FORWARDED_HOST,
-        X_FORWARDED_SERVER,
-        X_REQUEST_ID,
-        X_FORWARDED_FOR,
-    ]
-    .contains(name)
+    LATE.contains(name)
 }
 
 /// What the context holds for the request's map (see [`fill_headers`]) as Berth's own backend
