@@ -407,22 +407,39 @@ start_consul() {
 lines=()
 emit() { lines+=("$*"); echo "$*"; }
 
+# The counted modes' load: $2 requests to target $1 by h2load (-c8; HTTP/1.1, HTTP/2 in scenario
+# h2), run under the command that follows (a timeout, perf); h2load's output on stdout.
+counted_load() { # target requests cmd...
+  local t=$1 n=$2 h2=--h1
+  shift 2
+  [ "$scenario" = h2 ] && h2=
+  "$@" h2load $h2 -t1 -c8 -n"$n" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}"
+}
+# Warms target $1 up before $2 counted requests: a tenth as many (100 to 2,000).
+warm_up() { # target requests
+  local warm=$(($2 / 10))
+  [ "$warm" -ge 100 ] || warm=100
+  [ "$warm" -le 2000 ] || warm=2000
+  counted_load "$1" "$warm" timeout 300 >/dev/null
+}
+# Stops the run unless h2load's output $3 says target $1 answered all $2 requests with 2xx.
+all_answered() { # target requests output
+  local ok
+  ok=$(awk '/^status codes:/ {print $3}' <<<"$3")
+  [ "$ok" = "$2" ] || { echo "bench: $1 answered $ok of $2 requests with 2xx:" >&2; echo "$3" >&2; exit 1; }
+}
+
 # --instructions: for each target in $run_targets (started under callgrind), a warm-up, then the
 # counters reset, $instructions requests, and the counters dumped; prints instructions per request.
 count_instructions() {
-  local t h2 o ok dump ir warm=$((instructions / 10))
+  local t o dump ir
   declare -A per=()
-  [ "$warm" -ge 100 ] || warm=100
-  [ "$warm" -le 2000 ] || warm=2000
   for t in $run_targets; do
-    h2=--h1
-    [ "$scenario" = h2 ] && h2=
-    timeout 300 h2load $h2 -t1 -c8 -n"$warm" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}" >/dev/null
+    warm_up "$t" "$instructions"
     callgrind_control -z "${pid[$t]}" >/dev/null 2>&1
-    o=$(timeout 600 h2load $h2 -t1 -c8 -n"$instructions" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}")
+    o=$(counted_load "$t" "$instructions" timeout 600)
     callgrind_control -d "${pid[$t]}" >/dev/null 2>&1
-    ok=$(awk '/^status codes:/ {print $3}' <<<"$o")
-    [ "$ok" = "$instructions" ] || { echo "bench: $t answered $ok of $instructions requests with 2xx:" >&2; echo "$o" >&2; exit 1; }
+    all_answered "$t" "$instructions" "$o"
     # The newest dump of that process: its totals are the instructions since the reset.
     dump=$(ls -t "$work/callgrind.${pid[$t]}"* | head -n 1)
     ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
@@ -444,20 +461,14 @@ syscall_events="raw_syscalls:sys_enter syscalls:sys_enter_read syscalls:sys_ente
   syscalls:sys_enter_write syscalls:sys_enter_writev syscalls:sys_enter_sendto syscalls:sys_enter_sendmsg
   syscalls:sys_enter_epoll_wait syscalls:sys_enter_epoll_pwait syscalls:sys_enter_epoll_ctl syscalls:sys_enter_futex"
 count_syscalls() {
-  local t h2 o ok p procs line events warm=$((syscalls / 10))
+  local t o p procs line events
   events=$(echo $syscall_events | tr ' ' ,)
-  [ "$warm" -ge 100 ] || warm=100
-  [ "$warm" -le 2000 ] || warm=2000
   for t in $run_targets; do
-    h2=--h1
-    [ "$scenario" = h2 ] && h2=
-    timeout 300 h2load $h2 -t1 -c8 -n"$warm" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}" >/dev/null
+    warm_up "$t" "$syscalls"
     procs=${pid[$t]}
     for p in $(pgrep -P "${pid[$t]}"); do procs+=",$p"; done # nginx's and HAProxy's workers
-    o=$(timeout 600 perf stat -x, -o "$work/perf-$t.csv" -e "$events" -p "$procs" -- \
-      h2load $h2 -t1 -c8 -n"$syscalls" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}")
-    ok=$(awk '/^status codes:/ {print $3}' <<<"$o")
-    [ "$ok" = "$syscalls" ] || { echo "bench: $t answered $ok of $syscalls requests with 2xx:" >&2; echo "$o" >&2; exit 1; }
+    o=$(counted_load "$t" "$syscalls" timeout 600 perf stat -x, -o "$work/perf-$t.csv" -e "$events" -p "$procs" --)
+    all_answered "$t" "$syscalls" "$o"
     line="syscalls scenario=$scenario workers=$w target=$t requests=$syscalls"
     line+=$(awk -F, -v n="$syscalls" '$3 ~ /sys_enter/ && $1 ~ /^[0-9]+$/ && $1 > 0 {
         name = $3; sub(/^.*sys_enter_?/, "", name); if (name == "") name = "all"

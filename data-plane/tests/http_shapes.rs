@@ -894,14 +894,6 @@ async fn scripted_backend(reply: &'static [u8]) -> SocketAddr {
 /// A common response, as `scripted_backend` sends it.
 const COMMON_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nServer: scripted\r\nDate: Sat, 28 Nov 2026 17:00:00 GMT\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Empty: \r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
 
-/// A header for a `headers` middleware (an empty value removes).
-fn field(name: &str, value: &str) -> berth_proto::v1::HeaderValue {
-    berth_proto::v1::HeaderValue {
-        name: name.into(),
-        value: value.into(),
-    }
-}
-
 /// A response head's status line and fields, the fields in a stable order by name (the order of
 /// different names means nothing in HTTP; a name's values keep theirs), and the body.
 fn by_name(response: &str) -> (String, Vec<String>, String) {
@@ -937,7 +929,7 @@ async fn a_common_response_reaches_the_client_as_from_a_header_map() {
     let proxy = ProxyProcess::start(&[cp.url()], &[]).await;
     let headers = berth_proto::v1::middleware::Kind::Headers(berth_proto::v1::Headers {
         request: vec![],
-        response: vec![field("Connection", "")],
+        response: vec![header_change("Connection", "")],
     });
     cp.expect_hello().await;
     cp.push(update(
@@ -984,12 +976,12 @@ async fn response_changes_to_a_kept_head_are_those_to_a_header_map() {
     let mut cp = FakeControlPlane::start().await;
     let proxy = ProxyProcess::start(&[cp.url()], &[]).await;
     let changes = vec![
-        field("Server", "berth"),
-        field("Set-Cookie", ""),
-        field("X-Frame-Options", "DENY"),
+        header_change("Server", "berth"),
+        header_change("Set-Cookie", ""),
+        header_change("X-Frame-Options", "DENY"),
     ];
     let mut mapped = changes.clone();
-    mapped.push(field("Connection", ""));
+    mapped.push(header_change("Connection", ""));
     let headers = |response| {
         berth_proto::v1::middleware::Kind::Headers(berth_proto::v1::Headers {
             request: vec![],

@@ -879,10 +879,6 @@ async fn path_middlewares_rewrite_what_the_backend_sees() {
 #[tokio::test]
 async fn headers_middleware() {
     let backend = Backend::start("b").await;
-    let header = |name: &str, value: &str| Header {
-        name: name.into(),
-        value: value.into(),
-    };
     let headers =
         |request: Vec<Header>, response: Vec<Header>| ("hdr", M::Headers(Headers { request, response }));
     let routes = vec![
@@ -890,23 +886,26 @@ async fn headers_middleware() {
             rule("h", host("h.example"), "b"),
             vec![headers(
                 vec![
-                    header("X-Custom", "one"),
-                    header("X-Remove", ""),
-                    header("Host", "backend.example"),
+                    header_change("X-Custom", "one"),
+                    header_change("X-Remove", ""),
+                    header_change("Host", "backend.example"),
                     // Headers the entrypoint sets are there for the middleware to change.
-                    header("X-Forwarded-Proto", ""),
-                    header("X-Request-Id", "fixed"),
+                    header_change("X-Forwarded-Proto", ""),
+                    header_change("X-Request-Id", "fixed"),
                 ],
-                vec![header("X-Frame-Options", "DENY"), header("Server", "")],
+                vec![
+                    header_change("X-Frame-Options", "DENY"),
+                    header_change("Server", ""),
+                ],
             )],
         ),
         chain(
             rule("noxff", host("noxff.example"), "b"),
-            vec![headers(vec![header("X-Forwarded-For", "")], vec![])],
+            vec![headers(vec![header_change("X-Forwarded-For", "")], vec![])],
         ),
         chain(
             rule("down", host("down.example"), "empty"),
-            vec![headers(vec![], vec![header("X-Frame-Options", "DENY")])],
+            vec![headers(vec![], vec![header_change("X-Frame-Options", "DENY")])],
         ),
     ];
     let clusters = vec![
@@ -951,10 +950,6 @@ async fn headers_middleware() {
 #[tokio::test]
 async fn a_chain_that_names_its_fields_changes_them_as_in_the_map() {
     let backend = Backend::start("b").await;
-    let header = |name: &str, value: &str| Header {
-        name: name.into(),
-        value: value.into(),
-    };
     let named = vec![
         (
             "strip",
@@ -967,9 +962,9 @@ async fn a_chain_that_names_its_fields_changes_them_as_in_the_map() {
             "hdr",
             M::Headers(Headers {
                 request: vec![
-                    header("X-Custom", "one"),
-                    header("X-Remove", ""),
-                    header("X-New", "1"),
+                    header_change("X-Custom", "one"),
+                    header_change("X-Remove", ""),
+                    header_change("X-New", "1"),
                 ],
                 response: vec![],
             }),

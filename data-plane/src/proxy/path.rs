@@ -108,10 +108,10 @@ fn valid_encoded(raw: &str) -> bool {
 /// Percent-encodes a decoded path as Go does (`escape` in path mode, upper-case hex).
 pub(crate) fn escape(path: &[u8]) -> String {
     let Some(first) = path.iter().position(|&b| must_escape(b)) else {
-        return plain(path).to_owned();
+        return plain(path).unwrap_or_default().to_owned();
     };
     let mut out = String::with_capacity(path.len() + 8);
-    out.push_str(plain(&path[..first]));
+    out.push_str(plain(&path[..first]).unwrap_or_default());
     for &b in &path[first..] {
         if must_escape(b) {
             out.push('%');
@@ -124,12 +124,12 @@ pub(crate) fn escape(path: &[u8]) -> String {
     out
 }
 
-/// `path` as text, when no byte of it is one [`escape`] changes (all are then ASCII); else empty.
-fn plain(path: &[u8]) -> &str {
-    match std::str::from_utf8(path) {
-        Ok(text) if !path.iter().any(|&b| must_escape(b)) => text,
-        _ => "",
+/// `path` as text, when no byte of it is one [`escape`] changes (all are then ASCII).
+fn plain(path: &[u8]) -> Option<&str> {
+    if path.iter().any(|&b| must_escape(b)) {
+        return None;
     }
+    std::str::from_utf8(path).ok()
 }
 
 /// Whether `escape(path) == wire`, without writing it out.
@@ -191,8 +191,8 @@ impl UrlPath {
             return Cow::Borrowed("*");
         }
         match plain(&self.path) {
-            "" if !self.path.is_empty() => Cow::Owned(escape(&self.path)),
-            text => Cow::Borrowed(text),
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(escape(&self.path)),
         }
     }
 

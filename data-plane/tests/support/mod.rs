@@ -151,6 +151,14 @@ pub fn prioritized(mut route: Route, priority: i64) -> Route {
     route
 }
 
+/// A header for a `headers` middleware to set (an empty value removes it).
+pub fn header_change(name: &str, value: &str) -> berth_proto::v1::HeaderValue {
+    berth_proto::v1::HeaderValue {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
 /// `route` with a middleware chain.
 pub fn chain(mut route: Route, middlewares: Vec<(&str, middleware::Kind)>) -> Route {
     route.middlewares = middlewares

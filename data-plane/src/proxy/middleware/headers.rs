@@ -11,7 +11,7 @@
 use http::request::Parts;
 use http::{response, HeaderName, HeaderValue};
 
-use super::{Fields, Flow};
+use super::Flow;
 use crate::http1::wire::KeptHead;
 use crate::proxy::context::{ForwardedFor, RequestContext};
 
@@ -35,11 +35,6 @@ enum RequestChange {
 pub(crate) struct Headers {
     request: Box<[RequestChange]>,
     response: Box<[Change]>,
-    /// The names the request changes touch; `None` when one changes more than a field (`Host`,
-    /// the entrypoint's `X-Forwarded-For`).
-    request_names: Option<Box<[HeaderName]>>,
-    /// No response change is to a field a kept head's writer decides (`KeptHead::manages`).
-    keeps_heads: bool,
 }
 
 fn change(name: &str, value: &str) -> Result<Change, String> {
@@ -75,32 +70,28 @@ impl Headers {
             .iter()
             .map(|h| change(&h.name, &h.value))
             .collect::<Result<Vec<_>, _>>()?;
-        let request_names = request
+        Ok(Self {
+            request: request.into_boxed_slice(),
+            response: response.into_boxed_slice(),
+        })
+    }
+
+    /// The names of the request fields the request changes touch; `None` when one changes more
+    /// than a field (`Host`, the entrypoint's `X-Forwarded-For`).
+    pub(crate) fn request_fields(&self) -> Option<Vec<HeaderName>> {
+        self.request
             .iter()
             .map(|c| match c {
                 RequestChange::Header(Change { name, .. }) => Some(name.clone()),
                 RequestChange::Host(_) | RequestChange::NoForwardedFor => None,
             })
-            .collect::<Option<Box<[_]>>>();
-        Ok(Self {
-            request: request.into_boxed_slice(),
-            keeps_heads: !response.iter().any(|c| KeptHead::manages(&c.name)),
-            response: response.into_boxed_slice(),
-            request_names,
-        })
+            .collect()
     }
 
-    /// Which request fields the request changes touch (see `Fields`).
-    pub(crate) fn request_fields(&self) -> Fields<'_> {
-        match &self.request_names {
-            Some(names) => Fields::Named(names),
-            None => Fields::Any,
-        }
-    }
-
-    /// Whether the response changes may be made to a backend's head kept as it came.
+    /// Whether the response changes may be made to a backend's head kept as it came: none is to
+    /// a field its writer decides (`KeptHead::manages`).
     pub(crate) fn keeps_heads(&self) -> bool {
-        self.keeps_heads
+        !self.response.iter().any(|c| KeptHead::manages(&c.name))
     }
 
     pub(crate) fn request(&self, ctx: &mut RequestContext, head: &mut Parts) -> Flow {

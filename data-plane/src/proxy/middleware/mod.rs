@@ -208,25 +208,23 @@ impl Middleware {
         }
     }
 
-    /// Which of the request's header fields the request half reads or changes.
-    fn request_fields(&self) -> Fields<'_> {
-        const NONE: Fields<'static> = Fields::Named(&[]);
-        static FORWARDED_PREFIX: [HeaderName; 1] = [strip_prefix::X_FORWARDED_PREFIX];
-        static REPLACED_PATH: [HeaderName; 1] = [replace_path::X_REPLACED_PATH];
+    /// The names of the request's header fields the request half reads or changes; `None`: any
+    /// field (see [`Fields`]). Asked once, when the route table is built.
+    fn request_fields(&self) -> Option<Vec<HeaderName>> {
         match &self.kind {
-            Kind::StripPrefix(_) | Kind::StripPrefixRegex(_) => Fields::Named(&FORWARDED_PREFIX),
-            Kind::ReplacePath(_) | Kind::ReplacePathRegex(_) => Fields::Named(&REPLACED_PATH),
+            Kind::StripPrefix(_) | Kind::StripPrefixRegex(_) => Some(vec![strip_prefix::X_FORWARDED_PREFIX]),
+            Kind::ReplacePath(_) | Kind::ReplacePathRegex(_) => Some(vec![replace_path::X_REPLACED_PATH]),
             Kind::Headers(m) => m.request_fields(),
             // The path, host and entrypoint only (from the context).
-            Kind::AddPrefix(_) | Kind::RedirectRegex(_) => NONE,
-            Kind::Retry(_) | Kind::CircuitBreaker(_) => NONE,
+            Kind::AddPrefix(_) | Kind::RedirectRegex(_) => Some(Vec::new()),
+            Kind::Retry(_) | Kind::CircuitBreaker(_) => Some(Vec::new()),
             // `X-Forwarded-Proto`; `Authorization` and the user field; a source criterion's
             // header or `X-Forwarded-For`.
             Kind::RedirectScheme(_)
             | Kind::BasicAuth(_)
             | Kind::RateLimit(_)
             | Kind::InFlightReq(_)
-            | Kind::IpAllowList(_) => Fields::Any,
+            | Kind::IpAllowList(_) => None,
         }
     }
 
@@ -244,7 +242,7 @@ impl Middleware {
     }
 }
 
-/// Which of a request's header fields a request half reads or changes: the request path keeps
+/// Which of a request's header fields a route's request halves read or change: the request path keeps
 /// the client's other fields out of the header map, as they came (`http1::RawFields`,
 /// `proxy::accept`), where that costs less.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,15 +268,14 @@ impl From<Vec<Middleware>> for Chain {
         let mut names: Option<Vec<HeaderName>> = Some(Vec::new());
         for m in &middlewares {
             match (m.request_fields(), &mut names) {
-                (Fields::Named(these), Some(names)) => {
+                (Some(these), Some(names)) => {
                     for name in these {
-                        if !names.contains(name) {
-                            names.push(name.clone());
+                        if !names.contains(&name) {
+                            names.push(name);
                         }
                     }
                 }
-                (Fields::Any, _) => names = None,
-                (Fields::Named(_), None) => {}
+                _ => names = None,
             }
         }
         // A forwarded header the entrypoint sets waits outside the map too, as a whole.
@@ -491,20 +488,59 @@ mod tests {
     use super::*;
     use berth_proto::v1::{HeaderValue as H, Headers, Middleware as P, StripPrefix};
 
+    /// A `headers` middleware setting (or, with an empty value, removing) these response headers.
     fn headers(name: &str, response: &[(&str, &str)]) -> P {
+        request_headers(name, &[], response)
+    }
+
+    /// A `headers` middleware with request and response changes.
+    fn request_headers(name: &str, request: &[(&str, &str)], response: &[(&str, &str)]) -> P {
+        let list = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(n, v)| H {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect()
+        };
         P {
             name: name.into(),
             kind: Some(ProtoKind::Headers(Headers {
-                request: vec![],
-                response: response
-                    .iter()
-                    .map(|(n, v)| H {
-                        name: n.to_string(),
-                        value: v.to_string(),
-                    })
-                    .collect(),
+                request: list(request),
+                response: list(response),
             })),
         }
+    }
+
+    /// `strip_prefix` of `/api`.
+    fn strip_api() -> P {
+        P {
+            name: "strip".into(),
+            kind: Some(ProtoKind::StripPrefix(StripPrefix {
+                prefixes: vec!["/api".into()],
+                force_slash: false,
+            })),
+        }
+    }
+
+    /// `ip_allow_list` of one range.
+    fn allow(name: &str, range: &str) -> P {
+        P {
+            name: name.into(),
+            kind: Some(ProtoKind::IpAllowList(berth_proto::v1::IpAllowList {
+                ranges: vec![range.into()],
+                reject_status: 0,
+                source: None,
+            })),
+        }
+    }
+
+    fn compile_all(protos: &[P]) -> Vec<Middleware> {
+        protos
+            .iter()
+            .map(|p| Middleware::compile(p, None).expect("compiles"))
+            .collect()
     }
 
     #[test]
@@ -528,27 +564,8 @@ mod tests {
         );
     }
 
-    fn request_headers(name: &str, request: &[(&str, &str)], response: &[(&str, &str)]) -> P {
-        let mut p = headers(name, response);
-        if let Some(ProtoKind::Headers(h)) = &mut p.kind {
-            h.request = request
-                .iter()
-                .map(|(n, v)| H {
-                    name: n.to_string(),
-                    value: v.to_string(),
-                })
-                .collect();
-        }
-        p
-    }
-
     fn compiled(protos: &[P]) -> Chain {
-        Chain::from(
-            protos
-                .iter()
-                .map(|p| Middleware::compile(p, None).expect("compiles"))
-                .collect::<Vec<_>>(),
-        )
+        Chain::from(compile_all(protos))
     }
 
     /// What a chain's request halves read or change, together: the names of the fields they
@@ -556,21 +573,8 @@ mod tests {
     /// host, or sets a forwarded header the entrypoint keeps aside until it is written.
     #[test]
     fn a_chain_names_the_request_fields_it_touches() {
-        let strip = P {
-            name: "strip".into(),
-            kind: Some(ProtoKind::StripPrefix(StripPrefix {
-                prefixes: vec!["/api".into()],
-                force_slash: false,
-            })),
-        };
-        let allow = P {
-            name: "allow".into(),
-            kind: Some(ProtoKind::IpAllowList(berth_proto::v1::IpAllowList {
-                ranges: vec!["0.0.0.0/0".into()],
-                reject_status: 0,
-                source: None,
-            })),
-        };
+        let strip = strip_api();
+        let allow = allow("allow", "0.0.0.0/0");
         let names = |chain: &Chain| match chain.request_fields() {
             Fields::Named(names) => Some(names.iter().map(|n| n.as_str().to_owned()).collect::<Vec<_>>()),
             Fields::Any => None,
@@ -615,30 +619,12 @@ mod tests {
 
     #[tokio::test]
     async fn chain_order_and_early_answers() {
-        let strip = P {
-            name: "strip".into(),
-            kind: Some(ProtoKind::StripPrefix(StripPrefix {
-                prefixes: vec!["/api".into()],
-                force_slash: false,
-            })),
-        };
-        let deny = P {
-            name: "deny".into(),
-            kind: Some(ProtoKind::IpAllowList(berth_proto::v1::IpAllowList {
-                ranges: vec!["192.0.2.1".into()],
-                reject_status: 0,
-                source: None,
-            })),
-        };
-        let chain: Vec<Middleware> = [
+        let chain = compile_all(&[
             headers("outer", &[("x-order", "outer")]),
-            strip,
+            strip_api(),
             headers("inner", &[("x-order", "inner"), ("x-inner", "yes")]),
-            deny,
-        ]
-        .iter()
-        .map(|p| Middleware::compile(p, None).expect("compiles"))
-        .collect();
+            allow("deny", "192.0.2.1"),
+        ]);
         let mut ctx = RequestContext::for_test("GET", "/api/x", "h", "10.0.0.1:1");
         let mut head = testing::head("GET", "/api/x");
         let (at, answer) = run_request(&chain, &mut ctx, &mut head)
