@@ -24,7 +24,11 @@
 # latency, requests/s per core the proxy used (utime+stime of the proxy's processes from /proc
 # over the run), the same per core of user time alone (utime: the proxy's own code, where the
 # kernel's work for its sockets, most of a proxy's CPU on loopback and the noisiest part on a shared
-# machine, is left out) and the system time per request, and berth-proxy's ratios to each peer. Also berth-proxy's and berth-control's RSS per scenario.
+# machine, is left out) and the system time per request, how often the proxy's threads were
+# preempted per 1,000 requests and what share of their ready time they waited for a CPU (from
+# /proc/<pid>/task/*/schedstat and status: on two shared cores this is where a proxy that uses less
+# CPU per request can still serve fewer requests per second), and berth-proxy's ratios to each peer.
+# Also berth-proxy's and berth-control's RSS per scenario.
 #
 # Result lines (`result ...`, `ratio ...`, `memory ...`) go to stdout and, unless --out -, to
 # bench/results/<time>-proxy.txt. --smoke: tiny sizes, one round of 1 s, records nothing.
@@ -193,6 +197,17 @@ ticks() {
     user=$((user + u)) sys=$((sys + s))
   done
   echo "$user $sys"
+}
+# Scheduling of a process's threads and its direct children's: "run_ns wait_ns preempted", the
+# time on a CPU and the time ready to run but waiting for one (schedstat), and the involuntary
+# context switches (the threads were preempted). "nan nan nan" where the kernel keeps no schedstat.
+sched() {
+  local files=() p
+  for p in $1 $(pgrep -P "$1"); do files+=(/proc/"$p"/task/*/schedstat /proc/"$p"/task/*/status); done
+  awk 'FILENAME ~ /schedstat$/ {run += $1; wait += $2; seen = 1}
+       /^nonvoluntary_ctxt_switches:/ {pre += $2}
+       END {if (seen) printf "%.0f %.0f %.0f\n", run, wait, pre; else print "nan nan nan"}' "${files[@]}" 2>/dev/null \
+    || echo "nan nan nan"
 }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
@@ -564,10 +579,11 @@ for scenario in $scenarios; do
       unset url pid
       continue
     fi
-    declare -A rps=() p50=() p99=() pc=() puc=() sus=() bad=()
+    declare -A rps=() p50=() p99=() pc=() puc=() sus=() pk=() rw=() bad=()
     for round in $(seq "$rounds"); do
       for t in $run_targets; do
         read -r before_user before_sys < <(ticks "${pid[$t]}")
+        read -r before_run before_wait before_pre < <(sched "${pid[$t]}")
         if [ "$scenario" = h2 ] || [ "$scenario" = h2tls ]; then
           # HTTP/2 (without TLS by prior knowledge, or over TLS by ALPN), one stream per
           # connection at a time like wrk; per-request latencies from h2load's log.
@@ -584,6 +600,7 @@ for scenario in $scenarios; do
           o=$(timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" --latency -H "Host: bench.example" "${extra_headers[@]}" "${url[$t]}")
         fi
         read -r after_user after_sys < <(ticks "${pid[$t]}")
+        read -r after_run after_wait after_pre < <(sched "${pid[$t]}")
         used_user=$((after_user - before_user)) used_sys=$((after_sys - before_sys))
         used=$((used_user + used_sys))
         reqs=$(awk '/requests in/ {print $1}' <<<"$o")
@@ -594,15 +611,18 @@ for scenario in $scenarios; do
         pc[$t]+="$(awk -v q="$reqs" -v u="$used" -v hz="$hz" 'BEGIN {if (u > 0) printf "%.0f", q / (u / hz); else print "nan"}') "
         puc[$t]+="$(awk -v q="$reqs" -v u="$used_user" -v hz="$hz" 'BEGIN {if (u > 0) printf "%.0f", q / (u / hz); else print "nan"}') "
         sus[$t]+="$(awk -v q="$reqs" -v s="$used_sys" -v hz="$hz" 'BEGIN {if (q > 0) printf "%.2f", s / hz / q * 1e6; else print "nan"}') "
+        pk[$t]+="$(awk -v q="$reqs" -v a="$before_pre" -v b="$after_pre" 'BEGIN {if (a == "nan" || q <= 0) print "nan"; else printf "%.1f", (b - a) / q * 1000}') "
+        rw[$t]+="$(awk -v r0="$before_run" -v r1="$after_run" -v w0="$before_wait" -v w1="$after_wait" 'BEGIN {
+          if (r0 == "nan" || r1 - r0 + w1 - w0 <= 0) print "nan"; else printf "%.1f", (w1 - w0) / (r1 - r0 + w1 - w0) * 100}') "
         e=$(awk '/Non-2xx/ {print "non2xx:" $5} /Socket errors/ {gsub(/ /, ""); print $0}' <<<"$o" | tr '\n' ' ')
         bad[$t]+="${e:-0} "
-        echo "round $round scenario=$scenario workers=$w $t: $r req/s, cpu $(awk -v u="$used" -v hz="$hz" -v d="$duration" 'BEGIN {printf "%.2f", u/hz/d}') cores${e:+, errors $e}" >&2
+        echo "round $round scenario=$scenario workers=$w $t: $r req/s, cpu $(awk -v u="$used" -v hz="$hz" -v d="$duration" 'BEGIN {printf "%.2f", u/hz/d}') cores, preempted $(awk -v a="$before_pre" -v b="$after_pre" 'BEGIN {if (a == "nan") print "?"; else print b - a}') times${e:+, errors $e}" >&2
       done
     done
     declare -A m=() mpc=() mpuc=()
     for t in $run_targets; do
       m[$t]=$(median <<<"${rps[$t]}"); mpc[$t]=$(median <<<"${pc[$t]}"); mpuc[$t]=$(median <<<"${puc[$t]}")
-      emit "result scenario=$scenario workers=$w target=$t rps=${m[$t]} p50_ms=$(median <<<"${p50[$t]}") p99_ms=$(median <<<"${p99[$t]}") rps_per_core=${mpc[$t]} rps_per_user_core=${mpuc[$t]} sys_us_per_req=$(median <<<"${sus[$t]}") rounds_rps=\"${rps[$t]% }\" errors=\"${bad[$t]% }\""
+      emit "result scenario=$scenario workers=$w target=$t rps=${m[$t]} p50_ms=$(median <<<"${p50[$t]}") p99_ms=$(median <<<"${p99[$t]}") rps_per_core=${mpc[$t]} rps_per_user_core=${mpuc[$t]} sys_us_per_req=$(median <<<"${sus[$t]}") preempted_per_kreq=$(median <<<"${pk[$t]}") runq_wait_pct=$(median <<<"${rw[$t]}") rounds_rps=\"${rps[$t]% }\" errors=\"${bad[$t]% }\""
     done
     if [[ " $run_targets " == *" berth-proxy "* ]]; then
       emit "memory scenario=$scenario workers=$w berth-proxy_rss_after_load_mib=$(rss_mib "${pid[berth-proxy]}")"
@@ -618,7 +638,7 @@ for scenario in $scenarios; do
       done
     fi
     for t in $run_targets; do stop "${pid[$t]}"; done
-    unset url pid rps p50 p99 pc bad m mpc
+    unset url pid rps p50 p99 pc puc sus pk rw bad m mpc
   done
   stop "$cp_pid"; stop "$consul_pid"
 done
@@ -633,7 +653,7 @@ if [ "$out" != - ]; then
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
     echo "load: wrk -t1 -c$conns -d${duration}s --latency, $rounds interleaved rounds, medians; backends: 3 nginx (1 worker, static 200)"
     echo "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | sed -n 1p | awk '{print "haproxy " $3}'), traefik $("$traefik" version 2>/dev/null | awk '/^Version/ {print $2}'), wrk $(wrk -v 2>&1 | sed -n 1p | awk '{print $2}')"
-    echo "per core = requests / (utime+stime of the proxy's processes over the run); per user core = requests / utime (the proxy's own code, without the kernel's work for its sockets); sys_us_per_req = stime per request; berth-proxy --workers N, nginx worker_processes N, haproxy nbthread N, traefik GOMAXPROCS=N"
+    echo "per core = requests / (utime+stime of the proxy's processes over the run); per user core = requests / utime (the proxy's own code, without the kernel's work for its sockets); sys_us_per_req = stime per request; preempted_per_kreq = involuntary context switches of the proxy's threads per 1,000 requests; runq_wait_pct = the share of the time its threads were ready to run that they waited for a CPU (schedstat); berth-proxy --workers N, nginx worker_processes N, haproxy nbthread N, traefik GOMAXPROCS=N"
     echo
     printf '%s\n' "${lines[@]}"
   } >"$out"

@@ -90,6 +90,17 @@ async fn bench_suite_smoke_run_produces_every_result_line() -> Result<()> {
     // No target answered anything but 2xx: the routes are what the figures claim to measure.
     for line in stdout.lines().filter(|l| l.starts_with("result ")) {
         ensure!(line.contains("errors=\"0\""), "errors during the load: {line}");
+        // How the proxy was scheduled: a figure, or nan where the kernel keeps no schedstat.
+        for field in ["preempted_per_kreq", "runq_wait_pct"] {
+            let value = line
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix(field)?.strip_prefix('='))
+                .with_context(|| format!("no {field} in: {line}"))?;
+            ensure!(
+                value == "nan" || value.parse::<f64>().is_ok_and(|v| v >= 0.0),
+                "{field} is not a figure in: {line}"
+            );
+        }
     }
     Ok(())
 }
