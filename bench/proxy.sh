@@ -204,10 +204,10 @@ ticks() {
 sched() {
   local files=() p
   for p in $1 $(pgrep -P "$1"); do files+=(/proc/"$p"/task/*/schedstat /proc/"$p"/task/*/status); done
-  awk 'FILENAME ~ /schedstat$/ {run += $1; wait += $2; seen = 1}
-       /^nonvoluntary_ctxt_switches:/ {pre += $2}
-       END {if (seen) printf "%.0f %.0f %.0f\n", run, wait, pre; else print "nan nan nan"}' "${files[@]}" 2>/dev/null \
-    || echo "nan nan nan"
+  # A thread that ended meanwhile is left out (cat goes on past a file that is gone).
+  cat "${files[@]}" 2>/dev/null | awk '/^nonvoluntary_ctxt_switches:/ {pre += $2; next}
+      NF == 3 && $1 ~ /^[0-9]+$/ {run += $1; wait += $2; seen = 1}
+      END {if (seen) printf "%.0f %.0f %.0f\n", run, wait, pre; else print "nan nan nan"}'
 }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
