@@ -611,12 +611,13 @@ for scenario in $scenarios; do
         pc[$t]+="$(awk -v q="$reqs" -v u="$used" -v hz="$hz" 'BEGIN {if (u > 0) printf "%.0f", q / (u / hz); else print "nan"}') "
         puc[$t]+="$(awk -v q="$reqs" -v u="$used_user" -v hz="$hz" 'BEGIN {if (u > 0) printf "%.0f", q / (u / hz); else print "nan"}') "
         sus[$t]+="$(awk -v q="$reqs" -v s="$used_sys" -v hz="$hz" 'BEGIN {if (q > 0) printf "%.2f", s / hz / q * 1e6; else print "nan"}') "
-        pk[$t]+="$(awk -v q="$reqs" -v a="$before_pre" -v b="$after_pre" 'BEGIN {if (a == "nan" || q <= 0) print "nan"; else printf "%.1f", (b - a) / q * 1000}') "
+        preempted=$(awk -v a="$before_pre" -v b="$after_pre" 'BEGIN {if (a == "nan" || b == "nan") print "nan"; else print b - a}')
+        pk[$t]+="$(awk -v q="$reqs" -v n="$preempted" 'BEGIN {if (n == "nan" || q <= 0) print "nan"; else printf "%.1f", n / q * 1000}') "
         rw[$t]+="$(awk -v r0="$before_run" -v r1="$after_run" -v w0="$before_wait" -v w1="$after_wait" 'BEGIN {
-          if (r0 == "nan" || r1 - r0 + w1 - w0 <= 0) print "nan"; else printf "%.1f", (w1 - w0) / (r1 - r0 + w1 - w0) * 100}') "
+          if (r0 == "nan" || r1 == "nan" || r1 - r0 + w1 - w0 <= 0) print "nan"; else printf "%.1f", (w1 - w0) / (r1 - r0 + w1 - w0) * 100}') "
         e=$(awk '/Non-2xx/ {print "non2xx:" $5} /Socket errors/ {gsub(/ /, ""); print $0}' <<<"$o" | tr '\n' ' ')
         bad[$t]+="${e:-0} "
-        echo "round $round scenario=$scenario workers=$w $t: $r req/s, cpu $(awk -v u="$used" -v hz="$hz" -v d="$duration" 'BEGIN {printf "%.2f", u/hz/d}') cores, preempted $(awk -v a="$before_pre" -v b="$after_pre" 'BEGIN {if (a == "nan") print "?"; else print b - a}') times${e:+, errors $e}" >&2
+        echo "round $round scenario=$scenario workers=$w $t: $r req/s, cpu $(awk -v u="$used" -v hz="$hz" -v d="$duration" 'BEGIN {printf "%.2f", u/hz/d}') cores, preempted $preempted times${e:+, errors $e}" >&2
       done
     done
     declare -A m=() mpc=() mpuc=()
