@@ -107,11 +107,18 @@ fn valid_encoded(raw: &str) -> bool {
 
 /// Percent-encodes a decoded path as Go does (`escape` in path mode, upper-case hex).
 pub(crate) fn escape(path: &[u8]) -> String {
+    escaped_form(path).into_owned()
+}
+
+/// [`escape`], borrowing `path` when no byte of it needs escaping (all are then ASCII).
+fn escaped_form(path: &[u8]) -> Cow<'_, str> {
+    // The bytes before the first to escape are ASCII, so always text.
+    let ascii = |bytes| std::str::from_utf8(bytes).unwrap_or_default();
     let Some(first) = path.iter().position(|&b| must_escape(b)) else {
-        return plain(path).unwrap_or_default().to_owned();
+        return Cow::Borrowed(ascii(path));
     };
     let mut out = String::with_capacity(path.len() + 8);
-    out.push_str(plain(&path[..first]).unwrap_or_default());
+    out.push_str(ascii(&path[..first]));
     for &b in &path[first..] {
         if must_escape(b) {
             out.push('%');
@@ -121,15 +128,7 @@ pub(crate) fn escape(path: &[u8]) -> String {
             out.push(char::from(b));
         }
     }
-    out
-}
-
-/// `path` as text, when no byte of it is one [`escape`] changes (all are then ASCII).
-fn plain(path: &[u8]) -> Option<&str> {
-    if path.iter().any(|&b| must_escape(b)) {
-        return None;
-    }
-    std::str::from_utf8(path).ok()
+    Cow::Owned(out)
 }
 
 /// Whether `escape(path) == wire`, without writing it out.
@@ -190,10 +189,7 @@ impl UrlPath {
         if self.path == b"*" {
             return Cow::Borrowed("*");
         }
-        match plain(&self.path) {
-            Some(text) => Cow::Borrowed(text),
-            None => Cow::Owned(escape(&self.path)),
-        }
+        escaped_form(&self.path)
     }
 
     /// `raw` if set, else [`UrlPath::escaped`]: what Traefik's `replacePath` middlewares read as
