@@ -2,8 +2,8 @@
 # Berth's benchmark suite, one command: every part of issue 11, on this machine, all traffic on
 # 127.0.0.1, every load bounded in count and time.
 #
-#   bench/bench.sh                       # --full: every part at the issue's sizes (about 45 min)
-#   bench/bench.sh --quick               # the same parts, smaller and shorter (about 8 min)
+#   bench/bench.sh                       # --full: every part at the issue's sizes (about an hour)
+#   bench/bench.sh --quick               # the same parts, smaller and shorter (about 10 min)
 #   bench/bench.sh --smoke               # tiny sizes, seconds per part; records nothing (CI)
 #   bench/bench.sh --part proxy --part fanout    # only these parts (repeatable)
 #   options: --bin-dir DIR (default target/release), --no-build
@@ -11,6 +11,9 @@
 # Parts (each also runnable alone, see bench/README.md):
 #   proxy        bench/proxy.sh: berth-proxy vs nginx, HAProxy and Traefik; req/s, p50/p99,
 #                req/s per proxy core, ratios; 1, 1,000 and 10,000 routes, middlewares; 1 and 2 workers
+#   pinned       bench/proxy.sh --pin --workers 1: the same with each proxy on a core of its own and
+#                the client, backends and Consul on the other(s), so where the scheduler places the
+#                backends it wakes no longer decides a one-worker round
 #   propagation  berth-bench-propagation: Consul change -> every proxy routes (refuses), with
 #                Traefik's Consul Catalog provider beside it; `docker run` through berth-agent ->
 #                every proxy routes (when a Docker Engine answers; not in --smoke); p50/p99
@@ -47,13 +50,13 @@ while [ $# -gt 0 ]; do
     --part) parts+=("$2"); shift 2 ;;
     --bin-dir) bin_dir=$(cd "$2" && pwd); shift 2 ;;
     --no-build) build=; shift ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "bench/bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-[ ${#parts[@]} -gt 0 ] || parts=(proxy propagation fanout scale memory instructions syscalls ceiling)
+[ ${#parts[@]} -gt 0 ] || parts=(proxy pinned propagation fanout scale memory instructions syscalls ceiling)
 for part in "${parts[@]}"; do
-  case "$part" in proxy|propagation|fanout|scale|memory|instructions|syscalls|ceiling) ;; *) echo "bench/bench.sh: unknown part $part" >&2; exit 2 ;; esac
+  case "$part" in proxy|pinned|propagation|fanout|scale|memory|instructions|syscalls|ceiling) ;; *) echo "bench/bench.sh: unknown part $part" >&2; exit 2 ;; esac
 done
 
 if [ -n "$build" ]; then
@@ -93,6 +96,10 @@ for part in "${parts[@]}"; do
   case "$part" in
     proxy)
       record proxy bench/proxy.sh "--$mode" --bin-dir "$bin_dir" --no-build --out - ;;
+    pinned)
+      smaller=() # the smoke run: one scenario, two targets
+      [ "$mode" != smoke ] || smaller=(--scenarios 1 --targets "berth-proxy nginx")
+      record pinned bench/proxy.sh "--$mode" --pin --workers 1 "${smaller[@]}" --bin-dir "$bin_dir" --no-build --out - ;;
     propagation)
       record propagation "$bin_dir/berth-bench-propagation" --proxies "$(pick 3 3 2)" --rounds "$(pick 200 100 3)" \
         $([ "$mode" = smoke ] || echo --docker "$(pick 100 30 0)") ;;

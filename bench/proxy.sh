@@ -9,7 +9,7 @@
 #                  [--scenarios "1 1000 10000 mw browser h2 tls h2tls"] [--workers "1 2"]
 #                  [--targets "berth-proxy nginx haproxy traefik ceiling-raw-raw ..."] [--bin-dir DIR]
 #                  [--no-build] [--instructions N [--keep-callgrind DIR]] [--syscalls N]
-#                  [--out FILE]
+#                  [--pin] [--out FILE]
 #
 # Scenarios: `1` = one route; `1000`, `10000` = that many Host routes, each request to a random one
 # (a wrk Lua script, the same for every target); `mw` = one route with strip prefix + a request
@@ -27,8 +27,19 @@
 # machine, is left out) and the system time per request, how often the proxy's threads were
 # preempted per 1,000 requests and what share of their ready time they waited for a CPU (from
 # /proc/<pid>/task/*/schedstat and status: on two shared cores this is where a proxy that uses less
-# CPU per request can still serve fewer requests per second), and berth-proxy's ratios to each peer.
+# CPU per request can still serve fewer requests per second), and berth-proxy's ratios to each peer,
+# of the medians and as the median of each round's own ratio (`*_paired`, steadier when the whole
+# machine speeds up or slows down between rounds).
 # Also berth-proxy's and berth-control's RSS per scenario.
+#
+# --pin: a worker count below the machine's cores runs the proxy on cores of its own (the last N,
+# by taskset) and the client, the backends, Consul and berth-control on the others. Without it
+# everything shares every core, and a backend the proxy's write wakes is often placed on the
+# proxy's core and preempts it there; where the scheduler happens to place the backends moves a
+# one-worker round by 10-20% for any proxy on two cores. Pinned, the proxy is what the figures
+# measure. A worker count that needs every core runs shared, saying so. Every result line says
+# which (`placement=pinned` or `shared`) and the cores the kernel let the proxy's process use
+# (`proxy_cpus=`, from /proc/<pid>/status).
 #
 # Result lines (`result ...`, `ratio ...`, `memory ...`) go to stdout and, unless --out -, to
 # bench/results/<time>-proxy.txt. --smoke: tiny sizes, one round of 1 s, records nothing.
@@ -58,7 +69,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 duration=8 rounds=3 conns=64 scenarios="1 1000 10000 mw browser h2 tls h2tls" workers="1 2"
-targets="berth-proxy nginx haproxy traefik" bin_dir="$root/target/release" build=1 out= mode=full instructions= keep_callgrind= syscalls=
+targets="berth-proxy nginx haproxy traefik" bin_dir="$root/target/release" build=1 out= mode=full instructions= keep_callgrind= syscalls= pin=
 cmdline="bench/proxy.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -76,6 +87,7 @@ while [ $# -gt 0 ]; do
     --instructions) instructions=$2; shift 2 ;;
     --keep-callgrind) keep_callgrind=$2; shift 2 ;;
     --syscalls) syscalls=$2; shift 2 ;;
+    --pin) pin=1; shift ;;
     --out) out=$2; shift 2 ;;
     *) echo "bench/proxy.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -88,7 +100,7 @@ for t in $targets; do
     *) echo "bench/proxy.sh: unknown target $t (berth-proxy, nginx, haproxy, traefik, ceiling-<raw|hyper>-<raw|hyper|conn>)" >&2; exit 2 ;;
   esac
 done
-for tool in wrk h2load nginx haproxy python3 curl openssl; do
+for tool in wrk h2load nginx haproxy python3 curl openssl $([ -z "$pin" ] || echo taskset); do
   command -v "$tool" >/dev/null || { echo "bench/proxy.sh: $tool is missing: run scripts/setup.sh load" >&2; exit 1; }
 done
 if [ -n "$instructions" ]; then
@@ -209,11 +221,32 @@ sched() {
       NF == 3 && $1 ~ /^[0-9]+$/ {run += $1; wait += $2; seen = 1}
       END {if (seen) printf "%.0f %.0f %.0f\n", run, wait, pre; else print "nan nan nan"}'
 }
+# The cores the kernel lets a process run on (its affinity), e.g. "1" or "0-1".
+cpus_of() { awk '/^Cpus_allowed_list:/ {print $2}' "/proc/$1/status"; }
+# Where worker count $1 runs (--pin): sets $placement, and $pin_proxy and $pin_load (taskset
+# prefixes for the proxy and for the client, empty when shared), and moves the backends, Consul
+# and berth-control (every thread, and nginx's workers) to the client's cores.
+pin_proxy=() pin_load=() placement=shared
+place() { # workers
+  local n cpus p q
+  n=$(nproc)
+  pin_proxy=() pin_load=() placement=shared cpus="0-$((n - 1))"
+  [ -n "$pin" ] || return 0
+  if [ "$1" -lt "$n" ]; then
+    cpus="0-$((n - $1 - 1))" placement=pinned
+    pin_proxy=(taskset -c "$((n - $1))-$((n - 1))") pin_load=(taskset -c "$cpus")
+  else
+    echo "bench: --pin: $1 workers need all $n cores, so this worker count runs shared" >&2
+  fi
+  for p in "${backend_pids[@]}" "$consul_pid" "$cp_pid"; do
+    for q in "$p" $(pgrep -P "$p"); do taskset -a -cp "$cpus" "$q" >/dev/null || true; done
+  done
+}
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 
 # Three 1-worker nginx backends answering a static 200.
-backends=()
+backends=() backend_pids=()
 for i in 1 2 3; do
   port=$(free_port)
   mkdir -p "$work/backend$i"
@@ -224,7 +257,7 @@ http { access_log off; keepalive_requests 10000000; keepalive_timeout 120s;
   server { listen 127.0.0.1:$port; location / { default_type text/plain; return 200 "ok from backend $i\n"; } } }
 EOF
   start "backend$i" nginx -c "$work/backend$i/nginx.conf" -p "$work/backend$i"
-  backends+=("$port")
+  backends+=("$port") backend_pids+=("$last")
 done
 for i in 1 2 3; do wait_http "http://127.0.0.1:${backends[$((i - 1))]}/" any 200 "backend$i"; done
 
@@ -390,6 +423,14 @@ EOF
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v=v*1000}; printf "%.3f", v}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "nan"}'; }
+# The median of the rounds' own ratios: berth-proxy's round r against the peer's round r, which ran
+# right after it. When the whole machine speeds up or slows down between rounds (other work on the
+# host), both sides of a pair move together, so this is steadier than the ratio of the medians.
+paired() { # "berth's rounds" "peer's rounds"
+  paste -d' ' <(tr ' ' '\n' <<<"$1") <(tr ' ' '\n' <<<"$2") \
+    | awk '$1 != "" && $2 > 0 && $1 != "nan" {printf "%.6f\n", $1 / $2}' | median \
+    | awk '{if ($1 == "nan") printf "nan"; else printf "%.2f", $1}'
+}
 
 # Starts a Consul dev agent for scenario $1 on free ports and waits until it has elected itself
 # leader; sets $c_http and $consul_pid. A port picked free can still be taken before Consul binds
@@ -428,7 +469,7 @@ counted_load() { # target requests cmd...
   local t=$1 n=$2 h2=--h1
   shift 2
   [ "$scenario" = h2 ] && h2=
-  "$@" h2load $h2 -t1 -c8 -n"$n" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}"
+  "$@" "${pin_load[@]}" h2load $h2 -t1 -c8 -n"$n" -H ":authority: $probe_host" "${extra_headers[@]}" "${url[$t]}"
 }
 # Warms target $1 up before $2 counted requests: a tenth as many (100 to 2,000).
 warm_up() { # target requests
@@ -527,27 +568,28 @@ for scenario in $scenarios; do
   wrap=() # --instructions: every target under callgrind, its counters dumped beside the logs
   [ -z "$instructions" ] || wrap=(valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.%p" --trace-children=no)
   for w in $workers; do
+    place "$w"
     declare -A url=() pid=()
     for t in $run_targets; do
       port=$(free_port)
       case "$t" in
         ceiling-*)
           IFS=- read -r _ half_server half_client <<<"$t"
-          start "$t-$scenario-$w" "${wrap[@]}" "$bin_dir/berth-bench-ceiling" --listen "127.0.0.1:$port" --workers "$w" \
+          start "$t-$scenario-$w" "${pin_proxy[@]}" "${wrap[@]}" "$bin_dir/berth-bench-ceiling" --listen "127.0.0.1:$port" --workers "$w" \
             --server "$half_server" --client "$half_client" $(for b in "${backends[@]}"; do echo "--backend 127.0.0.1:$b"; done) ;;
         berth-proxy)
-          RUST_LOG=warn start "berth-$scenario-$w" "${wrap[@]}" "$bin_dir/berth-proxy" --control-plane "http://127.0.0.1:$grpc" \
+          RUST_LOG=warn start "berth-$scenario-$w" "${pin_proxy[@]}" "${wrap[@]}" "$bin_dir/berth-proxy" --control-plane "http://127.0.0.1:$grpc" \
             --entrypoint "http=127.0.0.1:$port" --admin-addr "127.0.0.1:$(free_port)" --node-id "bench-$w" --workers "$w" \
             $(is_tls "$scenario" && echo "--tls http --cert-dir $certs/berth") ;;
         nginx)
           d="$work/nginx-$scenario-$w"; mkdir -p "$d"; nginx_conf "$d" "$port" "$scenario" "$w"
-          start "nginx-$scenario-$w" "${wrap[@]}" nginx -c "$d/nginx.conf" -p "$d" ;;
+          start "nginx-$scenario-$w" "${pin_proxy[@]}" "${wrap[@]}" nginx -c "$d/nginx.conf" -p "$d" ;;
         haproxy)
           d="$work/haproxy-$scenario-$w"; mkdir -p "$d"; haproxy_conf "$d" "$port" "$scenario" "$w"
-          start "haproxy-$scenario-$w" haproxy -f "$d/haproxy.cfg" ;;
+          start "haproxy-$scenario-$w" "${pin_proxy[@]}" haproxy -f "$d/haproxy.cfg" ;;
         traefik)
           d="$work/traefik-$scenario-$w"; mkdir -p "$d"; traefik_conf "$d" "$scenario"
-          GOMAXPROCS=$w start "traefik-$scenario-$w" "$traefik" --entryPoints.web.address="127.0.0.1:$port" \
+          GOMAXPROCS=$w start "traefik-$scenario-$w" "${pin_proxy[@]}" "$traefik" --entryPoints.web.address="127.0.0.1:$port" \
             --providers.file.filename="$d/dynamic.yml" --log.level=ERROR \
             --global.checkNewVersion=false --global.sendAnonymousUsage=false ;;
       esac
@@ -588,16 +630,16 @@ for scenario in $scenarios; do
           # HTTP/2 (without TLS by prior knowledge, or over TLS by ALPN), one stream per
           # connection at a time like wrk; per-request latencies from h2load's log.
           rm -f "$work/h2.log"
-          o=$(timeout $((duration + 30)) h2load -t1 -c"$conns" -m1 -D"$duration" --log-file="$work/h2.log" \
+          o=$(timeout $((duration + 30)) "${pin_load[@]}" h2load -t1 -c"$conns" -m1 -D"$duration" --log-file="$work/h2.log" \
             -H ":authority: bench.example" "${url[$t]}")
           o+=$'\n'$(awk -F'\t' '{print $3}' "$work/h2.log" | sort -n | awk '{a[NR]=$1} END {
             printf "  50%% %.3fms\n  99%% %.3fms\n", a[int(NR*0.5)+1]/1000, a[int(NR*0.99)+1]/1000}')
           o+=$'\n'$(awk '/^finished in/ {sub(/,/, "", $3); printf "Requests/sec: %s\n", $4} /^requests:/ {printf "%s requests in\n", $6; done=$6}
             /^status codes:/ {if (done - $3 > 0) printf "Non-2xx or 3xx responses: %d\n", done - $3}' <<<"$o")
         elif [ "$n" -gt 0 ]; then
-          o=$(BENCH_HOSTS=$n timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" --latency -s "$work/hosts.lua" "${url[$t]}")
+          o=$(BENCH_HOSTS=$n timeout $((duration + 30)) "${pin_load[@]}" wrk -t1 -c"$conns" -d"${duration}s" --latency -s "$work/hosts.lua" "${url[$t]}")
         else
-          o=$(timeout $((duration + 30)) wrk -t1 -c"$conns" -d"${duration}s" --latency -H "Host: bench.example" "${extra_headers[@]}" "${url[$t]}")
+          o=$(timeout $((duration + 30)) "${pin_load[@]}" wrk -t1 -c"$conns" -d"${duration}s" --latency -H "Host: bench.example" "${extra_headers[@]}" "${url[$t]}")
         fi
         read -r after_user after_sys < <(ticks "${pid[$t]}")
         read -r after_run after_wait after_pre < <(sched "${pid[$t]}")
@@ -623,13 +665,13 @@ for scenario in $scenarios; do
     declare -A m=() mpc=() mpuc=()
     for t in $run_targets; do
       m[$t]=$(median <<<"${rps[$t]}"); mpc[$t]=$(median <<<"${pc[$t]}"); mpuc[$t]=$(median <<<"${puc[$t]}")
-      emit "result scenario=$scenario workers=$w target=$t rps=${m[$t]} p50_ms=$(median <<<"${p50[$t]}") p99_ms=$(median <<<"${p99[$t]}") rps_per_core=${mpc[$t]} rps_per_user_core=${mpuc[$t]} sys_us_per_req=$(median <<<"${sus[$t]}") preempted_per_kreq=$(median <<<"${pk[$t]}") runq_wait_pct=$(median <<<"${rw[$t]}") rounds_rps=\"${rps[$t]% }\" errors=\"${bad[$t]% }\""
+      emit "result scenario=$scenario workers=$w target=$t rps=${m[$t]} p50_ms=$(median <<<"${p50[$t]}") p99_ms=$(median <<<"${p99[$t]}") rps_per_core=${mpc[$t]} rps_per_user_core=${mpuc[$t]} sys_us_per_req=$(median <<<"${sus[$t]}") preempted_per_kreq=$(median <<<"${pk[$t]}") runq_wait_pct=$(median <<<"${rw[$t]}") placement=$placement proxy_cpus=$(cpus_of "${pid[$t]}") rounds_rps=\"${rps[$t]% }\" errors=\"${bad[$t]% }\""
     done
     if [[ " $run_targets " == *" berth-proxy "* ]]; then
       emit "memory scenario=$scenario workers=$w berth-proxy_rss_after_load_mib=$(rss_mib "${pid[berth-proxy]}")"
       for t in $run_targets; do
         [ "$t" = berth-proxy ] && continue
-        emit "ratio scenario=$scenario workers=$w berth-proxy/$t rps=$(ratio "${m[berth-proxy]}" "${m[$t]}") per_core=$(ratio "${mpc[berth-proxy]}" "${mpc[$t]}") per_user_core=$(ratio "${mpuc[berth-proxy]}" "${mpuc[$t]}")"
+        emit "ratio scenario=$scenario workers=$w berth-proxy/$t rps=$(ratio "${m[berth-proxy]}" "${m[$t]}") per_core=$(ratio "${mpc[berth-proxy]}" "${mpc[$t]}") per_user_core=$(ratio "${mpuc[berth-proxy]}" "${mpuc[$t]}") rps_paired=$(paired "${rps[berth-proxy]}" "${rps[$t]}") per_core_paired=$(paired "${pc[berth-proxy]}" "${pc[$t]}")"
       done
     fi
     if [[ " $run_targets " == *" nginx "* ]]; then
@@ -652,7 +694,7 @@ if [ "$out" != - ]; then
     echo "command: $cmdline"
     echo "machine: $(nproc) cores, $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
     echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
-    echo "load: wrk -t1 -c$conns -d${duration}s --latency, $rounds interleaved rounds, medians; backends: 3 nginx (1 worker, static 200)"
+    echo "load: wrk -t1 -c$conns -d${duration}s --latency, $rounds interleaved rounds, medians; backends: 3 nginx (1 worker, static 200); $([ -n "$pin" ] && echo "--pin: the proxy on the last N cores, the rest on the others, where N < $(nproc)" || echo "every process on every core")"
     echo "versions: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | sed -n 1p | awk '{print "haproxy " $3}'), traefik $("$traefik" version 2>/dev/null | awk '/^Version/ {print $2}'), wrk $(wrk -v 2>&1 | sed -n 1p | awk '{print $2}')"
     echo "per core = requests / (utime+stime of the proxy's processes over the run); per user core = requests / utime (the proxy's own code, without the kernel's work for its sockets); sys_us_per_req = stime per request; preempted_per_kreq = involuntary context switches of the proxy's threads per 1,000 requests; runq_wait_pct = the share of the time its threads were ready to run that they waited for a CPU (schedstat); berth-proxy --workers N, nginx worker_processes N, haproxy nbthread N, traefik GOMAXPROCS=N"
     echo

@@ -1,6 +1,7 @@
 //! The benchmark suite's smoke run, so CI notices when `bench/bench.sh` or one of its parts
 //! breaks: `bench/bench.sh --smoke` on the debug binaries (tiny sizes, a second of load per
-//! target), checked for every part's result lines. Speed is not checked here; the figures are
+//! target), checked for every part's result lines (and that the pinned part's proxies ran on
+//! cores of their own). Speed is not checked here; the figures are
 //! in bench/RESULTS.md. Needs wrk, h2load, nginx, haproxy, valgrind and perf (scripts/setup.sh
 //! load; perf's part is skipped, saying so, where it cannot read the syscall tracepoints),
 //! Consul and Traefik.
@@ -87,20 +88,76 @@ async fn bench_suite_smoke_run_produces_every_result_line() -> Result<()> {
         missing.is_empty(),
         "bench/bench.sh --smoke printed no {missing:?}:\n{stdout}\n{stderr}"
     );
+    // The pinned part ran its proxies on cores the load does not use, where there are two or more.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut pinned = 0;
     // No target answered anything but 2xx: the routes are what the figures claim to measure.
     for line in stdout.lines().filter(|l| l.starts_with("result ")) {
         ensure!(line.contains("errors=\"0\""), "errors during the load: {line}");
         // How the proxy was scheduled: a figure, or nan where the kernel keeps no schedstat.
-        for field in ["preempted_per_kreq", "runq_wait_pct"] {
-            let value = line
-                .split(' ')
-                .find_map(|kv| kv.strip_prefix(field)?.strip_prefix('='))
-                .with_context(|| format!("no {field} in: {line}"))?;
+        for name in ["preempted_per_kreq", "runq_wait_pct"] {
             ensure!(
-                value == "nan" || value.parse::<f64>().is_ok_and(|v| v >= 0.0),
-                "{field} is not a figure in: {line}"
+                figure(field(line, name)?, |v| v >= 0.0),
+                "{name} is not a figure in: {line}"
+            );
+        }
+        let cpus = cpu_list(field(line, "proxy_cpus")?).with_context(|| format!("in: {line}"))?;
+        match field(line, "placement")? {
+            "shared" => {}
+            "pinned" => {
+                // The client, backends and Consul run on core 0 and up; the proxy on the last ones.
+                ensure!(
+                    !cpus.is_empty() && !cpus.contains(&0),
+                    "a pinned proxy allowed on core 0: {line}"
+                );
+                pinned += 1;
+            }
+            other => anyhow::bail!("placement {other} is neither pinned nor shared: {line}"),
+        }
+    }
+    if cores > 1 {
+        ensure!(
+            pinned >= 2,
+            "the pinned part pinned {pinned} of its two targets on {cores} cores:\n{stdout}"
+        );
+    }
+    // berth-proxy's ratios to each peer, also as the median of the rounds' own ratios.
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("ratio ") && l.contains(" berth-proxy/") && l.contains(" rps="))
+    {
+        for name in ["rps_paired", "per_core_paired"] {
+            ensure!(
+                figure(field(line, name)?, |v| v > 0.0),
+                "{name} is not a ratio in: {line}"
             );
         }
     }
     Ok(())
+}
+
+/// The value of a result line's `name=value` field.
+fn field<'a>(line: &'a str, name: &str) -> Result<&'a str> {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .with_context(|| format!("no {name} in: {line}"))
+}
+
+/// A figure the check accepts, or `nan` (where there was nothing to measure).
+fn figure(value: &str, accept: impl Fn(f64) -> bool) -> bool {
+    value == "nan" || value.parse::<f64>().is_ok_and(accept)
+}
+
+/// The cores of a kernel CPU list such as `1` or `0-3,6`.
+fn cpu_list(list: &str) -> Result<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let (first, last): (usize, usize) = (
+            first.parse().with_context(|| format!("CPU list {list}"))?,
+            last.parse().with_context(|| format!("CPU list {list}"))?,
+        );
+        cpus.extend(first..=last);
+    }
+    Ok(cpus)
 }
