@@ -239,7 +239,9 @@ place() { # workers
     echo "bench: --pin: $1 workers need all $n cores, so this worker count runs shared" >&2
   fi
   for p in "${backend_pids[@]}" "$consul_pid" "$cp_pid"; do
-    for q in "$p" $(pgrep -P "$p"); do taskset -a -cp "$cpus" "$q" >/dev/null || true; done
+    for q in "$p" $(pgrep -P "$p"); do
+      taskset -a -cp "$cpus" "$q" >/dev/null || echo "bench: --pin: could not move process $q to cores $cpus" >&2
+    done
   done
 }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
