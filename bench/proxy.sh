@@ -200,10 +200,12 @@ stop() { # pid
   kill "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
 }
-# utime and stime (clock ticks, "user system") of a process and its direct children (nginx's workers).
+# A process and its direct children (nginx's workers), one pid a line.
+procs_of() { echo "$1"; pgrep -P "$1" || true; }
+# utime and stime (clock ticks, "user system") of a process and its direct children.
 ticks() {
   local user=0 sys=0 p u s
-  for p in $1 $(pgrep -P "$1"); do
+  for p in $(procs_of "$1"); do
     [ -r "/proc/$p/stat" ] || continue
     read -r u s < <(awk '{sub(/^.*\) /, ""); print $12, $13}' "/proc/$p/stat")
     user=$((user + u)) sys=$((sys + s))
@@ -215,7 +217,7 @@ ticks() {
 # context switches (the threads were preempted). "nan nan nan" where the kernel keeps no schedstat.
 sched() {
   local files=() p
-  for p in $1 $(pgrep -P "$1"); do files+=(/proc/"$p"/task/*/schedstat /proc/"$p"/task/*/status); done
+  for p in $(procs_of "$1"); do files+=(/proc/"$p"/task/*/schedstat /proc/"$p"/task/*/status); done
   # A thread that ended meanwhile is left out (cat goes on past a file that is gone).
   cat "${files[@]}" 2>/dev/null | awk '/^nonvoluntary_ctxt_switches:/ {pre += $2; next}
       NF == 3 && $1 ~ /^[0-9]+$/ {run += $1; wait += $2; seen = 1}
@@ -226,7 +228,6 @@ cpus_of() { awk '/^Cpus_allowed_list:/ {print $2}' "/proc/$1/status"; }
 # Where worker count $1 runs (--pin): sets $placement, and $pin_proxy and $pin_load (taskset
 # prefixes for the proxy and for the client, empty when shared), and moves the backends, Consul
 # and berth-control (every thread, and nginx's workers) to the client's cores.
-pin_proxy=() pin_load=() placement=shared
 place() { # workers
   local n cpus p q
   n=$(nproc)
@@ -239,7 +240,7 @@ place() { # workers
     echo "bench: --pin: $1 workers need all $n cores, so this worker count runs shared" >&2
   fi
   for p in "${backend_pids[@]}" "$consul_pid" "$cp_pid"; do
-    for q in "$p" $(pgrep -P "$p"); do
+    for q in $(procs_of "$p"); do
       taskset -a -cp "$cpus" "$q" >/dev/null || echo "bench: --pin: could not move process $q to cores $cpus" >&2
     done
   done
@@ -519,12 +520,11 @@ syscall_events="raw_syscalls:sys_enter syscalls:sys_enter_read syscalls:sys_ente
   syscalls:sys_enter_write syscalls:sys_enter_writev syscalls:sys_enter_sendto syscalls:sys_enter_sendmsg
   syscalls:sys_enter_epoll_wait syscalls:sys_enter_epoll_pwait syscalls:sys_enter_epoll_ctl syscalls:sys_enter_futex"
 count_syscalls() {
-  local t o p procs line events
+  local t o procs line events
   events=$(echo $syscall_events | tr ' ' ,)
   for t in $run_targets; do
     warm_up "$t" "$syscalls"
-    procs=${pid[$t]}
-    for p in $(pgrep -P "${pid[$t]}"); do procs+=",$p"; done # nginx's and HAProxy's workers
+    procs=$(procs_of "${pid[$t]}" | paste -sd,) # with nginx's workers
     o=$(counted_load "$t" "$syscalls" timeout 600 perf stat -x, -o "$work/perf-$t.csv" -e "$events" -p "$procs" --)
     all_answered "$t" "$syscalls" "$o"
     line="syscalls scenario=$scenario workers=$w target=$t requests=$syscalls"
